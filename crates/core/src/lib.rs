@@ -1,0 +1,27 @@
+//! Protocol core of zg-serving: the types both sides of the wire share.
+//!
+//! Vouchers and receipts with their EIP-712 hashes (byte for byte what the
+//! contract computes), secp256k1 signing and recovery, fee arithmetic in
+//! `U256` neuron, the `X-ZG-*` header codec, the stable error codes, and
+//! decimal token amounts for the edges. Nothing here does I/O.
+
+pub mod amount;
+pub mod eip712;
+pub mod error_code;
+pub mod fees;
+pub mod headers;
+pub mod receipt;
+pub mod service;
+pub mod signature;
+pub mod voucher;
+
+pub use alloy_primitives::{Address, B256, U256, keccak256};
+pub use amount::{AmountError, format_amount, parse_amount};
+pub use eip712::Domain;
+pub use error_code::ErrorCode;
+pub use fees::{FeeError, Prices, Usage};
+pub use headers::{HeaderError, Nonce, PaymentHeaders};
+pub use receipt::Receipt;
+pub use service::{Service, service_id};
+pub use signature::{Signature, SignatureError, SigningKey};
+pub use voucher::{Voucher, request_digest};

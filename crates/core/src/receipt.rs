@@ -1,0 +1,95 @@
+//! The provider's signed receipt: which service and model answered which
+//! request with which response, how many tokens at what prices, the fee, and
+//! what the user owes in all.
+
+use crate::{Domain, Signature, SignatureError, SigningKey, eip712};
+use alloy_primitives::{Address, B256, U256};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    pub user: Address,
+    pub provider: Address,
+    /// keccak256 of the service name.
+    pub service: B256,
+    pub model_digest: B256,
+    pub request_digest: B256,
+    /// keccak256 of the exact response body (a stream's whole SSE body).
+    pub response_digest: B256,
+    pub input_tokens: U256,
+    pub output_tokens: U256,
+    pub input_price: U256,
+    pub output_price: U256,
+    pub fee: U256,
+    /// Everything the user owes this provider after this answer, in neuron.
+    pub owed: U256,
+}
+
+impl Receipt {
+    pub fn signing_hash(&self, domain: &Domain) -> B256 {
+        domain.signing_hash(&eip712::Receipt {
+            user: self.user,
+            provider: self.provider,
+            service: self.service,
+            modelDigest: self.model_digest,
+            requestDigest: self.request_digest,
+            responseDigest: self.response_digest,
+            inputTokens: self.input_tokens,
+            outputTokens: self.output_tokens,
+            inputPrice: self.input_price,
+            outputPrice: self.output_price,
+            fee: self.fee,
+            owed: self.owed,
+        })
+    }
+
+    pub fn sign(&self, key: &SigningKey, domain: &Domain) -> Signature {
+        key.sign_hash(&self.signing_hash(domain))
+    }
+
+    pub fn signer(
+        &self,
+        signature: &Signature,
+        domain: &Domain,
+    ) -> Result<Address, SignatureError> {
+        signature.recover(&self.signing_hash(domain))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_is_signed() {
+        let key = SigningKey::random();
+        let domain = Domain::new(31337, Address::repeat_byte(3));
+        let receipt = Receipt {
+            user: Address::repeat_byte(1),
+            provider: Address::repeat_byte(2),
+            service: crate::service_id("chat"),
+            model_digest: B256::repeat_byte(4),
+            request_digest: B256::repeat_byte(5),
+            response_digest: B256::repeat_byte(6),
+            input_tokens: U256::from(10u64),
+            output_tokens: U256::from(20u64),
+            input_price: U256::from(1u64),
+            output_price: U256::from(2u64),
+            fee: U256::from(50u64),
+            owed: U256::from(50u64),
+        };
+        let sig = receipt.sign(&key, &domain);
+        assert_eq!(receipt.signer(&sig, &domain).unwrap(), key.address());
+        let inflated = Receipt {
+            fee: U256::from(51u64),
+            ..receipt.clone()
+        };
+        assert_ne!(inflated.signer(&sig, &domain).unwrap(), key.address());
+        let other_model = Receipt {
+            model_digest: B256::repeat_byte(9),
+            ..receipt
+        };
+        assert_ne!(other_model.signer(&sig, &domain).unwrap(), key.address());
+    }
+}
