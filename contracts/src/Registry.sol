@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+pragma solidity ^0.8.24;
+
+// The service registry: a provider stakes and lists any number of named
+// services; the stake goes back when its last service is removed.
+
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {Ledger} from "./Ledger.sol";
+import {Service, ServiceParams} from "./Types.sol";
+
+abstract contract Registry is Ledger, Ownable {
+    struct ProviderSlot {
+        uint128 stake;
+        uint64 serviceCount;
+    }
+
+    uint256 public constant MAX_MIN_STAKE = 1_000_000 ether;
+    uint256 public minStake;
+
+    mapping(address provider => ProviderSlot) internal _providers;
+    /// Keyed by keccak256(abi.encode(provider, keccak256(name))).
+    mapping(bytes32 key => Service) internal _services;
+    /// Position + 1 in `_allKeys` (0: not listed), for swap-and-pop removal.
+    mapping(bytes32 key => uint256) internal _allIndex;
+    mapping(bytes32 key => uint256) internal _providerIndex;
+    bytes32[] internal _allKeys;
+    mapping(address provider => bytes32[]) internal _providerKeys;
+
+    event ServiceUpdated(address indexed provider, bytes32 indexed nameHash, string name, bool added);
+    event ServiceRemoved(address indexed provider, bytes32 indexed nameHash, string name);
+    event Staked(address indexed provider, uint256 amount, uint256 stake);
+    event StakeReturned(address indexed provider, uint256 amount);
+    event MinStakeSet(uint256 minStake);
+
+    error EmptyServiceName();
+    error StakeTooLow(address provider, uint256 stake, uint256 required);
+    error ServiceNotFound(address provider, string name);
+    error MinStakeOutOfBounds(uint256 minStake, uint256 max);
+
+    constructor(uint256 minStake_) {
+        _setMinStake(minStake_);
+    }
+
+    /// Lists a new service or updates the caller's service of the same name.
+    /// Value sent adds to the stake, which must reach `minStake`.
+    function addOrUpdateService(ServiceParams calldata params) external payable {
+        if (bytes(params.name).length == 0) revert EmptyServiceName();
+        ProviderSlot memory p = _providers[msg.sender];
+        uint256 stake = uint256(p.stake) + msg.value;
+        if (stake < minStake) revert StakeTooLow(msg.sender, stake, minStake);
+        if (msg.value != 0) emit Staked(msg.sender, msg.value, stake);
+
+        bytes32 nameHash = keccak256(bytes(params.name));
+        bytes32 key = _serviceKey(msg.sender, nameHash);
+        bool added = _allIndex[key] == 0;
+        if (added) {
+            _allKeys.push(key);
+            _allIndex[key] = _allKeys.length;
+            _providerKeys[msg.sender].push(key);
+            _providerIndex[key] = _providerKeys[msg.sender].length;
+            p.serviceCount += 1;
+        }
+        _providers[msg.sender] = ProviderSlot(uint128(stake), p.serviceCount);
+
+        Service storage s = _services[key];
+        s.provider = msg.sender;
+        s.name = params.name;
+        s.kind = params.kind;
+        s.url = params.url;
+        s.model = params.model;
+        s.modelDigest = params.modelDigest;
+        s.hardware = params.hardware;
+        s.inputPrice = params.inputPrice;
+        s.outputPrice = params.outputPrice;
+        s.verifiability = params.verifiability;
+        s.signer = params.signer;
+        s.updatedAt = uint64(block.timestamp);
+        emit ServiceUpdated(msg.sender, nameHash, params.name, added);
+    }
+
+    /// Removes the caller's service `name`; removing the last one returns the stake.
+    function removeService(string calldata name) external nonReentrant {
+        bytes32 nameHash = keccak256(bytes(name));
+        bytes32 key = _serviceKey(msg.sender, nameHash);
+        uint256 index = _allIndex[key];
+        if (index == 0) revert ServiceNotFound(msg.sender, name);
+
+        _removeKey(_allKeys, _allIndex, key, index);
+        _removeKey(_providerKeys[msg.sender], _providerIndex, key, _providerIndex[key]);
+        delete _services[key];
+        emit ServiceRemoved(msg.sender, nameHash, name);
+
+        ProviderSlot memory p = _providers[msg.sender];
+        if (p.serviceCount > 1) {
+            _providers[msg.sender] = ProviderSlot(p.stake, p.serviceCount - 1);
+            return;
+        }
+        delete _providers[msg.sender];
+        if (p.stake != 0) {
+            emit StakeReturned(msg.sender, p.stake);
+            _send(msg.sender, p.stake);
+        }
+    }
+
+    function setMinStake(uint256 minStake_) external onlyOwner {
+        _setMinStake(minStake_);
+    }
+
+    function _setMinStake(uint256 minStake_) private {
+        if (minStake_ > MAX_MIN_STAKE) revert MinStakeOutOfBounds(minStake_, MAX_MIN_STAKE);
+        minStake = minStake_;
+        emit MinStakeSet(minStake_);
+    }
+
+    function _serviceKey(address provider, bytes32 nameHash) private pure returns (bytes32) {
+        return keccak256(abi.encode(provider, nameHash));
+    }
+
+    function _removeKey(
+        bytes32[] storage keys,
+        mapping(bytes32 => uint256) storage indexOf,
+        bytes32 key,
+        uint256 index
+    ) private {
+        uint256 last = keys.length;
+        if (index != last) {
+            bytes32 moved = keys[last - 1];
+            keys[index - 1] = moved;
+            indexOf[moved] = index;
+        }
+        keys.pop();
+        delete indexOf[key];
+    }
+
+    // ---- views ----
+
+    function stakeOf(address provider) external view returns (uint256 stake, uint256 serviceCount) {
+        ProviderSlot memory p = _providers[provider];
+        return (p.stake, p.serviceCount);
+    }
+
+    /// The service `name` of `provider`; reverts with ServiceNotFound if there is none.
+    function getService(address provider, string calldata name) external view returns (Service memory) {
+        bytes32 key = _serviceKey(provider, keccak256(bytes(name)));
+        if (_allIndex[key] == 0) revert ServiceNotFound(provider, name);
+        return _services[key];
+    }
+
+    /// All listed services, a page at a time (order changes when one is removed).
+    function services(uint256 offset, uint256 limit) external view returns (Service[] memory page, uint256 total) {
+        return _page(_allKeys, offset, limit);
+    }
+
+    /// The services of `provider`, a page at a time.
+    function servicesOf(address provider, uint256 offset, uint256 limit)
+        external
+        view
+        returns (Service[] memory page, uint256 total)
+    {
+        return _page(_providerKeys[provider], offset, limit);
+    }
+
+    function _page(bytes32[] storage keys, uint256 offset, uint256 limit)
+        private
+        view
+        returns (Service[] memory page, uint256 total)
+    {
+        total = keys.length;
+        uint256 n = offset >= total ? 0 : (total - offset < limit ? total - offset : limit);
+        page = new Service[](n);
+        for (uint256 i = 0; i < n; i++) {
+            page[i] = _services[keys[offset + i]];
+        }
+    }
+}

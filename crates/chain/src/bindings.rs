@@ -1,0 +1,19 @@
+//! Rust bindings of the contracts, generated at compile time from the
+//! committed artifacts (contracts/artifacts), so building needs no Node or solc.
+
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    ZgServing,
+    "../../contracts/artifacts/ZgServing.json"
+);
+
+/// Test-only contract whose `receive` calls back into the contract paying it.
+pub mod test_contracts {
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        ReentrancyAttacker,
+        "../../contracts/artifacts/test/ReentrancyAttacker.json"
+    );
+}

@@ -1,0 +1,196 @@
+//! What can go wrong talking to the chain, each case with what to do about it.
+
+use crate::bindings::ZgServing::ZgServingErrors;
+use alloy::primitives::{Address, Bytes};
+use zg_core::format_amount;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// The contract refused the call with one of its own errors.
+    #[error("{action}: the contract refused: {}", describe(error))]
+    Reverted {
+        action: String,
+        error: Box<ZgServingErrors>,
+    },
+
+    /// The call reverted with data this client doesn't know (or none).
+    #[error(
+        "{action}: the transaction reverted (revert data: {data:?}); is {contract} a ZgServing contract?"
+    )]
+    RevertedUnknown {
+        action: String,
+        contract: Address,
+        data: Option<Bytes>,
+    },
+
+    /// The node could not be reached, or answered with an error that is not a revert.
+    #[error(
+        "{action}: the chain node failed: {source}; check that the RPC URL is right and the node is up"
+    )]
+    Rpc {
+        action: String,
+        #[source]
+        source: Box<alloy::contract::Error>,
+    },
+
+    #[error(
+        "{action}: the chain node failed: {source}; check that the RPC URL is right and the node is up"
+    )]
+    Transport {
+        action: String,
+        #[source]
+        source: Box<alloy::transports::TransportError>,
+    },
+
+    /// A transaction was mined but did not succeed.
+    #[error("{action}: transaction {tx} was mined but failed (status 0)")]
+    TxFailed {
+        action: String,
+        tx: alloy::primitives::B256,
+    },
+
+    #[error(
+        "no contract code at {address} on chain {chain_id}: deploy one first or fix the contract address"
+    )]
+    NoContract { address: Address, chain_id: u64 },
+
+    #[error("the private key is not a valid secp256k1 key: {0}")]
+    InvalidKey(String),
+
+    #[error(
+        "anvil (the local dev chain) was not found; looked at: {looked}. \
+         Run `make deps` to install it from contracts/package-lock.json, or set ZG_ANVIL to its path"
+    )]
+    AnvilNotFound { looked: String },
+
+    #[error("could not start anvil ({path}): {reason}")]
+    AnvilStart { path: String, reason: String },
+
+    #[error("{action}: the chain returned something unexpected: {reason}")]
+    Unexpected { action: String, reason: String },
+}
+
+impl ChainError {
+    /// The contract's own error, if the contract refused the call.
+    pub fn revert(&self) -> Option<&ZgServingErrors> {
+        match self {
+            Self::Reverted { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn from_contract(
+        action: impl Into<String>,
+        contract: Address,
+        err: alloy::contract::Error,
+    ) -> Self {
+        let action = action.into();
+        if let Some(error) = err.as_decoded_interface_error::<ZgServingErrors>() {
+            return Self::Reverted {
+                action,
+                error: Box::new(error),
+            };
+        }
+        if let Some(data) = err.as_revert_data() {
+            return Self::RevertedUnknown {
+                action,
+                contract,
+                data: Some(data),
+            };
+        }
+        let reverted = matches!(&err, alloy::contract::Error::TransportError(e)
+            if e.as_error_resp().is_some_and(|resp| resp.message.contains("revert")));
+        if reverted {
+            return Self::RevertedUnknown {
+                action,
+                contract,
+                data: None,
+            };
+        }
+        Self::Rpc {
+            action,
+            source: Box::new(err),
+        }
+    }
+
+    pub(crate) fn transport(
+        action: impl Into<String>,
+        err: alloy::transports::TransportError,
+    ) -> Self {
+        Self::Transport {
+            action: action.into(),
+            source: Box::new(err),
+        }
+    }
+}
+
+fn amount(neuron: alloy::primitives::U256) -> String {
+    format!("{} (neuron {neuron})", format_amount(neuron))
+}
+
+/// The contract's errors in words, with the way out where there is one.
+fn describe(error: &ZgServingErrors) -> String {
+    use ZgServingErrors as E;
+    match error {
+        E::ZeroAmount(_) => "the amount must be more than zero".into(),
+        E::InsufficientBalance(e) => format!(
+            "the ledger balance of {} is {}, {} was asked for: deposit more or ask for less",
+            e.account,
+            amount(e.available),
+            amount(e.requested)
+        ),
+        E::InsufficientEscrow(e) => format!(
+            "the escrow of {} at provider {} is {}, {} was asked for",
+            e.user,
+            e.provider,
+            amount(e.escrow),
+            amount(e.requested)
+        ),
+        E::AmountTooLarge(e) => format!("amount {} does not fit the escrow's 128 bits", e.amount),
+        E::NoRefundPending(e) => format!(
+            "{} has no refund pending at provider {}: request one first",
+            e.user, e.provider
+        ),
+        E::RefundLocked(e) => format!(
+            "the refund of {} at provider {} unlocks at unix time {}: claim after that",
+            e.user, e.provider, e.unlockAt
+        ),
+        E::LockPeriodOutOfBounds(e) => format!(
+            "lock period {} s is outside {}..={} s",
+            e.lockPeriod, e.min, e.max
+        ),
+        E::MinStakeOutOfBounds(e) => format!(
+            "minimum stake {} is above the limit {}",
+            amount(e.minStake),
+            amount(e.max)
+        ),
+        E::StakeTooLow(e) => format!(
+            "provider {} would have a stake of {}, the minimum is {}: send more stake with the service",
+            e.provider,
+            amount(e.stake),
+            amount(e.required)
+        ),
+        E::EmptyServiceName(_) => "a service needs a name".into(),
+        E::ServiceNotFound(e) => {
+            format!("provider {} has no service named {:?}", e.provider, e.name)
+        }
+        E::LengthMismatch(e) => format!(
+            "{} vouchers but {} signatures: send one signature per voucher",
+            e.vouchers, e.signatures
+        ),
+        E::TransferFailed(e) => format!(
+            "sending {} to {} failed: the receiving contract refused the payment",
+            amount(e.amount),
+            e.to
+        ),
+        E::OwnableUnauthorizedAccount(e) => {
+            format!(
+                "{} is not the contract owner; only the owner may do this",
+                e.account
+            )
+        }
+        E::OwnableInvalidOwner(e) => format!("{} can't be the owner", e.owner),
+        E::ReentrancyGuardReentrantCall(_) => "reentrant call refused".into(),
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,39 @@
+//! What a person needs once the marketplace is up: where the gateway is, the
+//! key, the accounts, and a curl line and a Python snippet that work as printed.
+
+use super::stack::Stack;
+use zg_core::SigningKey;
+
+pub fn print(stack: &Stack, data_dir: &std::path::Path) {
+    let user = SigningKey::from_bytes(&stack.user_key).map(|k| k.address()).unwrap_or_default();
+    println!();
+    println!("zg-serving dev: a local marketplace is running");
+    println!();
+    println!("  gateway    {}", stack.gateway_url);
+    println!("  api key    {}", stack.api_key);
+    println!("  chain      {} (chain id {})", stack.chain.url(), stack.chain.chain_id());
+    println!("  contract   {}", stack.owner.contract_address());
+    println!("  engine     {}", stack.engine.base_url());
+    println!("  user       {user}  (key 0x{})", hex::encode(stack.user_key));
+    for (i, p) in stack.providers.iter().enumerate() {
+        println!("  provider {i} {}  at {}  (config {})", p.address, p.running.url(), p.config_path.display());
+    }
+    println!("  data dir   {}", data_dir.display());
+    println!();
+    println!("Try it:");
+    println!();
+    println!(
+        "  curl -s {}/chat/completions -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' \\\n    -d '{{\"model\": \"{}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Say hello\"}}], \"max_tokens\": 32}}'",
+        stack.gateway_url, stack.chat_model, stack.api_key
+    );
+    println!();
+    println!("  python3 - <<'PY'");
+    println!("  from openai import OpenAI");
+    println!("  client = OpenAI(base_url=\"{}\", api_key=\"{}\")", stack.gateway_url, stack.api_key);
+    println!("  answer = client.chat.completions.create(model=\"{}\",", stack.chat_model);
+    println!("      messages=[{{\"role\": \"user\", \"content\": \"Say hello\"}}], max_tokens=32)");
+    println!("  print(answer.choices[0].message.content)");
+    println!("  PY");
+    println!();
+    println!("Ctrl-C stops everything; the same --data-dir continues where it stopped.");
+}

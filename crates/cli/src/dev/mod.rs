@@ -1,0 +1,85 @@
+//! `zg-serving dev`: a whole marketplace on one machine in one command. It
+//! owns the data directory and the order things start and stop in; the
+//! pieces themselves are the real chain, engine, broker and gateway.
+
+mod banner;
+mod demo;
+mod stack;
+mod state;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use stack::{Plan, Stack};
+use state::DataDir;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct DevArgs {
+    /// Where the chain, the databases and the keys live; a restart continues from it.
+    #[arg(long, env = "ZG_DEV_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Start over: wipe the data directory first.
+    #[arg(long)]
+    fresh: bool,
+    /// Providers to start, at prices 1x, 2x, ... so routing has a choice.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=8))]
+    providers: u16,
+    /// Port of the gateway (the OpenAI base URL is http://127.0.0.1:PORT/v1).
+    #[arg(long, default_value_t = 4000)]
+    port: u16,
+    /// GGUF chat model for the built-in engine.
+    #[arg(long, default_value = "models/SmolLM2-135M-Instruct.Q4_1.gguf")]
+    model: PathBuf,
+    /// Embedding model directory; `none` serves no embeddings.
+    #[arg(long, default_value = "models/all-MiniLM-L6-v2")]
+    embedding_model: PathBuf,
+    /// Run the end-to-end demo once (chat, stream, receipts, settlement) and exit.
+    #[arg(long)]
+    demo: bool,
+}
+
+pub fn run(args: DevArgs) -> Result<()> {
+    let dir = DataDir::open(args.data_dir.unwrap_or_else(state::default_data_dir), args.fresh)?;
+    let embedding_model = (args.embedding_model.as_os_str() != "none").then_some(args.embedding_model);
+    for path in std::iter::once(&args.model).chain(embedding_model.iter()) {
+        if !path.exists() {
+            anyhow::bail!("model {} is missing: run `make model` first (or pass --model)", path.display());
+        }
+    }
+    let plan = Plan {
+        model: args.model,
+        embedding_model,
+        providers: usize::from(args.providers),
+        gateway_port: args.port,
+    };
+    tokio::runtime::Runtime::new()
+        .context("could not start the async runtime")?
+        .block_on(async move {
+            let stack = Stack::start(&dir, &plan).await?;
+            let outcome = if args.demo {
+                demo::run(&stack).await
+            } else {
+                banner::print(&stack, dir.root());
+                stopped().await;
+                println!("\nstopping: finishing requests in flight ...");
+                Ok(())
+            };
+            stack.shutdown().await;
+            outcome
+        })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stopped() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

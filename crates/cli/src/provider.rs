@@ -1,0 +1,104 @@
+//! `zg-serving provider`: run the provider broker (`serve`), write a
+//! commented config (`init`), settle now (`settle`), show the books (`status`).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+#[derive(Args)]
+pub struct ProviderArgs {
+    #[command(subcommand)]
+    command: ProviderCommand,
+}
+
+#[derive(Subcommand)]
+enum ProviderCommand {
+    /// Serve paid, metered, signed OpenAI-compatible requests and settle them.
+    Serve {
+        #[arg(long, short, default_value = "provider.toml", env = "ZG_PROVIDER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Write a commented example config.
+    Init {
+        #[arg(long, short, default_value = "provider.toml")]
+        config: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Settle every user's newest unsettled voucher now.
+    Settle {
+        #[arg(long, short, default_value = "provider.toml", env = "ZG_PROVIDER_CONFIG")]
+        config: PathBuf,
+    },
+    /// Show services, users, owed, settled and earnings.
+    Status {
+        #[arg(long, short, default_value = "provider.toml", env = "ZG_PROVIDER_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+pub fn run(args: ProviderArgs) -> anyhow::Result<()> {
+    if let ProviderCommand::Init { config, force } = &args.command {
+        if config.exists() && !force {
+            anyhow::bail!("{} exists: pass --force to overwrite it", config.display());
+        }
+        std::fs::write(config, zg_provider::config::EXAMPLE)
+            .with_context(|| format!("writing {}", config.display()))?;
+        println!("wrote {}: fill in the chain, keys and services, then `zg-serving provider serve --config {}`", config.display(), config.display());
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match args.command {
+            ProviderCommand::Serve { config } => {
+                let config = zg_provider::Config::load(&config)?;
+                zg_provider::serve_until(config, shutdown_signal()).await?;
+            }
+            ProviderCommand::Settle { config } => {
+                let mut config = zg_provider::Config::load(&config)?;
+                config.settlement.enabled = false;
+                let broker = zg_provider::prepare(config).await?;
+                let round = zg_provider::settle::settle_now(&broker, None).await?;
+                println!(
+                    "settled {} vouchers ({} rejected), paid {} 0G, transactions {:?}",
+                    round.settled,
+                    round.rejected,
+                    zg_core::format_amount(round.paid),
+                    round.txs
+                );
+            }
+            ProviderCommand::Status { config } => {
+                let mut config = zg_provider::Config::load(&config)?;
+                config.settlement.enabled = false;
+                let broker = zg_provider::prepare(config).await?;
+                print!("{}", zg_provider::status::report(&broker).await?);
+            }
+            ProviderCommand::Init { .. } => {}
+        }
+        Ok(())
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

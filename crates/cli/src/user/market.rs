@@ -1,0 +1,175 @@
+//! Market commands: services (discovery), receipts (the book's evidence)
+//! and recover (the book rebuilt from signed statements and the chain).
+
+use super::{ChainArgs, Out};
+use anyhow::Context;
+use clap::Args;
+use serde_json::json;
+use zg_client::{AckPolicy, Book, ServiceFilter, find_services};
+use zg_core::{Address, U256, format_amount, parse_amount};
+
+#[derive(Args)]
+pub struct ServicesArgs {
+    #[arg(long)]
+    model: Option<String>,
+    /// "chat", "embeddings", ...
+    #[arg(long)]
+    kind: Option<String>,
+    /// Highest input price, 0G per token.
+    #[arg(long)]
+    max_input_price: Option<String>,
+    /// Highest output price, 0G per token.
+    #[arg(long)]
+    max_output_price: Option<String>,
+    #[arg(long)]
+    hardware: Option<String>,
+    /// Required verifiability ("tee", ...).
+    #[arg(long)]
+    verifiability: Option<String>,
+    #[arg(long)]
+    provider: Vec<Address>,
+}
+
+fn price(flag: &str, text: &Option<String>) -> anyhow::Result<Option<U256>> {
+    text.as_deref()
+        .map(|t| parse_amount(t).with_context(|| format!("{flag} {t:?} (0G per token)")))
+        .transpose()
+}
+
+/// Price per million tokens, the unit people compare.
+fn per_million(price: U256) -> String {
+    format_amount(price.saturating_mul(U256::from(1_000_000u64)))
+}
+
+pub async fn services(c: &ChainArgs, a: ServicesArgs, out: Out) -> anyhow::Result<()> {
+    let filter = ServiceFilter {
+        model: a.model,
+        kind: a.kind,
+        max_input_price: price("--max-input-price", &a.max_input_price)?,
+        max_output_price: price("--max-output-price", &a.max_output_price)?,
+        hardware: a.hardware,
+        verifiability: a.verifiability,
+        only: a.provider,
+        ignore: vec![],
+    };
+    let session = c.session().await?;
+    let found = find_services(&session.chain, &filter).await?;
+    let rows: Vec<_> = found
+        .iter()
+        .map(|s| {
+            json!({
+                "provider": s.provider, "name": s.name, "kind": s.kind, "model": s.model, "url": s.url,
+                "modelDigest": s.model_digest, "hardware": s.hardware,
+                "inputPrice": format_amount(s.prices.input), "outputPrice": format_amount(s.prices.output),
+                "verifiability": s.verifiability, "signer": s.signer, "updatedAt": s.updated_at,
+            })
+        })
+        .collect();
+    out.print(json!(rows), || {
+        if found.is_empty() {
+            return "no service fits these filters".into();
+        }
+        let mut text = format!(
+            "{:<42} {:<16} {:<10} {:<28} {:<6} {:>14} {:>14}  verif\n",
+            "provider", "service", "kind", "model", "hw", "in/1M tok 0G", "out/1M tok 0G"
+        );
+        for s in &found {
+            text += &format!(
+                "{:<42} {:<16} {:<10} {:<28} {:<6} {:>14} {:>14}  {}\n",
+                s.provider.to_string(),
+                s.name,
+                s.kind,
+                s.model,
+                s.hardware,
+                per_million(s.prices.input),
+                per_million(s.prices.output),
+                s.verifiability
+            );
+        }
+        text.trim_end().to_owned()
+    });
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct ReceiptsArgs {
+    #[arg(long)]
+    provider: Option<Address>,
+    /// Only receipts that failed their checks (not paid, kept as evidence).
+    #[arg(long)]
+    rejected: bool,
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+}
+
+pub async fn receipts(c: &ChainArgs, a: ReceiptsArgs, out: Out) -> anyhow::Result<()> {
+    let user = c.key.load()?.address();
+    let book = Book::open(&c.book_path()?, user).await?;
+    let list = book.receipts(a.provider, a.rejected, a.limit).await?;
+    let rows: Vec<_> = list
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id, "provider": r.provider, "service": r.service, "model": r.model,
+                "fee": format_amount(r.fee), "owed": format_amount(r.owed),
+                "inputTokens": r.input_tokens.to_string(), "outputTokens": r.output_tokens.to_string(),
+                "status": r.status, "fault": r.fault, "createdAt": r.created_at, "signed": r.signed,
+            })
+        })
+        .collect();
+    out.print(json!(rows), || {
+        if list.is_empty() {
+            return "no receipts in the book yet".into();
+        }
+        list.iter()
+            .map(|r| {
+                format!(
+                    "#{} {} {} {} in/{} out tokens, fee {} 0G, owed {} 0G: {}{}",
+                    r.id,
+                    r.provider,
+                    r.model,
+                    r.input_tokens,
+                    r.output_tokens,
+                    format_amount(r.fee),
+                    format_amount(r.owed),
+                    r.status,
+                    r.fault.as_deref().map(|f| format!(" ({f})")).unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+pub async fn recover(c: &ChainArgs, out: Out) -> anyhow::Result<()> {
+    let session = c.session().await?;
+    let payer = c.payer(&session, AckPolicy::Never).await?;
+    let recovered = zg_client::recover(&payer, &session.chain).await?;
+    let rows: Vec<_> = recovered
+        .iter()
+        .map(|r| {
+            json!({ "provider": r.provider, "authorized": format_amount(r.authorized),
+                    "owed": format_amount(r.owed), "settled": format_amount(r.settled) })
+        })
+        .collect();
+    out.print(json!(rows), || {
+        if recovered.is_empty() {
+            return "no escrow at any provider: nothing to recover".into();
+        }
+        recovered
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}: authorized {} 0G, owed {} 0G, settled {} 0G",
+                    r.provider,
+                    format_amount(r.authorized),
+                    format_amount(r.owed),
+                    format_amount(r.settled)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! Receipt checks: everything DESIGN.md lists, before a receipt is paid.
+//! Signer, user and provider, service and model digest against the registry,
+//! prices within the listed ceilings, fee arithmetic, owed against the
+//! client's own tally, and the request and response digests.
+
+use zg_core::{
+    Address, B256, Domain, Prices, Receipt, Service, U256, Usage, headers::SignedReceipt,
+};
+
+/// What the client knows independently of the provider when a receipt arrives.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected<'a> {
+    pub user: Address,
+    /// The registry's listing this request was sent to.
+    pub service: &'a Service,
+    pub request_digest: B256,
+    /// keccak256 of the response body as received.
+    pub response_digest: B256,
+    /// The client's own tally of fees owed to this provider before this answer.
+    pub owed_before: U256,
+}
+
+/// Why a receipt is refused. Each names what was expected and what came.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptFault {
+    #[error("signature is malformed: {0}")]
+    Signature(String),
+    #[error("signed by {got}, the registry lists signer {expected}")]
+    WrongSigner { expected: Address, got: Address },
+    #[error("made out to user {got}, expected {expected}")]
+    WrongUser { expected: Address, got: Address },
+    #[error("made out by provider {got}, expected {expected}")]
+    WrongProvider { expected: Address, got: Address },
+    #[error("for service {got}, expected {expected} (keccak of the service name)")]
+    WrongService { expected: B256, got: B256 },
+    #[error("model digest {got}, the registry lists {expected}")]
+    WrongModelDigest { expected: B256, got: B256 },
+    #[error("request digest {got}, the request sent had {expected}")]
+    WrongRequestDigest { expected: B256, got: B256 },
+    #[error("response digest {got}, the body received hashes to {expected}")]
+    WrongResponseDigest { expected: B256, got: B256 },
+    #[error(
+        "prices {} in / {} out neuron per token exceed the listed ceilings {} / {}",
+        got.input, got.output, ceiling.input, ceiling.output
+    )]
+    PriceAboveCeiling { ceiling: Prices, got: Prices },
+    #[error("fee {claimed} neuron, but {input_tokens} in + {output_tokens} out tokens at its prices make {computed}")]
+    WrongFee {
+        claimed: U256,
+        computed: U256,
+        input_tokens: U256,
+        output_tokens: U256,
+    },
+    #[error("token counts or fee overflow")]
+    Overflow,
+    #[error("owed {claimed} neuron, the client's own tally makes {expected}")]
+    WrongOwed { claimed: U256, expected: U256 },
+}
+
+impl ReceiptFault {
+    /// Stable short name, stored with the evidence.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Signature(_) => "signature",
+            Self::WrongSigner { .. } => "wrong_signer",
+            Self::WrongUser { .. } => "wrong_user",
+            Self::WrongProvider { .. } => "wrong_provider",
+            Self::WrongService { .. } => "wrong_service",
+            Self::WrongModelDigest { .. } => "wrong_model_digest",
+            Self::WrongRequestDigest { .. } => "wrong_request_digest",
+            Self::WrongResponseDigest { .. } => "wrong_response_digest",
+            Self::PriceAboveCeiling { .. } => "price_above_ceiling",
+            Self::WrongFee { .. } => "wrong_fee",
+            Self::Overflow => "overflow",
+            Self::WrongOwed { .. } => "wrong_owed",
+        }
+    }
+}
+
+/// Checks `signed` against what the client knows; on success returns the fee to pay.
+pub fn check_receipt(
+    signed: &SignedReceipt,
+    expected: &Expected<'_>,
+    domain: &Domain,
+) -> Result<U256, ReceiptFault> {
+    let receipt: &Receipt = &signed.receipt;
+    let service = expected.service;
+    let signature = signed
+        .signature()
+        .map_err(|e| ReceiptFault::Signature(e.to_string()))?;
+    let signer = receipt
+        .signer(&signature, domain)
+        .map_err(|e| ReceiptFault::Signature(e.to_string()))?;
+    same(service.signer, signer, |expected, got| ReceiptFault::WrongSigner {
+        expected,
+        got,
+    })?;
+    same(expected.user, receipt.user, |expected, got| {
+        ReceiptFault::WrongUser { expected, got }
+    })?;
+    same(service.provider, receipt.provider, |expected, got| {
+        ReceiptFault::WrongProvider { expected, got }
+    })?;
+    same(service.id(), receipt.service, |expected, got| {
+        ReceiptFault::WrongService { expected, got }
+    })?;
+    same(service.model_digest, receipt.model_digest, |expected, got| {
+        ReceiptFault::WrongModelDigest { expected, got }
+    })?;
+    same(expected.request_digest, receipt.request_digest, |expected, got| {
+        ReceiptFault::WrongRequestDigest { expected, got }
+    })?;
+    same(expected.response_digest, receipt.response_digest, |expected, got| {
+        ReceiptFault::WrongResponseDigest { expected, got }
+    })?;
+    let prices = Prices::new(receipt.input_price, receipt.output_price);
+    if !prices.within(&service.prices) {
+        return Err(ReceiptFault::PriceAboveCeiling {
+            ceiling: service.prices,
+            got: prices,
+        });
+    }
+    let usage = Usage {
+        input_tokens: u64::try_from(receipt.input_tokens).map_err(|_| ReceiptFault::Overflow)?,
+        output_tokens: u64::try_from(receipt.output_tokens).map_err(|_| ReceiptFault::Overflow)?,
+    };
+    let computed = prices.fee(usage).map_err(|_| ReceiptFault::Overflow)?;
+    if computed != receipt.fee {
+        return Err(ReceiptFault::WrongFee {
+            claimed: receipt.fee,
+            computed,
+            input_tokens: receipt.input_tokens,
+            output_tokens: receipt.output_tokens,
+        });
+    }
+    let owed = expected
+        .owed_before
+        .checked_add(receipt.fee)
+        .ok_or(ReceiptFault::Overflow)?;
+    if owed != receipt.owed {
+        return Err(ReceiptFault::WrongOwed {
+            claimed: receipt.owed,
+            expected: owed,
+        });
+    }
+    Ok(receipt.fee)
+}
+
+fn same<T: PartialEq + Copy>(
+    expected: T,
+    got: T,
+    fault: impl FnOnce(T, T) -> ReceiptFault,
+) -> Result<(), ReceiptFault> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(fault(expected, got))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zg_core::{SigningKey, keccak256, service_id};
+
+    struct Case {
+        domain: Domain,
+        signer: SigningKey,
+        service: Service,
+        receipt: Receipt,
+        user: Address,
+    }
+
+    fn case() -> Case {
+        let signer = SigningKey::random();
+        let user = Address::repeat_byte(1);
+        let service = Service {
+            provider: Address::repeat_byte(2),
+            name: "chat".into(),
+            kind: "chat".into(),
+            url: "http://p".into(),
+            model: "m".into(),
+            model_digest: B256::repeat_byte(3),
+            hardware: "cpu".into(),
+            prices: Prices::new(U256::from(10u64), U256::from(20u64)),
+            verifiability: "none".into(),
+            signer: signer.address(),
+            updated_at: 0,
+        };
+        let receipt = Receipt {
+            user,
+            provider: service.provider,
+            service: service_id("chat"),
+            model_digest: service.model_digest,
+            request_digest: keccak256(b"req"),
+            response_digest: keccak256(b"resp"),
+            input_tokens: U256::from(5u64),
+            output_tokens: U256::from(7u64),
+            input_price: U256::from(10u64),
+            output_price: U256::from(15u64),
+            fee: U256::from(5 * 10 + 7 * 15u64),
+            owed: U256::from(1000 + 5 * 10 + 7 * 15u64),
+        };
+        Case {
+            domain: Domain::new(31337, Address::repeat_byte(9)),
+            signer,
+            service,
+            receipt,
+            user,
+        }
+    }
+
+    fn run(case: &Case, receipt: &Receipt, key: &SigningKey) -> Result<U256, ReceiptFault> {
+        let signed = SignedReceipt::new(receipt.clone(), &receipt.sign(key, &case.domain));
+        let expected = Expected {
+            user: case.user,
+            service: &case.service,
+            request_digest: keccak256(b"req"),
+            response_digest: keccak256(b"resp"),
+            owed_before: U256::from(1000u64),
+        };
+        check_receipt(&signed, &expected, &case.domain)
+    }
+
+    #[test]
+    fn an_honest_receipt_passes_with_its_fee() {
+        let c = case();
+        assert_eq!(run(&c, &c.receipt, &c.signer), Ok(U256::from(155u64)));
+    }
+
+    #[test]
+    fn every_lie_is_caught_by_name() {
+        let c = case();
+        let r = &c.receipt;
+        let lies: Vec<(Receipt, &str)> = vec![
+            (Receipt { fee: r.fee + U256::from(1u64), owed: r.owed + U256::from(1u64), ..r.clone() }, "wrong_fee"),
+            (Receipt { owed: r.owed + U256::from(1u64), ..r.clone() }, "wrong_owed"),
+            (Receipt { model_digest: B256::repeat_byte(8), ..r.clone() }, "wrong_model_digest"),
+            (Receipt { service: service_id("other"), ..r.clone() }, "wrong_service"),
+            (Receipt { user: Address::repeat_byte(5), ..r.clone() }, "wrong_user"),
+            (Receipt { provider: Address::repeat_byte(5), ..r.clone() }, "wrong_provider"),
+            (Receipt { request_digest: B256::ZERO, ..r.clone() }, "wrong_request_digest"),
+            (Receipt { response_digest: B256::ZERO, ..r.clone() }, "wrong_response_digest"),
+            (
+                Receipt {
+                    output_price: U256::from(21u64),
+                    fee: U256::from(5 * 10 + 7 * 21u64),
+                    owed: U256::from(1000 + 5 * 10 + 7 * 21u64),
+                    ..r.clone()
+                },
+                "price_above_ceiling",
+            ),
+            (Receipt { input_tokens: U256::MAX, ..r.clone() }, "overflow"),
+        ];
+        for (lie, kind) in lies {
+            assert_eq!(run(&c, &lie, &c.signer).map_err(|f| f.kind()), Err(kind));
+        }
+        let impostor = SigningKey::random();
+        assert_eq!(run(&c, r, &impostor).map_err(|f| f.kind()), Err("wrong_signer"));
+    }
+}

@@ -1,0 +1,295 @@
+//! Local API keys, so several applications share one wallet, each with its
+//! own spend limit. Kept in the book's SQLite file (only a hash of each key).
+//! A request reserves its worst case against the key before it is sent and
+//! settles to the receipt's fee after, so concurrent requests can't overspend.
+//! With no active key the gateway is open (it listens on loopback).
+
+use crate::{ClientError, book::Book, book::now};
+use serde::Serialize;
+use sqlx::Row;
+use std::{
+    collections::HashMap,
+    str::FromStr,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+use zg_core::{U256, keccak256};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS gateway_keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    spend_limit TEXT,
+    spent TEXT NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+);";
+
+/// Keys are re-read this often, so `keys add|revoke` reach a running gateway.
+const RELOAD: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub name: String,
+    /// None: no limit.
+    pub spend_limit: Option<U256>,
+    pub spent: U256,
+    pub revoked: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+struct Live {
+    info: KeyInfo,
+    reserved: U256,
+}
+
+/// Why a key may not spend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRefusal {
+    #[error("this gateway needs a local API key (Authorization: Bearer zgk-...): make one with `zg-serving gateway keys add <name>`")]
+    Missing,
+    #[error("unknown or revoked API key: list keys with `zg-serving gateway keys list`")]
+    Unknown,
+    #[error(
+        "API key {id} has spent {spent} of its {limit} 0G limit and this request may cost up to {needed} 0G: raise it with `zg-serving gateway keys add` (a new key) or send a smaller max_tokens"
+    )]
+    Limit {
+        id: String,
+        spent: String,
+        limit: String,
+        needed: String,
+    },
+}
+
+/// A reservation against a key, settled with [`Keys::settle`].
+#[derive(Debug)]
+pub struct Hold {
+    pub key_id: Option<String>,
+    pub amount: U256,
+}
+
+pub struct Keys {
+    book: Book,
+    state: Mutex<State>,
+}
+
+struct State {
+    by_hash: HashMap<String, Live>,
+    loaded: Option<Instant>,
+}
+
+fn hash(key: &str) -> String {
+    keccak256(key.trim().as_bytes()).to_string()
+}
+
+impl Keys {
+    pub async fn open(book: Book) -> Result<Self, ClientError> {
+        sqlx::raw_sql(SCHEMA).execute(book.pool()).await.map_err(|e| book.err(e))?;
+        Ok(Self {
+            book,
+            state: Mutex::new(State {
+                by_hash: HashMap::new(),
+                loaded: None,
+            }),
+        })
+    }
+
+    /// Makes a key; the secret is shown once and only its hash is kept.
+    pub async fn add(&self, name: &str, spend_limit: Option<U256>) -> Result<(KeyInfo, String), ClientError> {
+        let secret = format!("zgk-{}", hex::encode(rand::random::<[u8; 24]>()));
+        let id = secret[4..12].to_owned();
+        sqlx::query("INSERT INTO gateway_keys (id, name, hash, spend_limit, spent, created_at) VALUES (?, ?, ?, ?, '0', ?)")
+            .bind(&id)
+            .bind(name)
+            .bind(hash(&secret))
+            .bind(spend_limit.map(|l| l.to_string()))
+            .bind(now())
+            .execute(self.book.pool())
+            .await
+            .map_err(|e| self.book.err(e))?;
+        self.state().loaded = None;
+        let info = KeyInfo {
+            id,
+            name: name.to_owned(),
+            spend_limit,
+            spent: U256::ZERO,
+            revoked: false,
+            created_at: now(),
+        };
+        Ok((info, secret))
+    }
+
+    pub async fn list(&self) -> Result<Vec<KeyInfo>, ClientError> {
+        Ok(self.read().await?.into_iter().map(|(_, k)| k).collect())
+    }
+
+    /// Revokes by id or name; false when none matched.
+    pub async fn revoke(&self, id_or_name: &str) -> Result<bool, ClientError> {
+        let done = sqlx::query("UPDATE gateway_keys SET revoked = 1 WHERE id = ? OR name = ?")
+            .bind(id_or_name)
+            .bind(id_or_name)
+            .execute(self.book.pool())
+            .await
+            .map_err(|e| self.book.err(e))?;
+        self.state().loaded = None;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn read(&self) -> Result<Vec<(String, KeyInfo)>, ClientError> {
+        let rows = sqlx::query("SELECT id, name, hash, spend_limit, spent, revoked, created_at FROM gateway_keys ORDER BY created_at, id")
+            .fetch_all(self.book.pool())
+            .await
+            .map_err(|e| self.book.err(e))?;
+        let u256 = |t: &str| U256::from_str(t).map_err(|e| self.book.err(sqlx::Error::Decode(Box::new(e))));
+        rows.iter()
+            .map(|r| {
+                let limit: Option<String> = r.get("spend_limit");
+                let spent: String = r.get("spent");
+                Ok((
+                    r.get::<String, _>("hash"),
+                    KeyInfo {
+                        id: r.get("id"),
+                        name: r.get("name"),
+                        spend_limit: limit.as_deref().map(u256).transpose()?,
+                        spent: u256(&spent)?,
+                        revoked: r.get::<i64, _>("revoked") != 0,
+                        created_at: r.get("created_at"),
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn refresh(&self) -> Result<(), ClientError> {
+        if self.state().loaded.is_some_and(|t| t.elapsed() < RELOAD) {
+            return Ok(());
+        }
+        let rows = self.read().await?;
+        let mut state = self.state();
+        let mut fresh = HashMap::new();
+        for (h, info) in rows {
+            // What this process spent or holds is newer than the file.
+            let (reserved, spent) = state
+                .by_hash
+                .get(&h)
+                .map(|l| (l.reserved, l.info.spent.max(info.spent)))
+                .unwrap_or((U256::ZERO, info.spent));
+            fresh.insert(
+                h,
+                Live {
+                    info: KeyInfo { spent, ..info },
+                    reserved,
+                },
+            );
+        }
+        state.by_hash = fresh;
+        state.loaded = Some(Instant::now());
+        Ok(())
+    }
+
+    /// Checks the bearer key and reserves `worst_case` against its limit.
+    pub async fn hold(&self, bearer: Option<&str>, worst_case: U256) -> Result<Result<Hold, KeyRefusal>, ClientError> {
+        self.refresh().await?;
+        let mut state = self.state();
+        let any_active = state.by_hash.values().any(|l| !l.info.revoked);
+        if !any_active {
+            return Ok(Ok(Hold {
+                key_id: None,
+                amount: U256::ZERO,
+            }));
+        }
+        let Some(bearer) = bearer else {
+            return Ok(Err(KeyRefusal::Missing));
+        };
+        let Some(live) = state.by_hash.get_mut(&hash(bearer)).filter(|l| !l.info.revoked) else {
+            return Ok(Err(KeyRefusal::Unknown));
+        };
+        if let Some(limit) = live.info.spend_limit {
+            let after = live.info.spent.saturating_add(live.reserved).saturating_add(worst_case);
+            if after > limit {
+                return Ok(Err(KeyRefusal::Limit {
+                    id: live.info.id.clone(),
+                    spent: zg_core::format_amount(live.info.spent.saturating_add(live.reserved)),
+                    limit: zg_core::format_amount(limit),
+                    needed: zg_core::format_amount(worst_case),
+                }));
+            }
+        }
+        live.reserved = live.reserved.saturating_add(worst_case);
+        Ok(Ok(Hold {
+            key_id: Some(live.info.id.clone()),
+            amount: worst_case,
+        }))
+    }
+
+    /// Releases a hold and charges what the request really cost.
+    pub async fn settle(&self, hold: Hold, fee: U256) -> Result<(), ClientError> {
+        let Some(id) = hold.key_id else { return Ok(()) };
+        let spent = {
+            let mut state = self.state();
+            let Some(live) = state.by_hash.values_mut().find(|l| l.info.id == id) else {
+                return Ok(());
+            };
+            live.reserved = live.reserved.saturating_sub(hold.amount);
+            live.info.spent = live.info.spent.saturating_add(fee);
+            live.info.spent
+        };
+        if fee.is_zero() {
+            return Ok(());
+        }
+        sqlx::query("UPDATE gateway_keys SET spent = ? WHERE id = ?")
+            .bind(spent.to_string())
+            .bind(&id)
+            .execute(self.book.pool())
+            .await
+            .map_err(|e| self.book.err(e))?;
+        Ok(())
+    }
+
+    /// Room left under the key's limit, for capping `max_tokens`.
+    pub async fn remaining(&self, bearer: Option<&str>) -> Result<Option<U256>, ClientError> {
+        self.refresh().await?;
+        let state = self.state();
+        let Some(live) = bearer.and_then(|b| state.by_hash.get(&hash(b))) else {
+            return Ok(None);
+        };
+        Ok(live
+            .info
+            .spend_limit
+            .map(|l| l.saturating_sub(live.info.spent.saturating_add(live.reserved))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zg_core::Address;
+
+    #[tokio::test]
+    async fn holds_never_overspend_and_revoked_keys_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = Book::open(&dir.path().join("k.sqlite"), Address::ZERO).await.unwrap();
+        let keys = Keys::open(book).await.unwrap();
+        assert!(keys.hold(None, U256::from(5u64)).await.unwrap().is_ok(), "open without keys");
+        let (info, secret) = keys.add("app", Some(U256::from(100u64))).await.unwrap();
+        assert_eq!(keys.hold(None, U256::ZERO).await.unwrap().unwrap_err(), KeyRefusal::Missing);
+        let a = keys.hold(Some(&secret), U256::from(60u64)).await.unwrap().unwrap();
+        let refused = keys.hold(Some(&secret), U256::from(60u64)).await.unwrap();
+        assert!(matches!(refused, Err(KeyRefusal::Limit { .. })), "two holds of 60 exceed 100");
+        keys.settle(a, U256::from(30u64)).await.unwrap();
+        let b = keys.hold(Some(&secret), U256::from(60u64)).await.unwrap().unwrap();
+        keys.settle(b, U256::from(60u64)).await.unwrap();
+        assert_eq!(keys.list().await.unwrap()[0].spent, U256::from(90u64));
+        let (_, other) = keys.add("other", None).await.unwrap();
+        assert!(keys.revoke(&info.id).await.unwrap());
+        assert_eq!(keys.hold(Some(&secret), U256::ZERO).await.unwrap().unwrap_err(), KeyRefusal::Unknown);
+        assert!(keys.hold(Some(&other), U256::from(10u64).pow(U256::from(30u64))).await.unwrap().is_ok(), "no limit");
+    }
+}

@@ -1,0 +1,137 @@
+//! The user's limits for one request: the gateway's configured defaults,
+//! narrowed by `X-ZG-*` request headers and by the body's `zg` extra field
+//! (`extra_body={"zg": {...}}` in the openai SDK). Prices are decimal 0G per
+//! token; providers are addresses.
+
+use crate::{ClientError, discovery::ServiceFilter};
+use serde::Deserialize;
+use zg_core::{Address, U256, parse_amount};
+
+pub const MAX_PRICE: &str = "x-zg-max-price";
+pub const MAX_INPUT_PRICE: &str = "x-zg-max-input-price";
+pub const MAX_OUTPUT_PRICE: &str = "x-zg-max-output-price";
+pub const ONLY_PROVIDERS: &str = "x-zg-only-providers";
+pub const IGNORE_PROVIDERS: &str = "x-zg-ignore-providers";
+pub const VERIFIABILITY: &str = "x-zg-verifiability";
+
+/// The body's `zg` object.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BodyLimits {
+    /// Both prices at once.
+    pub max_price: Option<String>,
+    pub max_input_price: Option<String>,
+    pub max_output_price: Option<String>,
+    #[serde(default)]
+    pub only_providers: Vec<Address>,
+    #[serde(default)]
+    pub ignore_providers: Vec<Address>,
+    pub verifiability: Option<String>,
+}
+
+/// Narrows `base` (the configured limits) by headers and the body's `zg` field.
+pub fn narrow<'a>(
+    base: &ServiceFilter,
+    header: impl Fn(&'static str) -> Option<&'a str>,
+    body: Option<BodyLimits>,
+) -> Result<ServiceFilter, ClientError> {
+    let mut f = base.clone();
+    let body = body.unwrap_or_default();
+    let price = |name: &str, text: Option<&str>| -> Result<Option<U256>, ClientError> {
+        text.map(|t| {
+            parse_amount(t).map_err(|e| ClientError::InvalidRequest(format!("{name}: {e} (0G per token)")))
+        })
+        .transpose()
+    };
+    let lower = |cur: Option<U256>, new: Option<U256>| match (cur, new) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    for (name, text) in [
+        (MAX_PRICE, header(MAX_PRICE)),
+        ("zg.max_price", body.max_price.as_deref()),
+    ] {
+        let p = price(name, text)?;
+        f.max_input_price = lower(f.max_input_price, p);
+        f.max_output_price = lower(f.max_output_price, p);
+    }
+    for (name, text) in [
+        (MAX_INPUT_PRICE, header(MAX_INPUT_PRICE)),
+        ("zg.max_input_price", body.max_input_price.as_deref()),
+    ] {
+        f.max_input_price = lower(f.max_input_price, price(name, text)?);
+    }
+    for (name, text) in [
+        (MAX_OUTPUT_PRICE, header(MAX_OUTPUT_PRICE)),
+        ("zg.max_output_price", body.max_output_price.as_deref()),
+    ] {
+        f.max_output_price = lower(f.max_output_price, price(name, text)?);
+    }
+    let only: Vec<Address> = addresses(ONLY_PROVIDERS, header(ONLY_PROVIDERS))?
+        .into_iter()
+        .chain(body.only_providers)
+        .collect();
+    if !only.is_empty() {
+        f.only = if f.only.is_empty() {
+            only
+        } else {
+            f.only.into_iter().filter(|a| only.contains(a)).collect()
+        };
+        if f.only.is_empty() {
+            return Err(ClientError::NoService(
+                "the request's only-providers and the gateway's configured ones have no provider in common".into(),
+            ));
+        }
+    }
+    f.ignore.extend(addresses(IGNORE_PROVIDERS, header(IGNORE_PROVIDERS))?);
+    f.ignore.extend(body.ignore_providers);
+    if let Some(v) = header(VERIFIABILITY).map(str::to_owned).or(body.verifiability) {
+        f.verifiability = Some(v);
+    }
+    Ok(f)
+}
+
+fn addresses(name: &str, text: Option<&str>) -> Result<Vec<Address>, ClientError> {
+    let Some(text) = text else { return Ok(Vec::new()) };
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse()
+                .map_err(|_| ClientError::InvalidRequest(format!("{name}: {s:?} is not an address (0x and 40 hex digits)")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_and_body_only_narrow_the_configured_limits() {
+        let base = ServiceFilter {
+            max_output_price: Some(U256::from(1000u64)),
+            ..Default::default()
+        };
+        let a = Address::repeat_byte(1);
+        let header_only = format!("{a}");
+        let headers = |name: &'static str| match name {
+            MAX_OUTPUT_PRICE => Some("0.000000000000002"),
+            ONLY_PROVIDERS => Some(header_only.as_str()),
+            _ => None,
+        };
+        let body = BodyLimits {
+            max_input_price: Some("0.000000000000000005".into()),
+            ignore_providers: vec![Address::repeat_byte(2)],
+            verifiability: Some("tee".into()),
+            ..Default::default()
+        };
+        let f = narrow(&base, headers, Some(body)).unwrap();
+        assert_eq!(f.max_output_price, Some(U256::from(1000u64)), "a header can't raise the configured cap");
+        assert_eq!(f.max_input_price, Some(U256::from(5u64)));
+        assert_eq!(f.only, vec![a]);
+        assert_eq!(f.ignore, vec![Address::repeat_byte(2)]);
+        assert_eq!(f.verifiability.as_deref(), Some("tee"));
+        assert!(narrow(&base, |n| (n == MAX_PRICE).then_some("abc"), None).is_err());
+    }
+}

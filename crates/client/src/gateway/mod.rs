@@ -1,0 +1,144 @@
+//! The gateway: a local OpenAI-compatible server in front of the whole
+//! marketplace. Any OpenAI SDK points its base_url here; the gateway picks a
+//! provider per request ([`routing`]) within the user's limits ([`limits`]),
+//! pays with vouchers and checks receipts (through [`crate::Payer`]), fails
+//! over before the first byte, tops up escrow within a budget ([`topup`]),
+//! and meters local API keys ([`keys`]). HTTP lives in [`handlers`].
+
+pub mod handlers;
+pub mod keys;
+pub mod limits;
+pub mod routing;
+pub mod topup;
+
+use crate::{ClientError, Payer, discovery::ServiceFilter};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+use zg_chain::ChainClient;
+use zg_core::{Service, U256};
+
+pub use keys::{KeyInfo, Keys};
+pub use routing::{Routing, RoutingPolicy};
+pub use topup::TopUpPolicy;
+
+/// How the gateway behaves; the CLI fills it from flags and a TOML file.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The user's standing limits (max prices, only/ignore providers,
+    /// verifiability); a request can narrow them, never widen them.
+    pub limits: ServiceFilter,
+    pub routing: RoutingPolicy,
+    /// Escrow top-up on `insufficient_escrow`; None: never move money.
+    pub topup: Option<TopUpPolicy>,
+    /// How long the registry listing is reused before it is read again.
+    pub refresh: Duration,
+    /// Providers tried per request before giving up.
+    pub max_attempts: usize,
+    /// Output tokens assumed when a request sets no `max_tokens` (for the
+    /// worst case held against a key's limit, and injected when it has one).
+    pub default_max_tokens: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            limits: ServiceFilter::default(),
+            routing: RoutingPolicy::default(),
+            topup: None,
+            refresh: Duration::from_secs(30),
+            max_attempts: 3,
+            default_max_tokens: 1024,
+        }
+    }
+}
+
+/// The running gateway's shared state.
+pub struct Gateway {
+    pub(crate) payer: Payer,
+    pub(crate) chain: ChainClient,
+    pub(crate) config: GatewayConfig,
+    pub(crate) routing: Routing,
+    pub(crate) keys: Keys,
+    pub(crate) topup: topup::TopUp,
+    registry: RwLock<(Option<Instant>, Arc<Vec<Service>>)>,
+}
+
+impl Gateway {
+    /// `chain` must be the user's wallet when top-up is on (it funds escrow).
+    pub async fn new(payer: Payer, chain: ChainClient, config: GatewayConfig) -> Result<Arc<Self>, ClientError> {
+        let keys = Keys::open(payer.book().clone()).await?;
+        let gateway = Arc::new(Self {
+            routing: Routing::new(config.routing),
+            topup: topup::TopUp::new(config.topup),
+            payer,
+            chain,
+            config,
+            keys,
+            registry: RwLock::new((None, Arc::new(Vec::new()))),
+        });
+        gateway.services(true).await?;
+        Ok(gateway)
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn routing(&self) -> &Routing {
+        &self.routing
+    }
+
+    /// The listed services, re-read from the chain when older than
+    /// `refresh` (or now, with `force`, at most once a second).
+    pub async fn services(&self, force: bool) -> Result<Arc<Vec<Service>>, ClientError> {
+        let (loaded, current) = {
+            let r = self.registry.read().unwrap_or_else(|p| p.into_inner());
+            (r.0, r.1.clone())
+        };
+        let age = loaded.map(|t| t.elapsed());
+        let stale = age.is_none_or(|a| a > self.config.refresh || (force && a > Duration::from_secs(1)));
+        if !stale {
+            return Ok(current);
+        }
+        match crate::discovery::all_services(&self.chain).await {
+            Ok(services) => {
+                let services = Arc::new(services);
+                *self.registry.write().unwrap_or_else(|p| p.into_inner()) = (Some(Instant::now()), services.clone());
+                Ok(services)
+            }
+            Err(e) if loaded.is_some() => {
+                tracing::warn!(error = %e, "could not refresh the registry; using the last listing");
+                Ok(current)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Serves on `listener` until the task is dropped.
+    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        axum::serve(listener, handlers::router(self)).await
+    }
+
+    /// Serves in the background; returns the address.
+    pub async fn spawn(self: Arc<Self>, listener: tokio::net::TcpListener) -> std::io::Result<SocketAddr> {
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move {
+            if let Err(e) = self.serve(listener).await {
+                tracing::error!(error = %e, "gateway stopped");
+            }
+        });
+        Ok(addr)
+    }
+
+    /// Worst case of a request at `service`'s ceilings, in neuron.
+    pub(crate) fn worst_case(service: &Service, input_tokens: u64, output_tokens: u64) -> U256 {
+        service
+            .prices
+            .input
+            .saturating_mul(U256::from(input_tokens))
+            .saturating_add(service.prices.output.saturating_mul(U256::from(output_tokens)))
+    }
+}

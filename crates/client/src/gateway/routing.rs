@@ -1,0 +1,178 @@
+//! Provider choice per request: the cheapest estimated fee, made dearer by
+//! measured latency, with providers that failed recently moved to the back
+//! (a cooldown that doubles with each failure in a row) and providers caught
+//! lying left out for the rest of the session.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+use zg_core::{Address, Service, U256};
+
+/// How the router trades price against latency and failures.
+#[derive(Debug, Clone, Copy)]
+pub struct RoutingPolicy {
+    /// A provider this many milliseconds slower costs twice as much.
+    pub latency_scale_ms: f64,
+    /// First cooldown after a failure; doubles per failure in a row (up to 16x).
+    pub failure_cooldown: Duration,
+}
+
+impl Default for RoutingPolicy {
+    fn default() -> Self {
+        Self {
+            latency_scale_ms: 1000.0,
+            failure_cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Stats {
+    /// Exponentially weighted time to the first byte of an answer.
+    latency_ms: Option<f64>,
+    failures_in_a_row: u32,
+    cooling_until: Option<Instant>,
+    banned: Option<String>,
+}
+
+/// Per-provider measurements, shared by every request of the gateway.
+#[derive(Debug, Default)]
+pub struct Routing {
+    policy: RoutingPolicy,
+    stats: Mutex<HashMap<Address, Stats>>,
+}
+
+/// A provider's standing, for `/zg/providers`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Standing {
+    pub provider: Address,
+    pub latency_ms: Option<f64>,
+    pub failures_in_a_row: u32,
+    pub cooling: bool,
+    pub banned: Option<String>,
+}
+
+impl Routing {
+    pub fn new(policy: RoutingPolicy) -> Self {
+        Self {
+            policy,
+            stats: Mutex::default(),
+        }
+    }
+
+    fn stats(&self) -> std::sync::MutexGuard<'_, HashMap<Address, Stats>> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Orders `candidates` best first; banned providers are dropped.
+    /// `input_tokens`/`output_tokens` estimate the request for the price.
+    pub fn rank(&self, candidates: Vec<Service>, input_tokens: u64, output_tokens: u64) -> Vec<Service> {
+        let now = Instant::now();
+        let stats = self.stats();
+        let mut scored: Vec<(bool, f64, Service)> = candidates
+            .into_iter()
+            .filter_map(|s| {
+                let st = stats.get(&s.provider).cloned().unwrap_or_default();
+                if st.banned.is_some() {
+                    return None;
+                }
+                let fee = s.prices.input.saturating_mul(U256::from(input_tokens))
+                    + s.prices.output.saturating_mul(U256::from(output_tokens));
+                // One neuron more so free services still compare by latency.
+                let fee: f64 = f64::from(fee.saturating_add(U256::from(1u64)));
+                let slow = 1.0 + st.latency_ms.unwrap_or(0.0) / self.policy.latency_scale_ms;
+                let cooling = st.cooling_until.is_some_and(|t| t > now);
+                Some((cooling, fee * slow, s))
+            })
+            .collect();
+        scored.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        scored.into_iter().map(|(_, _, s)| s).collect()
+    }
+
+    pub fn success(&self, provider: Address, first_byte: Duration) {
+        let ms = first_byte.as_secs_f64() * 1000.0;
+        let mut stats = self.stats();
+        let st = stats.entry(provider).or_default();
+        st.latency_ms = Some(match st.latency_ms {
+            Some(old) => old * 0.7 + ms * 0.3,
+            None => ms,
+        });
+        st.failures_in_a_row = 0;
+        st.cooling_until = None;
+    }
+
+    pub fn failure(&self, provider: Address) {
+        let mut stats = self.stats();
+        let st = stats.entry(provider).or_default();
+        st.failures_in_a_row = st.failures_in_a_row.saturating_add(1);
+        let factor = 1u32 << st.failures_in_a_row.saturating_sub(1).min(4);
+        st.cooling_until = Some(Instant::now() + self.policy.failure_cooldown * factor);
+    }
+
+    /// A provider whose receipt failed its checks gets no more requests.
+    pub fn ban(&self, provider: Address, why: String) {
+        self.stats().entry(provider).or_default().banned = Some(why);
+    }
+
+    pub fn standings(&self) -> Vec<Standing> {
+        let now = Instant::now();
+        self.stats()
+            .iter()
+            .map(|(provider, st)| Standing {
+                provider: *provider,
+                latency_ms: st.latency_ms,
+                failures_in_a_row: st.failures_in_a_row,
+                cooling: st.cooling_until.is_some_and(|t| t > now),
+                banned: st.banned.clone(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zg_core::{B256, Prices};
+
+    fn service(p: u8, out: u64) -> Service {
+        Service {
+            provider: Address::repeat_byte(p),
+            name: "chat".into(),
+            kind: "chat".into(),
+            url: String::new(),
+            model: "m".into(),
+            model_digest: B256::ZERO,
+            hardware: "cpu".into(),
+            prices: Prices::new(U256::from(out), U256::from(out)),
+            verifiability: "none".into(),
+            signer: Address::ZERO,
+            updated_at: 0,
+        }
+    }
+
+    fn order(r: &Routing) -> Vec<u8> {
+        r.rank(vec![service(1, 100), service(2, 150)], 100, 100)
+            .iter()
+            .map(|s| s.provider.0[0])
+            .collect()
+    }
+
+    #[test]
+    fn cheaper_first_unless_latency_or_failures_say_otherwise() {
+        let r = Routing::new(RoutingPolicy::default());
+        assert_eq!(order(&r), vec![1, 2]);
+        // 1 s slower doubles the cost: 100 * 2 > 150.
+        r.success(Address::repeat_byte(1), Duration::from_millis(1000));
+        r.success(Address::repeat_byte(2), Duration::from_millis(10));
+        assert_eq!(order(&r), vec![2, 1]);
+        let r = Routing::new(RoutingPolicy::default());
+        r.failure(Address::repeat_byte(1));
+        assert_eq!(order(&r), vec![2, 1]);
+        r.success(Address::repeat_byte(1), Duration::from_millis(1));
+        assert_eq!(order(&r), vec![1, 2]);
+        r.ban(Address::repeat_byte(1), "lied".into());
+        assert_eq!(order(&r), vec![2]);
+    }
+}

@@ -1,0 +1,30 @@
+//! zg-client: the user side of zg-serving, as a library others can embed.
+//!
+//! [`accounts`] moves money on chain (through zg-chain), [`discovery`] reads
+//! the registry, [`book`] keeps the voucher book and receipts in SQLite,
+//! [`checks`] decides whether a receipt is paid, [`pay`] runs a paid request
+//! end to end, [`recovery`] rebuilds the book from the provider's signed
+//! statement and the chain, and [`gateway`] is the local OpenAI-compatible
+//! server in front of the whole marketplace.
+
+// Errors carry the amounts and addresses a user needs to act on (U256s are
+// 32 bytes each); they are off the hot path, so they are not boxed.
+#![allow(clippy::result_large_err)]
+
+pub mod accounts;
+pub mod book;
+pub mod checks;
+pub mod discovery;
+pub mod gateway;
+mod error;
+pub mod pay;
+pub mod recovery;
+
+pub use accounts::{Accounts, LedgerSummary};
+pub use book::{Account, Book, ReceiptRecord};
+pub use checks::{Expected, ReceiptFault, check_receipt};
+pub use discovery::{ServiceFilter, find_services};
+pub use error::ClientError;
+pub use gateway::{Gateway, GatewayConfig};
+pub use recovery::{Recovered, recover};
+pub use pay::{AckPolicy, Answer, PaidReceipt, Payer, StreamAnswer};

@@ -1,0 +1,478 @@
+//! Paid requests: sign a voucher for the exact request bytes, send it to the
+//! provider, check the receipt of the answer (plain or streamed), record it,
+//! and acknowledge good receipts. A provider's requests run one at a time
+//! (the book's lock), from the voucher's signing to the receipt's check.
+
+use crate::{
+    ClientError,
+    book::{AccountGuard, Book, Verdict},
+    checks::{Expected, check_receipt},
+};
+use alloy_primitives::utils::Keccak256;
+use bytes::Bytes;
+use futures::Stream;
+use serde::Serialize;
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+use tokio::sync::{mpsc, oneshot};
+use zg_core::{
+    Address, B256, Domain, ErrorCode, Nonce, PaymentHeaders, Service, SigningKey, U256, Voucher,
+    headers::{self, SignedReceipt},
+    keccak256, request_digest,
+};
+
+/// When to send an acknowledgement voucher after a good receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckPolicy {
+    /// Right after the check (one-shot tools: the CLI).
+    Immediate,
+    /// When no other request went to the provider for this long: the next
+    /// request's voucher pays the fee anyway, so a busy gateway sends none.
+    WhenIdle(Duration),
+    Never,
+}
+
+/// A receipt that passed every check and was paid.
+#[derive(Debug, Clone, Serialize)]
+pub struct PaidReceipt {
+    /// Row in the book.
+    pub id: i64,
+    pub provider: Address,
+    pub fee: U256,
+    pub owed: U256,
+    pub signed: SignedReceipt,
+}
+
+/// A complete (non-streamed) answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+    /// The answer came; whether its receipt passed is separate.
+    pub receipt: Result<PaidReceipt, ClientError>,
+}
+
+/// A streamed answer: the body as it comes, and the receipt once it is over.
+pub struct StreamAnswer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub request_id: String,
+    pub body: BodyStream,
+    pub receipt: oneshot::Receiver<Result<PaidReceipt, ClientError>>,
+}
+
+/// The body of a streamed answer, chunk by chunk, unchanged.
+pub struct BodyStream(mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl Stream for BodyStream {
+    type Item = Result<Bytes, std::io::Error>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// Signs, sends and checks paid requests for one user.
+#[derive(Clone)]
+pub struct Payer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    key: SigningKey,
+    user: Address,
+    domain: Domain,
+    http: reqwest::Client,
+    book: Book,
+    ack: AckPolicy,
+}
+
+impl Payer {
+    /// `key` signs the vouchers: the user's own key, or one the user
+    /// delegated on chain with `setVoucherSigner`.
+    pub fn new(key: SigningKey, domain: Domain, book: Book, ack: AckPolicy) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .build()
+            .unwrap_or_default();
+        Self {
+            inner: Arc::new(Inner {
+                user: book.user(),
+                key,
+                domain,
+                http,
+                book,
+                ack,
+            }),
+        }
+    }
+
+    pub fn user(&self) -> Address {
+        self.inner.user
+    }
+
+    /// The address of the key that signs vouchers (the user, or its delegate).
+    pub fn signer_address(&self) -> Address {
+        self.inner.key.address()
+    }
+
+    pub fn book(&self) -> &Book {
+        &self.inner.book
+    }
+
+    pub fn domain(&self) -> Domain {
+        self.inner.domain
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
+    /// Sends `body` to `service` at `path` and reads the whole answer.
+    pub async fn send(&self, service: &Service, path: &str, body: Bytes) -> Result<Answer, ClientError> {
+        let mut guard = self.inner.book.lock(service.provider).await?;
+        let (response, digest, owed_before) = self.post(&mut guard, service, path, body).await?;
+        let status = response.status().as_u16();
+        let content_type = content_type(&response);
+        let receipt_header = response
+            .headers()
+            .get(headers::RECEIPT)
+            .map(|v| v.to_str().map(str::to_owned));
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| unreachable(service, e))?;
+        let receipt = match receipt_header {
+            Some(Ok(value)) => match SignedReceipt::from_header(&value) {
+                Ok(signed) => {
+                    let expected = Expected {
+                        user: self.inner.user,
+                        service,
+                        request_digest: digest,
+                        response_digest: keccak256(&body),
+                        owed_before,
+                    };
+                    self.settle_receipt(&mut guard, service, signed, &expected).await
+                }
+                Err(e) => Err(missing(service, e.to_string())),
+            },
+            Some(Err(_)) => Err(missing(service, "X-ZG-Receipt is not text".into())),
+            None => Err(missing(service, "the answer has no X-ZG-Receipt header".into())),
+        };
+        Ok(Answer {
+            status,
+            content_type,
+            body,
+            receipt,
+        })
+    }
+
+    /// Sends a streaming request. Returns once the first chunk of the answer
+    /// came (so a caller can still fail over before that); the receipt is
+    /// fetched and checked when the stream ends, even if the reader left.
+    pub async fn send_stream(&self, service: &Service, path: &str, body: Bytes) -> Result<StreamAnswer, ClientError> {
+        let mut guard = self.inner.book.lock(service.provider).await?;
+        let (mut response, digest, owed_before) = self.post(&mut guard, service, path, body).await?;
+        let status = response.status().as_u16();
+        let content_type = content_type(&response);
+        let request_id = response
+            .headers()
+            .get(headers::REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| missing(service, "the stream has no X-ZG-Request-Id header".into()))?;
+        let first = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return Err(unreachable_msg(service, "the stream ended before its first byte")),
+            Err(e) => return Err(unreachable(service, e)),
+        };
+        let (tx, rx) = mpsc::channel(64);
+        let (done_tx, done_rx) = oneshot::channel();
+        let payer = self.clone();
+        let service = service.clone();
+        let id = request_id.clone();
+        tokio::spawn(async move {
+            let mut hasher = Keccak256::new();
+            hasher.update(&first);
+            // A reader that left does not stop the reading: the receipt covers the whole body.
+            let _ = tx.send(Ok(first)).await;
+            loop {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        hasher.update(&chunk);
+                        let _ = tx.send(Ok(chunk)).await;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                        break;
+                    }
+                }
+            }
+            drop(tx);
+            let expected = Expected {
+                user: payer.inner.user,
+                service: &service,
+                request_digest: digest,
+                response_digest: hasher.finalize(),
+                owed_before,
+            };
+            let outcome = match payer.fetch_receipt(&service, &id).await {
+                Ok(signed) => payer.settle_receipt(&mut guard, &service, signed, &expected).await,
+                Err(e) => Err(e),
+            };
+            drop(guard);
+            let _ = done_tx.send(outcome);
+        });
+        Ok(StreamAnswer {
+            status,
+            content_type,
+            request_id,
+            body: BodyStream(rx),
+            receipt: done_rx,
+        })
+    }
+
+    /// Signs the voucher (cumulative = every fee of earlier good receipts)
+    /// and posts the request; a refusal or an unreachable provider is an error.
+    async fn post(
+        &self,
+        guard: &mut AccountGuard,
+        service: &Service,
+        path: &str,
+        body: Bytes,
+    ) -> Result<(reqwest::Response, B256, U256), ClientError> {
+        let account = guard.account();
+        let nonce = Nonce::random();
+        let digest = request_digest(&nonce, &body);
+        let voucher = Voucher {
+            user: self.inner.user,
+            provider: service.provider,
+            cumulative: account.owed,
+            request_digest: digest,
+        };
+        let payment = PaymentHeaders {
+            user: self.inner.user,
+            cumulative: account.owed,
+            nonce,
+            signature: voucher.sign(&self.inner.key, &self.inner.domain),
+        };
+        self.inner.book.authorize(guard, account.owed);
+        let span = tracing::debug_span!("paid_request", user = %self.inner.user, provider = %service.provider, service = %service.name);
+        let _enter = span.enter();
+        let mut request = self
+            .inner
+            .http
+            .post(endpoint(&service.url, path))
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in payment.encode() {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.map_err(|e| unreachable(service, e))?;
+        if !response.status().is_success() {
+            return Err(refused(service.provider, response).await);
+        }
+        Ok((response, digest, account.owed))
+    }
+
+    async fn settle_receipt(
+        &self,
+        guard: &mut AccountGuard,
+        service: &Service,
+        signed: SignedReceipt,
+        expected: &Expected<'_>,
+    ) -> Result<PaidReceipt, ClientError> {
+        let book = &self.inner.book;
+        match check_receipt(&signed, expected, &self.inner.domain) {
+            Ok(fee) => {
+                let id = book.record(guard, &signed, &service.name, &service.model, Verdict::Paid).await?;
+                let owed = guard.account().owed;
+                let receipt_hash = signed.receipt.signing_hash(&self.inner.domain);
+                match self.inner.ack {
+                    AckPolicy::Immediate => {
+                        if let Err(e) = self.acknowledge(guard, service, receipt_hash).await {
+                            tracing::warn!(provider = %service.provider, error = %e, "acknowledgement voucher failed");
+                        }
+                    }
+                    AckPolicy::WhenIdle(after) => self.ack_when_idle(service.clone(), owed, receipt_hash, after),
+                    AckPolicy::Never => {}
+                }
+                Ok(PaidReceipt {
+                    id,
+                    provider: service.provider,
+                    fee,
+                    owed,
+                    signed,
+                })
+            }
+            Err(fault) => {
+                tracing::warn!(provider = %service.provider, fault = %fault, "receipt refused, not paid");
+                book.record(guard, &signed, &service.name, &service.model, Verdict::Rejected(&fault.to_string()))
+                    .await?;
+                Err(ClientError::BadReceipt {
+                    provider: service.provider,
+                    fault,
+                })
+            }
+        }
+    }
+
+    fn ack_when_idle(&self, service: Service, owed: U256, receipt_hash: B256, after: Duration) {
+        let payer = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let Ok(mut guard) = payer.inner.book.lock(service.provider).await else {
+                return;
+            };
+            // A later request signed (or will sign) a voucher covering this fee.
+            let account = guard.account();
+            if account.owed != owed || account.authorized >= owed {
+                return;
+            }
+            if let Err(e) = payer.acknowledge(&mut guard, &service, receipt_hash).await {
+                tracing::warn!(provider = %service.provider, error = %e, "acknowledgement voucher failed");
+            }
+        });
+    }
+
+    /// Signs and posts an acknowledgement voucher: cumulative = the tally
+    /// including the receipt `receipt_hash`, bound to that receipt.
+    async fn acknowledge(&self, guard: &mut AccountGuard, service: &Service, receipt_hash: B256) -> Result<(), ClientError> {
+        let account = guard.account();
+        if account.authorized >= account.owed {
+            return Ok(());
+        }
+        let voucher = Voucher {
+            user: self.inner.user,
+            provider: service.provider,
+            cumulative: account.owed,
+            request_digest: receipt_hash,
+        };
+        let signature = voucher.sign(&self.inner.key, &self.inner.domain);
+        let body = AckBody {
+            voucher,
+            signature: signature.to_string(),
+        };
+        let response = self
+            .inner
+            .http
+            .post(endpoint(&service.url, "/v1/vouchers"))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| unreachable(service, e))?;
+        if !response.status().is_success() {
+            return Err(refused(service.provider, response).await);
+        }
+        self.inner.book.authorize(guard, account.owed);
+        self.inner.book.persist(guard).await
+    }
+
+    async fn fetch_receipt(&self, service: &Service, id: &str) -> Result<SignedReceipt, ClientError> {
+        let url = endpoint(&service.url, &format!("/v1/receipts/{id}"));
+        // The broker stores the receipt as the stream ends; give it a moment.
+        for attempt in 0..40 {
+            let response = self.inner.http.get(&url).send().await.map_err(|e| unreachable(service, e))?;
+            if response.status().as_u16() == 404 && attempt < 39 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            if !response.status().is_success() {
+                return Err(missing(
+                    service,
+                    format!("GET /v1/receipts/{id} answered HTTP {}", response.status()),
+                ));
+            }
+            let bytes = response.bytes().await.map_err(|e| unreachable(service, e))?;
+            return serde_json::from_slice(&bytes)
+                .map_err(|e| missing(service, format!("GET /v1/receipts/{id} is not a signed receipt: {e}")));
+        }
+        Err(missing(service, format!("receipt {id} never appeared")))
+    }
+}
+
+/// Body of `POST /v1/vouchers`: the voucher's requestDigest is the EIP-712
+/// hash of the receipt it acknowledges.
+#[derive(Debug, Serialize)]
+struct AckBody {
+    voucher: Voucher,
+    signature: String,
+}
+
+/// `service.url` joined with an API path, whether the URL ends in `/v1` or not.
+pub fn endpoint(base: &str, path: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let base = base.strip_suffix("/v1").unwrap_or(base);
+    format!("{base}{path}")
+}
+
+fn content_type(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn unreachable(service: &Service, e: reqwest::Error) -> ClientError {
+    unreachable_msg(service, &e.to_string())
+}
+
+fn unreachable_msg(service: &Service, reason: &str) -> ClientError {
+    ClientError::Unreachable {
+        provider: service.provider,
+        url: service.url.clone(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn missing(service: &Service, reason: String) -> ClientError {
+    ClientError::MissingReceipt {
+        provider: service.provider,
+        reason,
+    }
+}
+
+/// A non-2xx answer in OpenAI's error shape, with the protocol's code.
+pub(crate) async fn refused(provider: Address, response: reqwest::Response) -> ClientError {
+    let status = response.status().as_u16();
+    let body = response.bytes().await.unwrap_or_default();
+    let error = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("error").cloned());
+    let code = error
+        .as_ref()
+        .and_then(|e| e.get("code"))
+        .and_then(|c| c.as_str())
+        .and_then(|c| c.parse::<ErrorCode>().ok());
+    let message = error
+        .as_ref()
+        .and_then(|e| e.get("message"))
+        .and_then(|m| m.as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).chars().take(300).collect());
+    ClientError::Refused {
+        provider,
+        status,
+        code,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint;
+
+    #[test]
+    fn joins_service_urls_with_or_without_v1() {
+        for base in ["http://h:1", "http://h:1/", "http://h:1/v1", "http://h:1/v1/"] {
+            assert_eq!(endpoint(base, "/v1/chat/completions"), "http://h:1/v1/chat/completions");
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! What the user-side tests share: a dev chain with the contracts deployed,
+//! real provider brokers (zg-provider, in process) in front of the real
+//! engine on the real model (loaded once per test binary), funded users, and
+//! a gateway for a user.
+#![allow(dead_code)]
+
+use std::{path::PathBuf, sync::OnceLock, time::Duration};
+use tempfile::TempDir;
+use zg_chain::{ChainClient, DeployParams, DevChain, DevChainOptions};
+use zg_client::{AckPolicy, Book, Gateway, GatewayConfig, Payer};
+use zg_core::{Address, B256, SigningKey, U256, parse_amount};
+use zg_provider::{Config, Running};
+
+/// The engine every broker of a test binary forwards to.
+pub struct EngineInfo {
+    pub url: String,
+    pub model: String,
+    pub digest: B256,
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Starts the built-in engine once, on its own thread and runtime, so every
+/// test of the binary shares one loaded model.
+pub fn engine() -> &'static EngineInfo {
+    static ENGINE: OnceLock<EngineInfo> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            runtime.block_on(async move {
+                let model = workspace().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+                assert!(model.is_file(), "{} is missing: run `make model`", model.display());
+                let mut config = zg_engine::EngineConfig::new(model);
+                config.parallel = 4;
+                config.ctx = 4096;
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let server = zg_engine::spawn(config, listener).await.expect("engine starts");
+                let card = server.engine().models()[0].clone();
+                tx.send(EngineInfo {
+                    url: server.base_url(),
+                    model: card.id.clone(),
+                    digest: card.sha256.parse().expect("sha256 hex"),
+                })
+                .expect("send");
+                // Serve for the life of the test binary.
+                std::future::pending::<()>().await;
+                drop(server);
+            });
+        });
+        rx.recv().expect("engine info")
+    })
+}
+
+pub struct Market {
+    pub chain: DevChain,
+    pub deployer: ChainClient,
+    dirs: Vec<TempDir>,
+}
+
+/// A provider broker and its keys.
+pub struct Provider {
+    pub running: Running,
+    pub key: SigningKey,
+    pub signer: SigningKey,
+}
+
+impl Provider {
+    pub fn address(&self) -> Address {
+        self.key.address()
+    }
+}
+
+pub fn neuron(amount: &str) -> U256 {
+    parse_amount(amount).expect("amount")
+}
+
+impl Market {
+    pub async fn start() -> Market {
+        let chain = DevChain::start_with(DevChainOptions {
+            accounts: 20,
+            ..Default::default()
+        })
+        .await
+        .expect("anvil");
+        let deployer = ChainClient::deploy(
+            chain.url(),
+            &chain.keys()[0],
+            DeployParams {
+                lock_period: 60,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("deploy");
+        Market {
+            chain,
+            deployer,
+            dirs: Vec::new(),
+        }
+    }
+
+    pub fn tempdir(&mut self) -> PathBuf {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().to_path_buf();
+        self.dirs.push(dir);
+        path
+    }
+
+    /// A real broker for dev account `index` in front of `upstream`, listing
+    /// one chat service of `model` at these prices (0G per token).
+    pub async fn broker(&mut self, index: usize, upstream: &str, model: &str, digest: B256, input: &str, output: &str) -> Provider {
+        let key = SigningKey::from_bytes(&self.chain.keys()[index]).expect("key");
+        let signer = SigningKey::random();
+        let db = self.tempdir().join("broker.db");
+        let text = format!(
+            r#"
+listen = "127.0.0.1:0"
+stake = "0.1"
+[chain]
+rpc_url = "{rpc}"
+contract = "{contract}"
+[keys]
+provider = "{provider}"
+signer = "{signer}"
+[database]
+url = "sqlite://{db}"
+[settlement]
+interval_secs = 100000
+threshold = "1000"
+refund_margin_secs = 30
+[[services]]
+name = "chat"
+kind = "chat"
+model = "{model}"
+model_digest = "{digest}"
+upstream = "{upstream}"
+input_price = "{input}"
+output_price = "{output}"
+credit_limit = "0.01"
+max_output_tokens = 64
+"#,
+            rpc = self.chain.url(),
+            contract = self.deployer.contract_address(),
+            provider = key.to_bytes(),
+            signer = signer.to_bytes(),
+            db = db.display(),
+        );
+        let mut config = Config::parse(&text, "test", std::iter::empty()).expect("config");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        // The service URL the registry lists must be where this broker listens.
+        config.public_url = Some(format!("http://{}", listener.local_addr().expect("addr")));
+        let running = zg_provider::start(config, listener).await.expect("broker starts");
+        Provider { running, key, signer }
+    }
+
+    /// Dev account `index` with `escrow` funded at each of `providers`.
+    pub async fn user(&self, index: usize, escrow: U256, providers: &[Address]) -> (SigningKey, ChainClient) {
+        let bytes = self.chain.keys()[index];
+        let client = self.deployer.with_key(&bytes).expect("client");
+        let total = escrow * U256::from(providers.len().max(1));
+        client.deposit(total).await.expect("deposit");
+        for p in providers {
+            client.fund(*p, escrow).await.expect("fund");
+        }
+        (SigningKey::from_bytes(&bytes).expect("key"), client)
+    }
+
+    /// A payer for `key` with its book in a fresh temp dir.
+    pub async fn payer(&mut self, key: &SigningKey, ack: AckPolicy) -> (Payer, PathBuf) {
+        let path = self.tempdir().join("book.sqlite");
+        let book = Book::open(&path, key.address()).await.expect("book");
+        (Payer::new(key.clone(), self.deployer.domain(), book, ack), path)
+    }
+
+    /// A gateway for `key`'s user on a free port; returns its `/v1` URL.
+    pub async fn gateway(&mut self, key: &SigningKey, chain: ChainClient, config: GatewayConfig) -> (String, std::sync::Arc<Gateway>, Payer) {
+        let (payer, _) = self.payer(key, AckPolicy::WhenIdle(Duration::from_secs(2))).await;
+        let gateway = Gateway::new(payer.clone(), chain, config).await.expect("gateway");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = gateway.clone().spawn(listener).await.expect("serve");
+        (format!("http://{addr}/v1"), gateway, payer)
+    }
+}
+
+pub fn chat_body(model: &str, text: &str, max_tokens: u64) -> serde_json::Value {
+    serde_json::json!({
+        "model": model,
+        "messages": [{ "role": "user", "content": text }],
+        "max_tokens": max_tokens,
+        "temperature": 0
+    })
+}
+
+/// Waits until `f` holds (receipts of streams are recorded just after the stream).
+pub async fn eventually<F: AsyncFnMut() -> bool>(mut f: F) -> bool {
+    for _ in 0..100 {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}

@@ -1,0 +1,132 @@
+//! Chat completions on a GGUF model: loading it through llama.cpp, turning
+//! messages into prompt tokens, and handing generation jobs to the decode
+//! thread ([`scheduler`]).
+
+mod output;
+mod sampler;
+mod scheduler;
+mod template;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+
+
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::token::LlamaToken;
+
+use crate::api::ApiError;
+use crate::{EngineConfig, EngineError};
+pub use sampler::{Sampling, random_seed};
+pub use scheduler::{Event, Job, Load};
+
+/// llama.cpp's process-wide state; it may be initialised once per process,
+/// so every engine in the process shares it.
+fn backend() -> Result<&'static LlamaBackend, EngineError> {
+    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
+    static INIT: Mutex<()> = Mutex::new(());
+    if let Some(backend) = BACKEND.get() {
+        return Ok(backend);
+    }
+    let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(backend) = BACKEND.get() {
+        return Ok(backend);
+    }
+    llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+    let backend = LlamaBackend::init().map_err(|e| EngineError::Llama(e.to_string()))?;
+    Ok(BACKEND.get_or_init(|| backend))
+}
+
+/// A loaded chat model with its running decode thread.
+pub struct ChatModel {
+    model: Arc<LlamaModel>,
+    template: LlamaChatTemplate,
+    jobs: std::sync::mpsc::Sender<Job>,
+    ctx_per_slot: u32,
+    slots: u32,
+    load: Arc<Load>,
+}
+
+impl ChatModel {
+    pub fn load(config: &EngineConfig) -> Result<Self, EngineError> {
+        if config.parallel == 0 || config.threads == 0 {
+            return Err(EngineError::Config(
+                "--parallel and --threads must be at least 1".into(),
+            ));
+        }
+        if config.ctx < 16 * config.parallel {
+            return Err(EngineError::Config(format!(
+                "--ctx {} is too small for {} slots: give each slot at least 16 tokens",
+                config.ctx, config.parallel
+            )));
+        }
+        let path: &Path = &config.model;
+        crate::digest::require_file(path)?;
+        let backend = backend()?;
+        let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+            .map_err(|e| EngineError::ModelLoad {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        let model = Arc::new(model);
+        let template = template::model_template(&model);
+        let started = scheduler::start(
+            backend,
+            model.clone(),
+            scheduler::Settings {
+                slots: config.parallel,
+                threads: config.threads,
+                ctx: config.ctx,
+            },
+        )?;
+        tracing::info!(
+            model = %path.display(),
+            slots = config.parallel,
+            ctx_per_slot = started.ctx_per_slot,
+            threads = config.threads,
+            "chat model loaded"
+        );
+        Ok(Self {
+            model,
+            template,
+            jobs: started.jobs,
+            ctx_per_slot: started.ctx_per_slot,
+            slots: config.parallel,
+            load: started.load,
+        })
+    }
+
+    /// Tokens one request may hold in all: prompt plus answer.
+    pub fn ctx_per_slot(&self) -> u32 {
+        self.ctx_per_slot
+    }
+
+    /// Slots in all, slots generating, and requests waiting for a slot.
+    pub fn occupancy(&self) -> (u32, usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.slots,
+            self.load.busy_slots.load(Relaxed),
+            self.load.waiting.load(Relaxed),
+        )
+    }
+
+    /// The prompt text of a chat, through the model's template.
+    pub fn render(&self, messages: Vec<(String, String)>) -> Result<String, ApiError> {
+        template::render(&self.model, &self.template, messages)
+    }
+
+    /// The model's tokens for `text`, reading special tokens such as
+    /// `<|im_start|>` as themselves (that is how a rendered prompt is read).
+    pub fn tokenize(&self, text: &str) -> Vec<LlamaToken> {
+        self.model.vocab().tokenize(text.as_bytes(), true, true)
+    }
+
+    /// Queues a job for the decode thread.
+    pub fn submit(&self, job: Job) -> Result<(), ApiError> {
+        self.jobs
+            .send(job)
+            .map_err(|_| ApiError::unavailable("the decode thread has stopped"))
+    }
+}

@@ -1,0 +1,39 @@
+//! The HTTP routes: one module per endpoint, all answering errors in
+//! OpenAI's shape.
+
+mod chat;
+mod embeddings;
+mod models;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+use crate::api::ApiError;
+use crate::server::Engine;
+
+pub fn router(engine: Arc<Engine>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/v1/models", get(models::list))
+        .route("/health", get(health))
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError::not_found(format!("no route for {uri}: this engine serves /v1/chat/completions, /v1/embeddings and /v1/models"))
+        })
+        .with_state(engine)
+}
+
+/// `GET /health`: up, and how busy the slots are.
+async fn health(
+    axum::extract::State(engine): axum::extract::State<Arc<Engine>>,
+) -> axum::Json<serde_json::Value> {
+    let (slots, busy, waiting) = engine.chat().occupancy();
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "slots": slots,
+        "busy_slots": busy,
+        "waiting": waiting,
+    }))
+}

@@ -1,0 +1,28 @@
+//! `GET /v1/models`: the served models, each with its file's sha256 (the
+//! identity the marketplace registers on chain).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+
+use crate::server::Engine;
+
+pub async fn list(State(engine): State<Arc<Engine>>) -> Json<Value> {
+    let data: Vec<Value> = engine
+        .models()
+        .iter()
+        .map(|card| {
+            json!({
+                "id": card.id,
+                "object": "model",
+                "created": card.created,
+                "owned_by": "zg-serving",
+                "kind": card.kind,
+                "sha256": card.sha256,
+            })
+        })
+        .collect();
+    Json(json!({ "object": "list", "data": data }))
+}

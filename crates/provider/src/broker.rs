@@ -1,0 +1,256 @@
+//! The broker's shared state and the life of a paid request: admit (verify
+//! the voucher, store it with the worst case reserved), then either charge
+//! (store the fee, sign the receipt) or release (the upstream failed: free).
+
+use std::{sync::Arc, time::Duration};
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use tracing::Instrument;
+use zg_core::{
+    Address, B256, Domain, ErrorCode, PaymentHeaders, Prices, Receipt, SigningKey, U256, Usage, Voucher,
+    headers::SignedReceipt, request_digest, service_id,
+};
+
+use crate::{
+    admission::{Admission, Refusal},
+    config::{Config, ServiceConfig},
+    error::ApiError,
+    escrow::ChainView,
+    server::StartError,
+    store::{Charge, Store, random_id},
+};
+
+/// A configured service, ready to proxy.
+#[derive(Debug)]
+pub struct ServiceRuntime {
+    pub config: ServiceConfig,
+    pub id: B256,
+    pub prices: Prices,
+    /// `{upstream}/chat/completions` or `{upstream}/embeddings`.
+    pub url: String,
+    pub headers: HeaderMap,
+}
+
+pub struct Broker {
+    pub config: Config,
+    pub services: Vec<Arc<ServiceRuntime>>,
+    pub store: Arc<dyn Store>,
+    pub chain: ChainView,
+    pub domain: Domain,
+    pub provider: Address,
+    pub signer: SigningKey,
+    pub http: reqwest::Client,
+}
+
+/// An admitted request: what its charge or release needs.
+pub struct Paid {
+    pub admission: Admission,
+    pub service: Arc<ServiceRuntime>,
+}
+
+impl Paid {
+    pub fn id(&self) -> &str {
+        &self.admission.id
+    }
+    pub fn user(&self) -> Address {
+        self.admission.voucher.user
+    }
+}
+
+impl Broker {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        chain: ChainView,
+    ) -> Result<Self, StartError> {
+        let services = config
+            .services
+            .iter()
+            .map(|s| runtime(s.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| StartError::Config(format!("could not build the HTTP client: {e}")))?;
+        Ok(Self {
+            domain: chain.chain().domain(),
+            provider: chain.provider(),
+            signer: config.signer().clone(),
+            services,
+            store,
+            chain,
+            config,
+            http,
+        })
+    }
+
+    /// The service a request's `model` names: a service name, else a model id.
+    pub fn service(&self, model: &str, kind: &str) -> Result<Arc<ServiceRuntime>, ApiError> {
+        let by_name = self.services.iter().find(|s| s.config.name == model);
+        let found = by_name.or_else(|| self.services.iter().find(|s| s.config.model == model && s.config.kind == kind));
+        match found {
+            Some(s) if s.config.kind == kind => Ok(s.clone()),
+            Some(s) => Err(ApiError::new(
+                ErrorCode::UnknownModel,
+                format!("service {:?} is a {} service, not {kind}", s.config.name, s.config.kind),
+            )
+            .with_param("model")),
+            None => {
+                let names: Vec<&str> = self.services.iter().map(|s| s.config.name.as_str()).collect();
+                Err(ApiError::new(
+                    ErrorCode::UnknownModel,
+                    format!("no service {model:?} here; this provider serves {names:?} (GET /v1/models)"),
+                )
+                .with_param("model"))
+            }
+        }
+    }
+
+    /// Checks the payment headers and the voucher's signature, then has the
+    /// store admit the request against the user's escrow.
+    pub async fn admit(
+        &self,
+        headers: &HeaderMap,
+        body: &[u8],
+        service: Arc<ServiceRuntime>,
+        worst: U256,
+    ) -> Result<Paid, ApiError> {
+        let payment = PaymentHeaders::decode(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+            .map_err(|e| ApiError::new(ErrorCode::VoucherInvalid, e.to_string()))?;
+        let voucher = Voucher {
+            user: payment.user,
+            provider: self.provider,
+            cumulative: payment.cumulative,
+            request_digest: request_digest(&payment.nonce, body),
+        };
+        self.check_signature(&voucher, &payment.signature).await?;
+        let mut admission = Admission {
+            id: random_id(),
+            replica: self.config.replica.clone(),
+            service: service.config.name.clone(),
+            voucher,
+            signature: payment.signature,
+            worst,
+            credit_limit: service.config.credit_limit,
+            cap: self.cap(voucher.user, false).await?,
+        };
+        let span = tracing::info_span!("admit", user = %voucher.user, request = %admission.id);
+        let mut outcome = self.store.admit(&admission).instrument(span.clone()).await?;
+        if let Err(Refusal::Escrow { .. }) = outcome {
+            // The cache may predate a top-up: read the chain before refusing.
+            admission.cap = self.cap(voucher.user, true).await?;
+            outcome = self.store.admit(&admission).instrument(span).await?;
+        }
+        outcome.map_err(|r| r.into_api(voucher.user, self.provider))?;
+        Ok(Paid { admission, service })
+    }
+
+    /// The voucher must recover to its user or to the user's delegated signer.
+    pub async fn check_signature(&self, voucher: &Voucher, signature: &zg_core::Signature) -> Result<(), ApiError> {
+        let signer = voucher.signer(signature, &self.domain).map_err(|e| {
+            ApiError::new(ErrorCode::VoucherInvalid, format!("X-ZG-Signature: {e}"))
+        })?;
+        if signer == voucher.user {
+            return Ok(());
+        }
+        let delegated = self.chain.is_delegate(voucher.user, signer).await.map_err(|e| {
+            tracing::warn!(error = %e, "reading the voucher signer failed");
+            ApiError::internal("could not read the user's delegated signer from the chain")
+        })?;
+        if delegated {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorCode::VoucherInvalid,
+            format!(
+                "the voucher is signed by {signer}, which is neither {} nor its delegated signer: sign Voucher(user, provider {}, cumulative, requestDigest = keccak256(nonce || body)) in domain zg-serving/1 chain {} contract {}",
+                voucher.user, self.provider, self.domain.chain_id, self.domain.contract
+            ),
+        ))
+    }
+
+    async fn cap(&self, user: Address, refresh: bool) -> Result<U256, ApiError> {
+        self.chain.cap(user, refresh).await.map_err(|e| {
+            tracing::warn!(error = %e, %user, "reading the escrow failed");
+            ApiError::internal("could not read the user's escrow from the chain")
+        })
+    }
+
+    /// Stores the fee of `usage` and returns the signed receipt.
+    pub async fn charge(&self, paid: &Paid, usage: Usage, response_digest: B256) -> Result<SignedReceipt, ApiError> {
+        let prices = paid.service.prices;
+        let fee = prices.fee(usage).map_err(ApiError::internal)?;
+        let template = Receipt {
+            user: paid.user(),
+            provider: self.provider,
+            service: paid.service.id,
+            model_digest: paid.service.config.model_digest,
+            request_digest: paid.admission.voucher.request_digest,
+            response_digest,
+            input_tokens: U256::from(usage.input_tokens),
+            output_tokens: U256::from(usage.output_tokens),
+            input_price: prices.input,
+            output_price: prices.output,
+            fee,
+            owed: U256::ZERO,
+        };
+        let sign = |owed: U256| {
+            let receipt = Receipt { owed, ..template.clone() };
+            let hash = receipt.signing_hash(&self.domain);
+            let signature = self.signer.sign_hash(&hash);
+            (SignedReceipt::new(receipt, &signature), hash)
+        };
+        let receipt = self
+            .store
+            .charge(Charge {
+                id: paid.id(),
+                user: paid.user(),
+                worst: paid.admission.worst,
+                fee,
+                sign: &sign,
+            })
+            .await?;
+        crate::metrics::global().charged(usage.input_tokens, usage.output_tokens, fee);
+        tracing::info!(
+            user = %paid.user(), request = %paid.id(), service = %paid.service.config.name,
+            input = usage.input_tokens, output = usage.output_tokens, %fee, "charged"
+        );
+        Ok(receipt)
+    }
+
+    /// The upstream failed: the request costs nothing.
+    pub async fn release(&self, paid: &Paid, why: &str) {
+        tracing::warn!(user = %paid.user(), request = %paid.id(), why, "upstream failed; request is free");
+        if let Err(e) = self.store.release(paid.id(), paid.user(), paid.admission.worst).await {
+            tracing::error!(error = %e, request = %paid.id(), "releasing the reservation failed");
+        }
+    }
+}
+
+fn runtime(config: ServiceConfig) -> Result<Arc<ServiceRuntime>, StartError> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &config.upstream_headers {
+        let bad = || StartError::Config(format!(
+            "service {:?}: upstream header {name:?} is not a valid HTTP header name and value",
+            config.name
+        ));
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+        let value = HeaderValue::from_str(value).map_err(|_| bad())?;
+        headers.insert(name, value);
+    }
+    let base = config.upstream.trim_end_matches('/');
+    let url = if config.kind == "chat" {
+        format!("{base}/chat/completions")
+    } else {
+        format!("{base}/embeddings")
+    };
+    Ok(Arc::new(ServiceRuntime {
+        id: service_id(&config.name),
+        prices: Prices::new(config.input_price, config.output_price),
+        url,
+        headers,
+        config,
+    }))
+}

@@ -1,0 +1,462 @@
+//! The broker's configuration: one TOML file, overridable key by key from the
+//! environment (`ZG_PROVIDER__SECTION__KEY=value`), checked up front so that
+//! every error names the key, what was expected and what came.
+
+use serde::{Deserialize, Deserializer};
+use std::{collections::BTreeMap, net::SocketAddr, path::Path};
+use zg_core::{Address, B256, SigningKey, U256, parse_amount};
+
+/// Prefix of the environment overrides; `__` separates nested keys.
+pub const ENV_PREFIX: &str = "ZG_PROVIDER__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}; create one with `zg-serving provider init --config {path}`")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: String, message: String },
+    #[error("config key `{key}`: {message}")]
+    Key { key: String, message: String },
+    #[error("environment override {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+fn key_err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Key {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the broker listens on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The URL users reach this broker at, as registered on chain.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// This broker's name among replicas sharing one database; on start it
+    /// releases what its own earlier run left admitted.
+    #[serde(default = "default_replica")]
+    pub replica: String,
+    pub chain: ChainConfig,
+    pub keys: KeysConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub settlement: SettlementConfig,
+    /// Total stake to hold in the registry (decimal 0G); topped up on start.
+    #[serde(default, deserialize_with = "amount")]
+    pub stake: U256,
+    pub services: Vec<ServiceConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    pub rpc_url: String,
+    #[serde(deserialize_with = "address")]
+    pub contract: Address,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// The provider's wallet: settles, registers services, receives earnings.
+    #[serde(deserialize_with = "key")]
+    pub provider: SigningKey,
+    /// Signs receipts; the provider key when absent.
+    #[serde(default, deserialize_with = "opt_key")]
+    pub signer: Option<SigningKey>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    #[serde(default = "default_db")]
+    pub url: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: default_db() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettlementConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Settle at least this often while anything is unsettled.
+    #[serde(default = "default_interval")]
+    pub interval_secs: u64,
+    /// Settle as soon as this much (decimal 0G) is unsettled.
+    #[serde(default = "default_threshold", deserialize_with = "amount")]
+    pub threshold: U256,
+    /// Seconds before a refund unlocks by which the last settlement must land.
+    #[serde(default = "default_margin")]
+    pub refund_margin_secs: u64,
+    /// Vouchers per settle transaction.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+}
+
+impl Default for SettlementConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: default_interval(),
+            threshold: default_threshold(),
+            refund_margin_secs: default_margin(),
+            batch_size: default_batch(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// The registry name; requests choose it with their `model` field.
+    pub name: String,
+    /// `chat` or `embeddings`.
+    pub kind: String,
+    /// The model id the upstream serves (sent upstream as `model`).
+    pub model: String,
+    #[serde(deserialize_with = "digest")]
+    pub model_digest: B256,
+    #[serde(default = "default_hardware")]
+    pub hardware: String,
+    #[serde(default = "default_verifiability")]
+    pub verifiability: String,
+    /// Base URL of the OpenAI-compatible upstream, e.g. `http://127.0.0.1:8081/v1`.
+    pub upstream: String,
+    /// Extra headers sent upstream (e.g. `Authorization = "Bearer ..."`).
+    #[serde(default)]
+    pub upstream_headers: BTreeMap<String, String>,
+    /// Price per input token, decimal 0G.
+    #[serde(deserialize_with = "amount")]
+    pub input_price: U256,
+    /// Price per output token, decimal 0G.
+    #[serde(deserialize_with = "amount")]
+    pub output_price: U256,
+    /// Most a user may owe beyond their newest voucher, decimal 0G.
+    #[serde(deserialize_with = "amount")]
+    pub credit_limit: U256,
+    /// Cap on output tokens per request (and the worst case when a request sets none).
+    #[serde(default = "default_max_output")]
+    pub max_output_tokens: u64,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_replica() -> String {
+    "main".into()
+}
+fn default_db() -> String {
+    "sqlite://provider.db".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_interval() -> u64 {
+    3600
+}
+fn default_threshold() -> U256 {
+    U256::from(10u64).pow(U256::from(17u64))
+}
+fn default_margin() -> u64 {
+    600
+}
+fn default_batch() -> usize {
+    100
+}
+fn default_hardware() -> String {
+    "cpu".into()
+}
+fn default_verifiability() -> String {
+    "none".into()
+}
+fn default_max_output() -> u64 {
+    2048
+}
+
+fn amount<'de, D: Deserializer<'de>>(d: D) -> Result<U256, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_amount(&text).map_err(serde::de::Error::custom)
+}
+
+fn address<'de, D: Deserializer<'de>>(d: D) -> Result<Address, D::Error> {
+    let text = String::deserialize(d)?;
+    text.trim().parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "expected a 0x-prefixed 20-byte hex address, got {text:?}"
+        ))
+    })
+}
+
+fn digest<'de, D: Deserializer<'de>>(d: D) -> Result<B256, D::Error> {
+    let text = String::deserialize(d)?;
+    text.trim()
+        .parse()
+        .map_err(|_| serde::de::Error::custom(format!("expected 32 bytes as 64 hex digits (the sha256 of the weights), got {text:?}")))
+}
+
+fn key<'de, D: Deserializer<'de>>(d: D) -> Result<SigningKey, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom("expected a 32-byte hex private key (0x + 64 hex digits)")
+    })
+}
+
+fn opt_key<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SigningKey>, D::Error> {
+    key(d).map(Some)
+}
+
+impl Config {
+    /// Reads `path` and applies the `ZG_PROVIDER__*` environment overrides.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::parse(&text, &shown, std::env::vars())
+    }
+
+    /// Parses `text` (named `origin` in errors) with the given overrides.
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        for (var, value) in env {
+            if let Some(path) = var.strip_prefix(ENV_PREFIX) {
+                apply_override(&mut table, &var, path, &value)?;
+            }
+        }
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| key_err(e.path().to_string(), e.inner().to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.services.is_empty() {
+            return Err(key_err(
+                "services",
+                "expected at least one [[services]] table",
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, s) in self.services.iter().enumerate() {
+            let key = |k: &str| format!("services[{i}].{k}");
+            if s.name.trim().is_empty() {
+                return Err(key_err(key("name"), "expected a non-empty name"));
+            }
+            if !names.insert(s.name.as_str()) {
+                return Err(key_err(key("name"), format!("service {:?} is listed twice", s.name)));
+            }
+            if !matches!(s.kind.as_str(), "chat" | "embeddings") {
+                return Err(key_err(
+                    key("kind"),
+                    format!("expected \"chat\" or \"embeddings\", got {:?}", s.kind),
+                ));
+            }
+            if !(s.upstream.starts_with("http://") || s.upstream.starts_with("https://")) {
+                return Err(key_err(
+                    key("upstream"),
+                    format!("expected an http(s) base URL such as http://127.0.0.1:8081/v1, got {:?}", s.upstream),
+                ));
+            }
+            if s.max_output_tokens == 0 {
+                return Err(key_err(key("max_output_tokens"), "expected at least 1"));
+            }
+        }
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres")) {
+            return Err(key_err(
+                "database.url",
+                format!("expected sqlite://FILE or postgres://..., got {:?}", self.database.url),
+            ));
+        }
+        if self.settlement.batch_size == 0 {
+            return Err(key_err("settlement.batch_size", "expected at least 1"));
+        }
+        Ok(())
+    }
+
+    /// The key that signs receipts.
+    pub fn signer(&self) -> &SigningKey {
+        self.keys.signer.as_ref().unwrap_or(&self.keys.provider)
+    }
+
+    /// The URL registered on chain for this broker.
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
+/// `ZG_PROVIDER__CHAIN__RPC_URL=x` sets `chain.rpc_url`; a value that parses
+/// as a TOML integer or boolean keeps that type, anything else is a string.
+fn apply_override(
+    table: &mut toml::Table,
+    var: &str,
+    path: &str,
+    value: &str,
+) -> Result<(), ConfigError> {
+    let parts: Vec<String> = path.split("__").map(str::to_lowercase).collect();
+    if parts.iter().any(String::is_empty) {
+        return Err(ConfigError::Env {
+            var: var.into(),
+            message: "expected ZG_PROVIDER__SECTION__KEY with non-empty parts".into(),
+        });
+    }
+    let parsed = match value.parse::<i64>() {
+        Ok(n) => toml::Value::Integer(n),
+        Err(_) => match value {
+            "true" => toml::Value::Boolean(true),
+            "false" => toml::Value::Boolean(false),
+            _ => toml::Value::String(value.into()),
+        },
+    };
+    let mut cursor = table;
+    for part in &parts[..parts.len() - 1] {
+        let entry = cursor
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+        cursor = entry.as_table_mut().ok_or_else(|| ConfigError::Env {
+            var: var.into(),
+            message: format!("`{part}` is not a table in the config"),
+        })?;
+    }
+    cursor.insert(parts[parts.len() - 1].clone(), parsed);
+    Ok(())
+}
+
+/// The commented example `zg-serving provider init` writes.
+pub const EXAMPLE: &str = r#"# zg-serving provider broker configuration.
+# Every key can be overridden from the environment: ZG_PROVIDER__SECTION__KEY,
+# e.g. ZG_PROVIDER__KEYS__PROVIDER=0x... or ZG_PROVIDER__DATABASE__URL=postgres://...
+# Amounts are decimal 0G (1 0G = 1e18 neuron).
+
+# Where the broker listens, and the URL users reach it at (registered on chain).
+listen = "127.0.0.1:8080"
+public_url = "http://127.0.0.1:8080"
+# Name of this replica when several brokers share one PostgreSQL database.
+replica = "main"
+# Stake held in the registry (at least the contract's minimum stake).
+stake = "0.1"
+
+[chain]
+rpc_url = "http://127.0.0.1:8545"
+contract = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+
+[keys]
+# The provider wallet: registers services, settles vouchers, receives earnings.
+# Prefer ZG_PROVIDER__KEYS__PROVIDER over writing the key here.
+provider = "0x0000000000000000000000000000000000000000000000000000000000000001"
+# The key that signs receipts (defaults to the provider key).
+# signer = "0x..."
+
+[database]
+# SQLite file by default; postgres://user@host/db for several replicas.
+url = "sqlite://provider.db"
+
+[settlement]
+enabled = true
+# Settle at least this often while anything is unsettled (seconds) ...
+interval_secs = 3600
+# ... or as soon as this much is unsettled.
+threshold = "0.1"
+# The last settlement before a refund unlocks lands at least this early.
+refund_margin_secs = 600
+# Vouchers per settle transaction.
+batch_size = 100
+
+[[services]]
+# The registry name; requests pick a service with their `model` field.
+name = "smollm2-135m"
+kind = "chat"                    # chat | embeddings
+model = "SmolLM2-135M-Instruct"  # the model id the upstream serves
+model_digest = "0x0000000000000000000000000000000000000000000000000000000000000000"  # sha256 of the weights
+hardware = "cpu"
+verifiability = "none"
+upstream = "http://127.0.0.1:8081/v1"
+# upstream_headers = { Authorization = "Bearer sk-..." }
+input_price = "0.000000001"      # per input token
+output_price = "0.000000002"     # per output token
+credit_limit = "0.001"           # most a user may owe beyond their newest voucher
+max_output_tokens = 2048         # cap per request; the worst case when max_tokens is absent
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::parse(
+            text,
+            "test.toml",
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn the_example_parses() {
+        let config = parse(EXAMPLE, &[]).unwrap();
+        assert_eq!(config.services.len(), 1);
+        assert_eq!(config.services[0].input_price, U256::from(1_000_000_000u64));
+        assert_eq!(config.signer().address(), config.keys.provider.address());
+    }
+
+    #[test]
+    fn env_overrides_win() {
+        let config = parse(
+            EXAMPLE,
+            &[
+                ("ZG_PROVIDER__DATABASE__URL", "postgres://x@y/z"),
+                ("ZG_PROVIDER__SETTLEMENT__INTERVAL_SECS", "7"),
+                ("ZG_PROVIDER__CHAIN__RPC_URL", "http://10.0.0.1:8545"),
+                ("UNRELATED", "1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.database.url, "postgres://x@y/z");
+        assert_eq!(config.settlement.interval_secs, 7);
+        assert_eq!(config.chain.rpc_url, "http://10.0.0.1:8545");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            (EXAMPLE.replace("input_price = \"0.000000001\"", "input_price = \"cheap\""), "services[0].input_price"),
+            (EXAMPLE.replace("contract = \"0x5F", "contract = \"0x5"), "chain.contract"),
+            (EXAMPLE.replace("kind = \"chat\"", "kind = \"video\""), "services[0].kind"),
+            (EXAMPLE.replace("provider = \"0x00", "provider = \"0xzz"), "keys.provider"),
+            (EXAMPLE.replace("hardware = \"cpu\"", "hardwar = \"cpu\""), "services[0]"),
+        ];
+        for (text, key) in cases {
+            let err = parse(&text, &[]).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        let err = parse(EXAMPLE, &[("ZG_PROVIDER__SETTLEMENT__BATCH_SIZE", "lots")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("settlement.batch_size"), "{err}");
+    }
+}

@@ -1,0 +1,129 @@
+//! What the broker knows of the chain per user: the escrow account (cached,
+//! refreshed when admission would refuse, on refund events and after
+//! settlement) and the delegated voucher signer (refreshed when a signature
+//! recovers to someone other than the user, at most once a second).
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use zg_chain::{ChainClient, ChainError, EscrowAccount};
+use zg_core::{Address, U256};
+
+const DELEGATE_REFRESH: Duration = Duration::from_secs(1);
+
+pub struct ChainView {
+    chain: ChainClient,
+    provider: Address,
+    /// Seconds before a refund's unlock at which its amount stops counting.
+    refund_margin: u64,
+    escrow: Mutex<HashMap<Address, EscrowAccount>>,
+    delegates: Mutex<HashMap<Address, (Option<Address>, Instant)>>,
+}
+
+impl ChainView {
+    pub fn new(chain: ChainClient, refund_margin: u64) -> Self {
+        Self {
+            provider: chain.wallet(),
+            chain,
+            refund_margin,
+            escrow: Mutex::default(),
+            delegates: Mutex::default(),
+        }
+    }
+
+    pub fn chain(&self) -> &ChainClient {
+        &self.chain
+    }
+
+    pub fn provider(&self) -> Address {
+        self.provider
+    }
+
+    /// The cap on what `user` may owe: escrow + settled, less a pending refund
+    /// that unlocks within the margin (settlement may not land before it).
+    /// Reads the chain when the user is not cached or `refresh` is set.
+    pub async fn cap(&self, user: Address, refresh: bool) -> Result<U256, ChainError> {
+        let cached = if refresh {
+            None
+        } else {
+            self.lock_escrow().get(&user).cloned()
+        };
+        let account = match cached {
+            Some(a) => a,
+            None => self.refresh(user).await?,
+        };
+        Ok(cap_of(&account, now_unix(), self.refund_margin))
+    }
+
+    /// Reads `user`'s escrow account from the chain into the cache.
+    pub async fn refresh(&self, user: Address) -> Result<EscrowAccount, ChainError> {
+        let account = self.chain.account(user, self.provider).await?;
+        self.lock_escrow().insert(user, account.clone());
+        Ok(account)
+    }
+
+    pub fn cached(&self, user: Address) -> Option<EscrowAccount> {
+        self.lock_escrow().get(&user).cloned()
+    }
+
+    /// Whether `signer` may sign vouchers for `user` (the user delegated it on chain).
+    pub async fn is_delegate(&self, user: Address, signer: Address) -> Result<bool, ChainError> {
+        let cached = self.lock_delegates().get(&user).copied();
+        if let Some((delegate, at)) = cached {
+            if delegate == Some(signer) || at.elapsed() < DELEGATE_REFRESH {
+                return Ok(delegate == Some(signer));
+            }
+        }
+        let delegate = self.chain.voucher_signer(user).await?;
+        self.lock_delegates().insert(user, (delegate, Instant::now()));
+        Ok(delegate == Some(signer))
+    }
+
+    fn lock_escrow(&self) -> std::sync::MutexGuard<'_, HashMap<Address, EscrowAccount>> {
+        self.escrow.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_delegates(&self) -> std::sync::MutexGuard<'_, HashMap<Address, (Option<Address>, Instant)>> {
+        self.delegates.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// escrow + settled is everything settlement can ever collect from the user;
+/// a refund that unlocks before `now + margin` leaves with its amount.
+pub fn cap_of(account: &EscrowAccount, now: u64, margin: u64) -> U256 {
+    let total = account.escrow.saturating_add(account.settled);
+    match account.refund {
+        Some(r) if r.unlock_at <= now.saturating_add(margin) => total.saturating_sub(r.amount),
+        _ => total,
+    }
+}
+
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zg_chain::PendingRefund;
+
+    #[test]
+    fn a_refund_counts_only_near_its_unlock() {
+        let mut account = EscrowAccount {
+            user: Address::repeat_byte(1),
+            provider: Address::repeat_byte(2),
+            escrow: U256::from(100u64),
+            settled: U256::from(40u64),
+            refund: Some(PendingRefund { amount: U256::from(30u64), unlock_at: 1_000 }),
+        };
+        assert_eq!(cap_of(&account, 0, 600), U256::from(140u64));
+        assert_eq!(cap_of(&account, 400, 600), U256::from(110u64));
+        account.refund = None;
+        assert_eq!(cap_of(&account, 400, 600), U256::from(140u64));
+    }
+}

@@ -1,0 +1,31 @@
+//! `GET /v1/models`: the services of this broker, in OpenAI's list shape,
+//! with what a client checks receipts against (digest, prices, signer).
+
+use std::sync::Arc;
+
+use axum::{Json, extract::State};
+use serde_json::{Value, json};
+
+use crate::broker::Broker;
+
+pub async fn list(State(broker): State<Arc<Broker>>) -> Json<Value> {
+    let data: Vec<Value> = broker
+        .services
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.config.name,
+                "object": "model",
+                "created": 0,
+                "owned_by": broker.provider.to_string(),
+                "kind": s.config.kind,
+                "model": s.config.model,
+                "model_digest": s.config.model_digest.to_string(),
+                "input_price": s.prices.input.to_string(),
+                "output_price": s.prices.output.to_string(),
+                "signer": broker.signer.address().to_string(),
+            })
+        })
+        .collect();
+    Json(json!({ "object": "list", "data": data }))
+}

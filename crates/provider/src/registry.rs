@@ -1,0 +1,77 @@
+//! Keeps the on-chain registry in step with the config on start: lists or
+//! updates each configured service (adding stake up to the configured
+//! amount), and warns about services listed on chain but not configured
+//! (it removes none: that is `zg-serving provider` operator's call).
+
+use zg_chain::{ChainClient, ChainError};
+use zg_core::{Prices, Service, U256};
+
+use crate::config::Config;
+
+/// What the sync did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    pub listed: Vec<String>,
+    pub unchanged: Vec<String>,
+    /// Listed on chain, absent from the config: left alone.
+    pub extra: Vec<String>,
+    pub stake_added: U256,
+}
+
+/// The registry entry the config describes for service `index`.
+pub fn desired(config: &Config, index: usize, chain: &ChainClient) -> Service {
+    let s = &config.services[index];
+    Service {
+        provider: chain.wallet(),
+        name: s.name.clone(),
+        kind: s.kind.clone(),
+        url: config.public_url(),
+        model: s.model.clone(),
+        model_digest: s.model_digest,
+        hardware: s.hardware.clone(),
+        prices: Prices::new(s.input_price, s.output_price),
+        verifiability: s.verifiability.clone(),
+        signer: config.signer().address(),
+        updated_at: 0,
+    }
+}
+
+pub async fn sync(config: &Config, chain: &ChainClient) -> Result<SyncReport, ChainError> {
+    let provider = chain.wallet();
+    let stake = chain.stake_of(provider).await?.stake;
+    let target = config.stake.max(chain.min_stake().await?);
+    let mut to_add = target.saturating_sub(stake);
+    let mut report = SyncReport { stake_added: to_add, ..Default::default() };
+    for index in 0..config.services.len() {
+        let want = desired(config, index, chain);
+        let have = chain.service(provider, &want.name).await?;
+        let same = have.as_ref().is_some_and(|h| Service { updated_at: 0, provider: want.provider, ..h.clone() } == want);
+        if same && to_add.is_zero() {
+            report.unchanged.push(want.name);
+            continue;
+        }
+        chain.add_or_update_service(&want, to_add).await?;
+        tracing::info!(service = %want.name, stake_added = %to_add, "service listed on chain");
+        to_add = U256::ZERO;
+        report.listed.push(want.name);
+    }
+    let mut offset = 0;
+    loop {
+        let page = chain.services_of(provider, offset, 100).await?;
+        let n = page.items.len() as u64;
+        for s in page.items {
+            if !config.services.iter().any(|c| c.name == s.name) {
+                tracing::warn!(
+                    service = %s.name,
+                    "service is listed on chain but not in the config: users can still find it; remove it on chain if it is gone"
+                );
+                report.extra.push(s.name);
+            }
+        }
+        offset += n;
+        if n == 0 || offset >= page.total {
+            break;
+        }
+    }
+    Ok(report)
+}

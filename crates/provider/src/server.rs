@@ -1,0 +1,126 @@
+//! Starting and stopping a broker: connect to the chain, open and migrate the
+//! store, release what a crashed earlier run left in flight, sync services to
+//! the registry, then serve HTTP and run the settlement loop until shutdown
+//! (which lets in-flight requests, streams included, finish).
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use zg_chain::{ChainClient, ChainError};
+
+use crate::{
+    broker::Broker,
+    config::Config,
+    escrow::ChainView,
+    registry,
+    store::{self, StoreError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("chain: {0}")]
+    Chain(#[from] ChainError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("config: {0}")]
+    Config(String),
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A broker serving in the background.
+pub struct Running {
+    addr: SocketAddr,
+    broker: Arc<Broker>,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    settler: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`, the broker's base URL (OpenAI clients add `/v1`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Stops accepting, lets open requests finish, stops settling, and waits.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        let _ = self.stop.send(true);
+        if let Some(settler) = self.settler {
+            let _ = settler.await;
+        }
+        self.server.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// Waits until the server ends (after `stop` fires).
+    pub async fn wait(self) -> std::io::Result<()> {
+        if let Some(settler) = self.settler {
+            let _ = settler.await;
+        }
+        self.server.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+}
+
+/// Everything up to serving: the broker's state, with services synced.
+pub async fn prepare(config: Config) -> Result<Arc<Broker>, StartError> {
+    let chain = ChainClient::connect(&config.chain.rpc_url, config.chain.contract, &config.keys.provider.to_bytes()).await?;
+    let store = store::open(&config.database.url, chain.wallet()).await?;
+    let released = store.release_abandoned(&config.replica).await?;
+    if released > 0 {
+        tracing::warn!(released, replica = %config.replica, "released requests a previous run left in flight (they got no receipt: free)");
+    }
+    let report = registry::sync(&config, &chain).await?;
+    tracing::info!(listed = ?report.listed, unchanged = ?report.unchanged, extra = ?report.extra, "registry in step");
+    let view = ChainView::new(chain, config.settlement.refund_margin_secs);
+    Ok(Arc::new(Broker::new(config, store, view)?))
+}
+
+/// Starts the broker on `listener` in the background.
+pub async fn start(config: Config, listener: TcpListener) -> Result<Running, StartError> {
+    let broker = prepare(config).await?;
+    Ok(spawn(broker, listener)?)
+}
+
+/// Serves an already prepared broker on `listener`.
+pub fn spawn(broker: Arc<Broker>, listener: TcpListener) -> std::io::Result<Running> {
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    let settler = broker
+        .config
+        .settlement
+        .enabled
+        .then(|| tokio::spawn(crate::settle::run(broker.clone(), stopped.clone())));
+    let router = crate::handlers::router(broker.clone());
+    let mut server_stop = stopped;
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    tracing::info!(%addr, provider = %broker.provider, "provider broker listening");
+    Ok(Running { addr, broker, stop, server, settler })
+}
+
+/// Runs until `signal` resolves, then shuts down gracefully.
+pub async fn serve_until(config: Config, signal: impl Future<Output = ()>) -> Result<(), StartError> {
+    let listener = TcpListener::bind(config.listen).await?;
+    let running = start(config, listener).await?;
+    signal.await;
+    tracing::info!("shutting down: finishing requests in flight");
+    running.shutdown().await?;
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! `zg-serving provider status`: services on chain, users with what they owe
+//! and what is settled, and the provider's earnings on the ledger.
+
+use std::fmt::Write;
+
+use zg_core::{U256, format_amount};
+
+use crate::{broker::Broker, server::StartError};
+
+/// A human-readable report of the broker's books.
+pub async fn report(broker: &Broker) -> Result<String, StartError> {
+    let chain = broker.chain.chain();
+    let mut out = String::new();
+    let _ = writeln!(out, "provider {}  (chain {}, contract {})", broker.provider, broker.domain.chain_id, broker.domain.contract);
+    let stake = chain.stake_of(broker.provider).await?;
+    let _ = writeln!(out, "stake {} 0G, {} services listed", format_amount(stake.stake), stake.services);
+    let services = chain.services_of(broker.provider, 0, 100).await?;
+    for s in services.items {
+        let configured = broker.services.iter().any(|c| c.config.name == s.name);
+        let _ = writeln!(
+            out,
+            "  service {:<24} {:<10} model {} input {} output {} neuron/token{}",
+            s.name,
+            s.kind,
+            s.model,
+            s.prices.input,
+            s.prices.output,
+            if configured { "" } else { "  (not in config)" }
+        );
+    }
+    let accounts = broker.store.accounts().await?;
+    let (mut owed, mut settled, mut unsettled) = (U256::ZERO, U256::ZERO, U256::ZERO);
+    let _ = writeln!(out, "users: {}", accounts.len());
+    for a in &accounts {
+        owed = owed.saturating_add(a.owed);
+        settled = settled.saturating_add(a.settled);
+        unsettled = unsettled.saturating_add(a.unsettled());
+        let _ = writeln!(
+            out,
+            "  {}  owed {} 0G  voucher {} 0G  settled {} 0G  in flight {} 0G",
+            a.user,
+            format_amount(a.owed),
+            format_amount(a.cumulative()),
+            format_amount(a.settled),
+            format_amount(a.reserved)
+        );
+    }
+    let earnings = chain.balance_of(broker.provider).await?;
+    let _ = writeln!(
+        out,
+        "owed {} 0G, settled {} 0G, unsettled vouchers {} 0G, earnings on the ledger {} 0G",
+        format_amount(owed),
+        format_amount(settled),
+        format_amount(unsettled),
+        format_amount(earnings)
+    );
+    Ok(out)
+}

@@ -1,0 +1,247 @@
+//! The broker's persistent state behind one narrow trait: accounts (owed,
+//! reserved, newest voucher, settled), every accepted voucher with its request
+//! and receipt. SQLite for one broker, PostgreSQL for replicas. Each step
+//! (admit, charge, release, ack) is one transaction that holds the user's
+//! account row, so one user's admissions are serialized by the database.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::admission::{Admission, Refusal};
+use async_trait::async_trait;
+use std::sync::Arc;
+use zg_core::{Address, B256, Signature, U256, Voucher, headers::SignedReceipt};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}; check that the database at the configured URL is up and writable")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed: {0}; the database may belong to a newer broker")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database holds a malformed {what}: {value:?}")]
+    Corrupt { what: &'static str, value: String },
+    #[error("request {0} is not in the admitted state (charged or released twice?)")]
+    NotAdmitted(String),
+}
+
+/// What the broker knows of one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub user: Address,
+    /// Every fee ever charged to this user.
+    pub owed: U256,
+    /// Worst cases of the user's requests in flight.
+    pub reserved: U256,
+    /// The user's settled total on chain, as last seen.
+    pub settled: U256,
+    /// The accepted voucher with the highest cumulative.
+    pub voucher: Option<(Voucher, Signature)>,
+}
+
+impl Account {
+    pub fn new(user: Address) -> Self {
+        Self {
+            user,
+            owed: U256::ZERO,
+            reserved: U256::ZERO,
+            settled: U256::ZERO,
+            voucher: None,
+        }
+    }
+
+    pub fn cumulative(&self) -> U256 {
+        self.voucher.map_or(U256::ZERO, |(v, _)| v.cumulative)
+    }
+
+    /// Value a settlement of the newest voucher would still collect.
+    pub fn unsettled(&self) -> U256 {
+        self.cumulative().saturating_sub(self.settled)
+    }
+}
+
+/// A completed request's charge: the store adds `fee` to what the user owes
+/// and hands the new total to `sign`, which builds and signs the receipt.
+pub struct Charge<'a> {
+    pub id: &'a str,
+    pub user: Address,
+    pub worst: U256,
+    pub fee: U256,
+    pub sign: &'a (dyn Fn(U256) -> (SignedReceipt, B256) + Send + Sync),
+}
+
+/// A stored request as `GET /v1/receipts/{id}` needs it.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub id: String,
+    pub user: Address,
+    pub state: RequestState,
+    pub receipt: Option<SignedReceipt>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestState {
+    Admitted,
+    Charged,
+    Failed,
+    Ack,
+}
+
+impl RequestState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admitted => "admitted",
+            Self::Charged => "charged",
+            Self::Failed => "failed",
+            Self::Ack => "ack",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, StoreError> {
+        Ok(match text {
+            "admitted" => Self::Admitted,
+            "charged" => Self::Charged,
+            "failed" => Self::Failed,
+            "ack" => Self::Ack,
+            other => {
+                return Err(StoreError::Corrupt {
+                    what: "request state",
+                    value: other.into(),
+                });
+            }
+        })
+    }
+}
+
+/// An acknowledgement voucher: `voucher.request_digest` is the EIP-712 hash of
+/// a receipt this broker issued.
+pub struct Ack {
+    pub voucher: Voucher,
+    pub signature: Signature,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores the voucher and reserves the request's worst case, or refuses.
+    async fn admit(&self, admission: &Admission) -> Result<Result<(), Refusal>, StoreError>;
+    /// Stores the charge and the receipt `sign` builds; returns the receipt.
+    async fn charge(&self, charge: Charge<'_>) -> Result<SignedReceipt, StoreError>;
+    /// Frees the reservation of a request that failed upstream: it costs nothing.
+    async fn release(&self, id: &str, user: Address, worst: U256) -> Result<(), StoreError>;
+    /// Accepts an acknowledgement voucher.
+    async fn ack(&self, ack: &Ack) -> Result<Result<(), Refusal>, StoreError>;
+    async fn request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError>;
+    async fn account(&self, user: Address) -> Result<Option<Account>, StoreError>;
+    /// Every account (settlement and status).
+    async fn accounts(&self) -> Result<Vec<Account>, StoreError>;
+    /// Records the user's settled total on chain (never lowers it).
+    async fn record_settled(&self, user: Address, settled: U256) -> Result<(), StoreError>;
+    /// Releases what `replica`'s earlier run left admitted (a crash in flight):
+    /// those requests got no receipt, so they cost nothing. Returns how many.
+    async fn release_abandoned(&self, replica: &str) -> Result<u64, StoreError>;
+}
+
+/// Opens the store a database URL names, creating and migrating the schema.
+pub async fn open(url: &str, provider: Address) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres") {
+        Ok(Arc::new(PgStore::connect(url, provider).await?))
+    } else {
+        Ok(Arc::new(SqliteStore::open(url, provider).await?))
+    }
+}
+
+/// 16 random bytes as hex: request ids.
+pub fn random_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+// Encodings shared by both databases: addresses and digests as 0x lowercase
+// hex, amounts as decimal text (compared in Rust, never in SQL).
+
+pub(crate) fn hex_addr(a: Address) -> String {
+    format!("{a:#x}")
+}
+
+pub(crate) fn hex_b256(b: B256) -> String {
+    format!("{b:#x}")
+}
+
+pub(crate) fn parse_u256(what: &'static str, text: &str) -> Result<U256, StoreError> {
+    U256::from_str_radix(text, 10).map_err(|_| StoreError::Corrupt {
+        what,
+        value: text.into(),
+    })
+}
+
+pub(crate) fn parse_addr(text: &str) -> Result<Address, StoreError> {
+    text.parse().map_err(|_| StoreError::Corrupt {
+        what: "address",
+        value: text.into(),
+    })
+}
+
+pub(crate) fn parse_b256(what: &'static str, text: &str) -> Result<B256, StoreError> {
+    text.parse().map_err(|_| StoreError::Corrupt {
+        what,
+        value: text.into(),
+    })
+}
+
+pub(crate) fn parse_sig(text: &str) -> Result<Signature, StoreError> {
+    text.parse().map_err(|_| StoreError::Corrupt {
+        what: "signature",
+        value: text.into(),
+    })
+}
+
+pub(crate) fn parse_receipt(text: &str) -> Result<SignedReceipt, StoreError> {
+    serde_json::from_str(text).map_err(|_| StoreError::Corrupt {
+        what: "receipt",
+        value: text.chars().take(200).collect(),
+    })
+}
+
+pub(crate) fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The raw columns of an account row, decoded the same way for both databases.
+pub(crate) struct AccountRow {
+    pub user: String,
+    pub owed: String,
+    pub reserved: String,
+    pub settled: String,
+    pub cumulative: Option<String>,
+    pub request_digest: Option<String>,
+    pub signature: Option<String>,
+}
+
+impl AccountRow {
+    pub fn decode(self, provider: Address) -> Result<Account, StoreError> {
+        let user = parse_addr(&self.user)?;
+        let voucher = match (self.cumulative, self.request_digest, self.signature) {
+            (Some(c), Some(d), Some(s)) => Some((
+                Voucher {
+                    user,
+                    provider,
+                    cumulative: parse_u256("cumulative", &c)?,
+                    request_digest: parse_b256("request digest", &d)?,
+                },
+                parse_sig(&s)?,
+            )),
+            _ => None,
+        };
+        Ok(Account {
+            user,
+            owed: parse_u256("owed", &self.owed)?,
+            reserved: parse_u256("reserved", &self.reserved)?,
+            settled: parse_u256("settled", &self.settled)?,
+            voucher,
+        })
+    }
+}

@@ -1,0 +1,282 @@
+//! Metering of streamed chat completions. The upstream's SSE events pass
+//! through unchanged, except the usage chunk that `include_usage` (forced on)
+//! adds, which is removed when the user did not ask for it. The fee comes
+//! from that usage; the receipt is stored before the final `[DONE]` goes
+//! out, so a client that saw the end of the stream finds it at
+//! `GET /v1/receipts/{id}`. A stream the upstream cuts (or the client
+//! leaves) is charged for the content chunks delivered, one token each.
+
+use std::{sync::Arc, time::Instant};
+
+use alloy::primitives::Keccak256;
+use axum::{
+    body::Body,
+    http::{HeaderValue, header},
+    response::Response,
+};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use zg_core::{Usage, headers as zh};
+
+use crate::{
+    broker::{Broker, Paid},
+    error::ApiError,
+    handlers::{UsageJson, upstream_failed, upstream_refused},
+};
+
+const DONE: &[u8] = b"data: [DONE]\n\n";
+
+pub async fn proxy_stream(
+    broker: Arc<Broker>,
+    paid: Paid,
+    body: Bytes,
+    user_wants_usage: bool,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let sent = broker
+        .http
+        .post(&paid.service.url)
+        .headers(paid.service.headers.clone())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await;
+    let upstream = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            broker.release(&paid, &e.to_string()).await;
+            return Err(upstream_failed(&paid, e));
+        }
+    };
+    crate::metrics::global().upstream_latency(started.elapsed());
+    let status = upstream.status();
+    if !status.is_success() {
+        let bytes = upstream.bytes().await.unwrap_or_default();
+        broker.release(&paid, &format!("status {status}")).await;
+        return Err(upstream_refused(status, &bytes));
+    }
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    let id = paid.id().to_string();
+    tokio::spawn(pump(broker, paid, upstream, tx, user_wants_usage));
+
+    let body = Body::from_stream(tokio_stream(rx));
+    let mut out = Response::new(body);
+    let headers = out.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        headers.insert(zh::REQUEST_ID, v);
+    }
+    Ok(out)
+}
+
+fn tokio_stream(
+    mut rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// What the stream has delivered so far.
+struct Meter {
+    hasher: Keccak256,
+    content_chunks: u64,
+    usage: Option<Usage>,
+    client_gone: bool,
+}
+
+impl Meter {
+    async fn send(&mut self, tx: &mpsc::Sender<Result<Bytes, std::io::Error>>, bytes: Bytes) {
+        if self.client_gone {
+            return;
+        }
+        if tx.send(Ok(bytes.clone())).await.is_ok() {
+            self.hasher.update(&bytes);
+        } else {
+            self.client_gone = true;
+        }
+    }
+}
+
+/// Reads the upstream's events, forwards them, and charges at the end.
+async fn pump(
+    broker: Arc<Broker>,
+    paid: Paid,
+    upstream: reqwest::Response,
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    user_wants_usage: bool,
+) {
+    let mut meter = Meter { hasher: Keccak256::new(), content_chunks: 0, usage: None, client_gone: false };
+    let mut held_usage: Option<Bytes> = None;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut events = upstream.bytes_stream();
+    let mut done = false;
+    let mut cut_reason = String::new();
+    'read: while !meter.client_gone {
+        match events.next().await {
+            Some(Ok(chunk)) => {
+                buf.extend_from_slice(&chunk);
+                while let Some(event) = take_event(&mut buf) {
+                    match classify(&event) {
+                        Event::Done => {
+                            done = true;
+                            break 'read;
+                        }
+                        Event::UsageOnly(u) => {
+                            meter.usage = Some(u);
+                            if user_wants_usage {
+                                held_usage = Some(event);
+                            }
+                        }
+                        Event::Chunk { content, usage } => {
+                            if content {
+                                meter.content_chunks += 1;
+                            }
+                            if usage.is_some() {
+                                meter.usage = usage;
+                            }
+                            meter.send(&tx, event).await;
+                        }
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                cut_reason = e.to_string();
+                break;
+            }
+            None => {
+                cut_reason = "the upstream closed the stream before [DONE]".into();
+                break;
+            }
+        }
+    }
+    drop(events);
+
+    let complete = done && !meter.client_gone;
+    let usage = match (complete, meter.usage) {
+        (true, Some(u)) => u,
+        (true, None) => {
+            tracing::warn!(request = %paid.id(), "stream ended without usage; charging the chunks delivered");
+            Usage { input_tokens: 0, output_tokens: meter.content_chunks }
+        }
+        // Cut short: only what reached the client is owed.
+        (false, _) => Usage { input_tokens: 0, output_tokens: meter.content_chunks },
+    };
+    if !complete && meter.content_chunks == 0 {
+        let why = if meter.client_gone { "client left before any content" } else { cut_reason.as_str() };
+        broker.release(&paid, why).await;
+        return;
+    }
+    if !complete {
+        tracing::warn!(request = %paid.id(), delivered = meter.content_chunks, client_gone = meter.client_gone, reason = %cut_reason, "stream cut short");
+    }
+    let mut tail = Vec::new();
+    if complete {
+        if let Some(u) = &held_usage {
+            tail.extend_from_slice(u);
+        }
+        tail.extend_from_slice(DONE);
+    }
+    let mut hasher = meter.hasher.clone();
+    hasher.update(&tail);
+    let digest = hasher.finalize();
+    match broker.charge(&paid, usage, digest).await {
+        Ok(_) => {
+            if complete {
+                let _ = tx.send(Ok(Bytes::from(tail))).await;
+            }
+        }
+        Err(e) => {
+            tracing::error!(request = %paid.id(), error = %e, "charging a stream failed");
+            let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+        }
+    }
+}
+
+enum Event {
+    Done,
+    UsageOnly(Usage),
+    Chunk { content: bool, usage: Option<Usage> },
+}
+
+#[derive(Deserialize)]
+struct ChunkPeek {
+    #[serde(default)]
+    choices: Option<Vec<ChoicePeek>>,
+    #[serde(default)]
+    usage: Option<UsageJson>,
+}
+
+#[derive(Deserialize)]
+struct ChoicePeek {
+    #[serde(default)]
+    delta: Option<DeltaPeek>,
+}
+
+#[derive(Deserialize)]
+struct DeltaPeek {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+/// Takes one whole SSE event (with its blank-line terminator) off `buf`.
+fn take_event(buf: &mut Vec<u8>) -> Option<Bytes> {
+    let lf = find(buf, b"\n\n").map(|i| i + 2);
+    let crlf = find(buf, b"\r\n\r\n").map(|i| i + 4);
+    let end = match (lf, crlf) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
+    let rest = buf.split_off(end);
+    Some(Bytes::from(std::mem::replace(buf, rest)))
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn classify(event: &[u8]) -> Event {
+    let text = String::from_utf8_lossy(event);
+    let data: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("\n");
+    if data == "[DONE]" {
+        return Event::Done;
+    }
+    match serde_json::from_str::<ChunkPeek>(&data) {
+        Ok(peek) => {
+            let choices = peek.choices.unwrap_or_default();
+            let usage = peek.usage.map(Usage::from);
+            let content = choices
+                .iter()
+                .any(|c| c.delta.as_ref().and_then(|d| d.content.as_deref()).is_some_and(|s| !s.is_empty()));
+            match usage {
+                Some(u) if choices.is_empty() => Event::UsageOnly(u),
+                _ => Event::Chunk { content, usage },
+            }
+        }
+        Err(_) => Event::Chunk { content: false, usage: None },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_events_and_finds_usage() {
+        let mut buf = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\r\n\r\ndata: [DONE]\n\npartial".to_vec();
+        let a = take_event(&mut buf).unwrap();
+        assert!(matches!(classify(&a), Event::Chunk { content: true, usage: None }));
+        let b = take_event(&mut buf).unwrap();
+        assert!(matches!(classify(&b), Event::UsageOnly(Usage { input_tokens: 3, output_tokens: 1 })));
+        let c = take_event(&mut buf).unwrap();
+        assert!(matches!(classify(&c), Event::Done));
+        assert!(take_event(&mut buf).is_none());
+        assert_eq!(buf, b"partial");
+    }
+}

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Load generator for scripts/bench-engine.sh: the same requests against any
+OpenAI-compatible server, measured the same way from the client side.
+
+- prefill_tok_s: prompt tokens / time to the first streamed token (1 client)
+- decode_tok_s:  tokens after the first / time from first to last token (1 client)
+- agg4_tok_s:    generated tokens of all clients / wall time, CLIENTS at once
+- rss_mb:        the server's resident memory after the run
+Each request has its own prompt number, so no server can reuse a cached prompt.
+Prints: NAME decode_tok_s=N prefill_tok_s=N agg4_tok_s=N rss_mb=N
+"""
+import argparse
+import http.client
+import json
+import statistics
+import threading
+import time
+from urllib.parse import urlparse
+
+PROMPT = (
+    "You are a careful historian. Request {n:04d}. Write a long, detailed essay about the "
+    "history of the Roman Empire, from its founding to its fall, with many names and dates."
+)
+
+
+def stream_chat(url, n, tokens):
+    """One greedy streamed request; returns (prompt_tokens, completion_tokens, t0, t_first, t_last)."""
+    u = urlparse(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=600)
+    body = json.dumps({
+        "model": "bench",
+        "messages": [{"role": "user", "content": PROMPT.format(n=n)}],
+        "temperature": 0,
+        "max_tokens": tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "cache_prompt": False,  # llama-server: never reuse a previous prompt
+    })
+    t0 = time.perf_counter()
+    conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    if resp.status != 200:
+        raise SystemExit(f"{url}: HTTP {resp.status}: {resp.read()[:300]!r}")
+    t_first = t_last = None
+    usage = None
+    for raw in resp:
+        line = raw.decode().strip()
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            break
+        chunk = json.loads(data)
+        if chunk.get("usage"):
+            usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            if (choice.get("delta") or {}).get("content"):
+                now = time.perf_counter()
+                t_first = t_first or now
+                t_last = now
+    conn.close()
+    if usage is None or t_first is None:
+        raise SystemExit(f"{url}: no usage or no tokens in the stream")
+    return usage["prompt_tokens"], usage["completion_tokens"], t0, t_first, t_last
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--name", required=True)
+    p.add_argument("--url", required=True)
+    p.add_argument("--pid", type=int, required=True)
+    p.add_argument("--tokens", type=int, default=128)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--clients", type=int, default=4)
+    a = p.parse_args()
+
+    n = 0
+    stream_chat(a.url, 9999, 16)  # warm-up
+    decode, prefill = [], []
+    for _ in range(a.rounds):
+        n += 1
+        pt, ct, t0, tf, tl = stream_chat(a.url, n, a.tokens)
+        prefill.append(pt / (tf - t0))
+        decode.append((ct - 1) / (tl - tf))
+
+    aggs = []
+    for _ in range(max(1, a.rounds // 2)):
+        results = []
+        lock = threading.Lock()
+
+        def client(i):
+            r = stream_chat(a.url, 1000 + n * 10 + i, a.tokens)
+            with lock:
+                results.append(r)
+
+        start = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(a.clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - start
+        n += 1
+        aggs.append(sum(r[1] for r in results) / wall)
+
+    print(
+        f"{a.name} decode_tok_s={statistics.median(decode):.1f} "
+        f"prefill_tok_s={statistics.median(prefill):.1f} "
+        f"agg4_tok_s={statistics.median(aggs):.1f} rss_mb={rss_mb(a.pid):.0f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
