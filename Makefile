@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := test
 CARGO ?= cargo
 
-.PHONY: test deps lint fmt contracts check-contracts gas model venv bench-engine
+.PHONY: test deps lint fmt contracts check-contracts gas model venv bench-engine demo dev
 
 ## ---- setup ---------------------------------------------------------------
 # System packages the native builds need (llama.cpp: cmake, libclang).
@@ -59,3 +59,15 @@ venv: .venv/.requirements.stamp
 # prints the three comparison lines (docs/engine.md).
 bench-engine: model
 	@scripts/bench-engine.sh
+
+## ---- one-command marketplace (issue 6) ----------------------------------
+# Installs what is missing (Debian packages, npm packages, models), builds the
+# release binary, then runs the whole marketplace once end to end on a fresh
+# data directory and ends with `demo ok: ...` (or says what failed).
+demo: deps model
+	$(CARGO) build --release -p zg-serving
+	target/release/zg-serving dev --demo --fresh --data-dir target/demo-data --port 0
+
+# The marketplace, kept running until Ctrl-C (state in ~/.local/share/zg-serving/dev).
+dev: deps model
+	$(CARGO) run --release -p zg-serving -- dev

@@ -106,7 +106,9 @@ impl Settings {
                 budget: amount_arg(b).context("--topup-budget")?,
             }),
             (None, None) => None,
-            _ => anyhow::bail!("--topup-amount and --topup-budget go together: give both or neither"),
+            _ => {
+                anyhow::bail!("--topup-amount and --topup-budget go together: give both or neither")
+            }
         };
         let defaults = GatewayConfig::default();
         Ok(GatewayConfig {
@@ -119,7 +121,9 @@ impl Settings {
                 ..Default::default()
             },
             routing: RoutingPolicy {
-                latency_scale_ms: self.latency_scale_ms.unwrap_or(defaults.routing.latency_scale_ms),
+                latency_scale_ms: self
+                    .latency_scale_ms
+                    .unwrap_or(defaults.routing.latency_scale_ms),
                 failure_cooldown: self
                     .failure_cooldown_s
                     .map(Duration::from_secs)
@@ -150,7 +154,9 @@ enum KeysCommand {
     },
     List,
     /// Revoke by id or name.
-    Revoke { key: String },
+    Revoke {
+        key: String,
+    },
 }
 
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
@@ -167,8 +173,10 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
 async fn serve(args: GatewayArgs) -> anyhow::Result<()> {
     let file = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("{} is not a gateway config", path.display()))?
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text)
+                .with_context(|| format!("{} is not a gateway config", path.display()))?
         }
         None => Settings::default(),
     };
@@ -181,7 +189,9 @@ async fn serve(args: GatewayArgs) -> anyhow::Result<()> {
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
-        .with_context(|| format!("could not listen on {addr}: is the port taken? pick another with --port"))?;
+        .with_context(|| {
+            format!("could not listen on {addr}: is the port taken? pick another with --port")
+        })?;
     let models = gateway.services(false).await?.len();
     tracing::info!(%addr, user = %session.key.address(), services = models, "gateway ready");
     eprintln!(
@@ -211,8 +221,10 @@ async fn keys(chain: &ChainArgs, cmd: KeysCommand, out: Out) -> anyhow::Result<(
             let list = keys.list().await?;
             let rows: Vec<_> = list
                 .iter()
-                .map(|k| json!({ "id": k.id, "name": k.name, "limit": k.spend_limit.map(format_amount),
-                                 "spent": format_amount(k.spent), "revoked": k.revoked }))
+                .map(|k| {
+                    json!({ "id": k.id, "name": k.name, "limit": k.spend_limit.map(format_amount),
+                                 "spent": format_amount(k.spent), "revoked": k.revoked })
+                })
                 .collect();
             out.print(json!(rows), || {
                 if list.is_empty() {
@@ -225,7 +237,9 @@ async fn keys(chain: &ChainArgs, cmd: KeysCommand, out: Out) -> anyhow::Result<(
                             k.id,
                             k.name,
                             format_amount(k.spent),
-                            k.spend_limit.map(|l| format!("{} 0G", format_amount(l))).unwrap_or("no limit".into()),
+                            k.spend_limit
+                                .map(|l| format!("{} 0G", format_amount(l)))
+                                .unwrap_or("no limit".into()),
                             if k.revoked { " (revoked)" } else { "" }
                         )
                     })

@@ -9,7 +9,11 @@ mod user;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "zg-serving", version, about = "Decentralized marketplace for AI services")]
+#[command(
+    name = "zg-serving",
+    version,
+    about = "Decentralized marketplace for AI services"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -16,7 +16,12 @@ pub struct ProviderArgs {
 enum ProviderCommand {
     /// Serve paid, metered, signed OpenAI-compatible requests and settle them.
     Serve {
-        #[arg(long, short, default_value = "provider.toml", env = "ZG_PROVIDER_CONFIG")]
+        #[arg(
+            long,
+            short,
+            default_value = "provider.toml",
+            env = "ZG_PROVIDER_CONFIG"
+        )]
         config: PathBuf,
     },
     /// Write a commented example config.
@@ -29,12 +34,22 @@ enum ProviderCommand {
     },
     /// Settle every user's newest unsettled voucher now.
     Settle {
-        #[arg(long, short, default_value = "provider.toml", env = "ZG_PROVIDER_CONFIG")]
+        #[arg(
+            long,
+            short,
+            default_value = "provider.toml",
+            env = "ZG_PROVIDER_CONFIG"
+        )]
         config: PathBuf,
     },
     /// Show services, users, owed, settled and earnings.
     Status {
-        #[arg(long, short, default_value = "provider.toml", env = "ZG_PROVIDER_CONFIG")]
+        #[arg(
+            long,
+            short,
+            default_value = "provider.toml",
+            env = "ZG_PROVIDER_CONFIG"
+        )]
         config: PathBuf,
     },
 }
@@ -46,7 +61,11 @@ pub fn run(args: ProviderArgs) -> anyhow::Result<()> {
         }
         std::fs::write(config, zg_provider::config::EXAMPLE)
             .with_context(|| format!("writing {}", config.display()))?;
-        println!("wrote {}: fill in the chain, keys and services, then `zg-serving provider serve --config {}`", config.display(), config.display());
+        println!(
+            "wrote {}: fill in the chain, keys and services, then `zg-serving provider serve --config {}`",
+            config.display(),
+            config.display()
+        );
         return Ok(());
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

@@ -5,18 +5,32 @@ use super::stack::Stack;
 use zg_core::SigningKey;
 
 pub fn print(stack: &Stack, data_dir: &std::path::Path) {
-    let user = SigningKey::from_bytes(&stack.user_key).map(|k| k.address()).unwrap_or_default();
+    let user = SigningKey::from_bytes(&stack.user_key)
+        .map(|k| k.address())
+        .unwrap_or_default();
     println!();
     println!("zg-serving dev: a local marketplace is running");
     println!();
     println!("  gateway    {}", stack.gateway_url);
     println!("  api key    {}", stack.api_key);
-    println!("  chain      {} (chain id {})", stack.chain.url(), stack.chain.chain_id());
+    println!(
+        "  chain      {} (chain id {})",
+        stack.chain.url(),
+        stack.chain.chain_id()
+    );
     println!("  contract   {}", stack.owner.contract_address());
     println!("  engine     {}", stack.engine.base_url());
-    println!("  user       {user}  (key 0x{})", hex::encode(stack.user_key));
+    println!(
+        "  user       {user}  (key 0x{})",
+        hex::encode(stack.user_key)
+    );
     for (i, p) in stack.providers.iter().enumerate() {
-        println!("  provider {i} {}  at {}  (config {})", p.address, p.running.url(), p.config_path.display());
+        println!(
+            "  provider {i} {}  at {}  (config {})",
+            p.address,
+            p.running.url(),
+            p.config_path.display()
+        );
     }
     println!("  data dir   {}", data_dir.display());
     println!();
@@ -29,11 +43,40 @@ pub fn print(stack: &Stack, data_dir: &std::path::Path) {
     println!();
     println!("  python3 - <<'PY'");
     println!("  from openai import OpenAI");
-    println!("  client = OpenAI(base_url=\"{}\", api_key=\"{}\")", stack.gateway_url, stack.api_key);
-    println!("  answer = client.chat.completions.create(model=\"{}\",", stack.chat_model);
+    println!(
+        "  client = OpenAI(base_url=\"{}\", api_key=\"{}\")",
+        stack.gateway_url, stack.api_key
+    );
+    println!(
+        "  answer = client.chat.completions.create(model=\"{}\",",
+        stack.chat_model
+    );
     println!("      messages=[{{\"role\": \"user\", \"content\": \"Say hello\"}}], max_tokens=32)");
     println!("  print(answer.choices[0].message.content)");
     println!("  PY");
+    println!();
+    println!("The CLI, as this user and as provider 0:");
+    println!();
+    println!(
+        "  export ZG_RPC_URL={} ZG_CONTRACT={} ZG_PRIVATE_KEY=0x{} ZG_BOOK={}",
+        stack.chain.url(),
+        stack.owner.contract_address(),
+        hex::encode(stack.user_key),
+        data_dir.join("user-book.sqlite").display()
+    );
+    println!("  zg-serving user services");
+    println!("  zg-serving user ledger");
+    println!("  zg-serving user receipts");
+    if let Some(p) = stack.providers.first() {
+        println!(
+            "  zg-serving provider status --config {}",
+            p.config_path.display()
+        );
+        println!(
+            "  zg-serving provider settle --config {}",
+            p.config_path.display()
+        );
+    }
     println!();
     println!("Ctrl-C stops everything; the same --data-dir continues where it stopped.");
 }

@@ -33,8 +33,13 @@ pub async fn run(stack: &Stack) -> Result<()> {
         .context("the gateway refused the chat request")?
         .json()
         .await?;
-    let text = answer["choices"][0]["message"]["content"].as_str().unwrap_or_default();
-    ensure!(!text.trim().is_empty(), "the chat answer is empty: {answer}");
+    let text = answer["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default();
+    ensure!(
+        !text.trim().is_empty(),
+        "the chat answer is empty: {answer}"
+    );
     println!("{text}");
 
     println!("\n== streamed chat completion");
@@ -56,7 +61,9 @@ pub async fn run(stack: &Stack) -> Result<()> {
         pending.push_str(&String::from_utf8_lossy(&chunk?));
         while let Some(end) = pending.find("\n\n") {
             let event: String = pending.drain(..end + 2).collect();
-            let Some(data) = event.trim().strip_prefix("data: ") else { continue };
+            let Some(data) = event.trim().strip_prefix("data: ") else {
+                continue;
+            };
             if data == "[DONE]" {
                 break;
             }
@@ -106,17 +113,24 @@ pub async fn run(stack: &Stack) -> Result<()> {
     println!("\n== balances after");
     let after = balances(stack, user, &providers).await?;
     let earned = after.providers_total - before.providers_total;
-    let figures =
-        format!("requests={requests} receipts_verified={verified} settled_neuron={settled} provider_earned_neuron={earned}");
+    let figures = format!(
+        "requests={requests} receipts_verified={verified} settled_neuron={settled} provider_earned_neuron={earned}"
+    );
     let mut failures = Vec::new();
     if verified != requests {
-        failures.push(format!("{verified} of {requests} receipts passed their checks"));
+        failures.push(format!(
+            "{verified} of {requests} receipts passed their checks"
+        ));
     }
     if settled != receipt_total {
-        failures.push(format!("settled {settled} neuron but the receipts add up to {receipt_total}"));
+        failures.push(format!(
+            "settled {settled} neuron but the receipts add up to {receipt_total}"
+        ));
     }
     if earned != settled {
-        failures.push(format!("the provider earned {earned} neuron but {settled} were settled"));
+        failures.push(format!(
+            "the provider earned {earned} neuron but {settled} were settled"
+        ));
     }
     if earned.is_zero() {
         failures.push("nothing was earned".to_owned());
@@ -134,7 +148,10 @@ struct Balances {
 
 async fn balances(stack: &Stack, user: Address, providers: &[Address]) -> Result<Balances> {
     let chain = stack.user.chain();
-    println!("  user {user}: ledger {} 0G", format_amount(chain.balance_of(user).await?));
+    println!(
+        "  user {user}: ledger {} 0G",
+        format_amount(chain.balance_of(user).await?)
+    );
     let mut providers_total = U256::ZERO;
     for provider in providers {
         let escrow = chain.account(user, *provider).await?;
@@ -150,7 +167,10 @@ async fn balances(stack: &Stack, user: Address, providers: &[Address]) -> Result
     Ok(Balances { providers_total })
 }
 
-async fn wait_for_receipts(book: &zg_client::Book, n: usize) -> Result<Vec<zg_client::ReceiptRecord>> {
+async fn wait_for_receipts(
+    book: &zg_client::Book,
+    n: usize,
+) -> Result<Vec<zg_client::ReceiptRecord>> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let receipts = book.receipts(None, false, 100).await?;
@@ -158,7 +178,10 @@ async fn wait_for_receipts(book: &zg_client::Book, n: usize) -> Result<Vec<zg_cl
             return Ok(receipts);
         }
         if Instant::now() > deadline {
-            bail!("expected {n} receipts in the book, found {}", receipts.len());
+            bail!(
+                "expected {n} receipts in the book, found {}",
+                receipts.len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

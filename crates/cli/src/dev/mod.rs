@@ -39,11 +39,18 @@ pub struct DevArgs {
 }
 
 pub fn run(args: DevArgs) -> Result<()> {
-    let dir = DataDir::open(args.data_dir.unwrap_or_else(state::default_data_dir), args.fresh)?;
-    let embedding_model = (args.embedding_model.as_os_str() != "none").then_some(args.embedding_model);
+    let dir = DataDir::open(
+        args.data_dir.unwrap_or_else(state::default_data_dir),
+        args.fresh,
+    )?;
+    let embedding_model =
+        (args.embedding_model.as_os_str() != "none").then_some(args.embedding_model);
     for path in std::iter::once(&args.model).chain(embedding_model.iter()) {
         if !path.exists() {
-            anyhow::bail!("model {} is missing: run `make model` first (or pass --model)", path.display());
+            anyhow::bail!(
+                "model {} is missing: run `make model` first (or pass --model)",
+                path.display()
+            );
         }
     }
     let plan = Plan {

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 use tokio::net::TcpListener;
 use zg_chain::{ChainClient, DeployParams, DevChain, DevChainOptions};
-use zg_client::{AckPolicy, Accounts, Book, Gateway, GatewayConfig, Payer, gateway::TopUpPolicy};
+use zg_client::{Accounts, AckPolicy, Book, Gateway, GatewayConfig, Payer, gateway::TopUpPolicy};
 use zg_core::{Address, B256, SigningKey, U256, format_amount, parse_amount};
 use zg_engine::{EngineConfig, ServerHandle};
 
@@ -65,7 +65,10 @@ impl Stack {
         .context("starting the local chain (anvil)")?;
         let keys = chain.keys().to_vec();
         if keys.len() < keys_needed {
-            bail!("anvil gave {} accounts, {keys_needed} are needed", keys.len());
+            bail!(
+                "anvil gave {} accounts, {keys_needed} are needed",
+                keys.len()
+            );
         }
         let (owner_key, user_key) = (keys[0], keys[1]);
         let provider_keys = &keys[2..2 + plan.providers];
@@ -77,7 +80,10 @@ impl Stack {
                 ChainClient::deploy(chain.url(), &owner_key, DeployParams::default()).await?
             }
         };
-        let mut record = record.unwrap_or(Record { contract: owner.contract_address(), api_key: None });
+        let mut record = record.unwrap_or(Record {
+            contract: owner.contract_address(),
+            api_key: None,
+        });
         dir.save_record(&record)?;
 
         println!("loading the models into the built-in engine ...");
@@ -99,9 +105,17 @@ impl Stack {
 
         let signing_key = SigningKey::from_bytes(&user_key)?;
         let book = Book::open(&dir.path("user-book.sqlite"), signing_key.address()).await?;
-        let payer = Payer::new(signing_key, owner.domain(), book.clone(), AckPolicy::WhenIdle(std::time::Duration::from_millis(500)));
+        let payer = Payer::new(
+            signing_key,
+            owner.domain(),
+            book.clone(),
+            AckPolicy::WhenIdle(std::time::Duration::from_millis(500)),
+        );
         let config = GatewayConfig {
-            topup: Some(TopUpPolicy { amount: parse_amount("1")?, budget: parse_amount("20")? }),
+            topup: Some(TopUpPolicy {
+                amount: parse_amount("1")?,
+                budget: parse_amount("20")?,
+            }),
             ..GatewayConfig::default()
         };
         let gateway = Gateway::new(payer, user.chain().clone(), config).await?;
@@ -116,7 +130,12 @@ impl Stack {
         };
         let listener = TcpListener::bind(("127.0.0.1", plan.gateway_port))
             .await
-            .with_context(|| format!("port {} is taken: pick another with --port", plan.gateway_port))?;
+            .with_context(|| {
+                format!(
+                    "port {} is taken: pick another with --port",
+                    plan.gateway_port
+                )
+            })?;
         let addr = gateway.clone().spawn(listener).await?;
 
         let chat_model = engine
@@ -154,7 +173,13 @@ impl Stack {
     }
 }
 
-async fn start_provider(dir: &DataDir, owner: &ChainClient, engine: &ServerHandle, i: usize, key: &B256) -> Result<Provider> {
+async fn start_provider(
+    dir: &DataDir,
+    owner: &ChainClient,
+    engine: &ServerHandle,
+    i: usize,
+    key: &B256,
+) -> Result<Provider> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let digest = |kind: &str| {
@@ -165,10 +190,14 @@ async fn start_provider(dir: &DataDir, owner: &ChainClient, engine: &ServerHandl
             .find(|card| card.kind == kind)
             .map(|card| (card.id.clone(), card.sha256.clone()))
     };
-    let price = |base: &str| -> Result<String> { Ok(format_amount(parse_amount(base)? * U256::from(i + 1))) };
+    let price = |base: &str| -> Result<String> {
+        Ok(format_amount(parse_amount(base)? * U256::from(i + 1)))
+    };
     let mut services = String::new();
     for (kind, name) in [("chat", CHAT_SERVICE), ("embeddings", EMBEDDINGS_SERVICE)] {
-        let Some((model, sha256)) = digest(kind) else { continue };
+        let Some((model, sha256)) = digest(kind) else {
+            continue;
+        };
         services.push_str(&format!(
             "\n[[services]]\nname = \"{name}\"\nkind = \"{kind}\"\nmodel = \"{model}\"\n\
              model_digest = \"0x{sha256}\"\nhardware = \"cpu\"\nverifiability = \"none\"\n\
@@ -192,13 +221,22 @@ async fn start_provider(dir: &DataDir, owner: &ChainClient, engine: &ServerHandl
         db = db.display(),
     );
     let config_path = dir.path(&format!("provider-{i}.toml"));
-    std::fs::write(&config_path, text).with_context(|| format!("cannot write {}", config_path.display()))?;
-    let config = zg_provider::Config::parse(&std::fs::read_to_string(&config_path)?, &config_path.display().to_string(), std::iter::empty())?;
+    std::fs::write(&config_path, text)
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    let config = zg_provider::Config::parse(
+        &std::fs::read_to_string(&config_path)?,
+        &config_path.display().to_string(),
+        std::iter::empty(),
+    )?;
     let address = config.keys.provider.address();
     let running = zg_provider::start(config, listener)
         .await
         .with_context(|| format!("starting provider {i} ({address})"))?;
-    Ok(Provider { address, running, config_path })
+    Ok(Provider {
+        address,
+        running,
+        config_path,
+    })
 }
 
 /// On a fresh chain: deposit, and fund every provider's escrow.
@@ -216,7 +254,8 @@ async fn fund_user(user: &Accounts, providers: &[Provider]) -> Result<()> {
     }
     let needed = per_provider * U256::from(missing.len());
     if summary.balance < needed {
-        user.deposit(parse_amount(USER_DEPOSIT)?.max(needed)).await?;
+        user.deposit(parse_amount(USER_DEPOSIT)?.max(needed))
+            .await?;
     }
     for provider in missing {
         user.fund(provider, per_provider).await?;

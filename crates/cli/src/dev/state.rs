@@ -49,9 +49,14 @@ impl DataDir {
         if !path.exists() || !self.chain_state().exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let record = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a dev record; start over with --fresh", path.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let record = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a dev record; start over with --fresh",
+                path.display()
+            )
+        })?;
         Ok(Some(record))
     }
 

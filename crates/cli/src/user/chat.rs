@@ -35,14 +35,28 @@ pub async fn chat(c: &ChainArgs, a: ChatArgs, out: Out) -> anyhow::Result<()> {
     };
     let services = find_services(&session.chain, &filter).await?;
     let Some(service) = services.into_iter().next() else {
-        bail!("no provider lists chat model {:?}: see `zg-serving user services --kind chat`", a.model);
+        bail!(
+            "no provider lists chat model {:?}: see `zg-serving user services --kind chat`",
+            a.model
+        );
     };
     let payer = c.payer(&session, AckPolicy::Immediate).await?;
     let mut history: Vec<Value> = Vec::new();
     if !a.prompt.is_empty() {
-        return turn(&payer, &service, &mut history, a.prompt.join(" "), a.max_tokens, out).await;
+        return turn(
+            &payer,
+            &service,
+            &mut history,
+            a.prompt.join(" "),
+            a.max_tokens,
+            out,
+        )
+        .await;
     }
-    eprintln!("chatting with {} at {} (Ctrl-D to end)", service.model, service.provider);
+    eprintln!(
+        "chatting with {} at {} (Ctrl-D to end)",
+        service.model, service.provider
+    );
     let stdin = std::io::stdin();
     loop {
         eprint!("> ");
@@ -53,7 +67,15 @@ pub async fn chat(c: &ChainArgs, a: ChatArgs, out: Out) -> anyhow::Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        turn(&payer, &service, &mut history, line.trim().to_owned(), a.max_tokens, out).await?;
+        turn(
+            &payer,
+            &service,
+            &mut history,
+            line.trim().to_owned(),
+            a.max_tokens,
+            out,
+        )
+        .await?;
     }
 }
 
@@ -68,7 +90,11 @@ async fn turn(
     history.push(json!({ "role": "user", "content": prompt }));
     let body = json!({ "model": service.model, "messages": history, "stream": true, "max_tokens": max_tokens });
     let answer = payer
-        .send_stream(service, "/v1/chat/completions", serde_json::to_vec(&body)?.into())
+        .send_stream(
+            service,
+            "/v1/chat/completions",
+            serde_json::to_vec(&body)?.into(),
+        )
         .await?;
     let mut text = String::new();
     let mut pending = String::new();
@@ -78,8 +104,12 @@ async fn turn(
         pending.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = pending.find('\n') {
             let line: String = pending.drain(..=end).collect();
-            let Some(data) = line.trim().strip_prefix("data:") else { continue };
-            let Ok(event) = serde_json::from_str::<Value>(data.trim()) else { continue };
+            let Some(data) = line.trim().strip_prefix("data:") else {
+                continue;
+            };
+            let Ok(event) = serde_json::from_str::<Value>(data.trim()) else {
+                continue;
+            };
             if let Some(piece) = event["choices"][0]["delta"]["content"].as_str() {
                 text.push_str(piece);
                 if !out.json {
@@ -93,7 +123,10 @@ async fn turn(
         println!();
     }
     history.push(json!({ "role": "assistant", "content": text }));
-    let receipt = answer.receipt.await.context("the receipt check was interrupted")?;
+    let receipt = answer
+        .receipt
+        .await
+        .context("the receipt check was interrupted")?;
     match receipt {
         Ok(paid) => {
             let r = &paid.signed.receipt;

@@ -133,7 +133,10 @@ pub async fn receipts(c: &ChainArgs, a: ReceiptsArgs, out: Out) -> anyhow::Resul
                     format_amount(r.fee),
                     format_amount(r.owed),
                     r.status,
-                    r.fault.as_deref().map(|f| format!(" ({f})")).unwrap_or_default()
+                    r.fault
+                        .as_deref()
+                        .map(|f| format!(" ({f})"))
+                        .unwrap_or_default()
                 )
             })
             .collect::<Vec<_>>()

@@ -19,7 +19,12 @@ use zg_core::{Address, SigningKey, U256, parse_amount};
 #[derive(Args, Clone, Debug)]
 pub struct ChainArgs {
     /// JSON-RPC URL of the chain.
-    #[arg(long, env = "ZG_RPC_URL", default_value = "http://127.0.0.1:8545", global = true)]
+    #[arg(
+        long,
+        env = "ZG_RPC_URL",
+        default_value = "http://127.0.0.1:8545",
+        global = true
+    )]
     pub rpc_url: String,
     /// Address of the ZgServing contract.
     #[arg(long, env = "ZG_CONTRACT", global = true)]
@@ -104,8 +109,12 @@ pub fn run(args: UserArgs) -> anyhow::Result<()> {
             UserCommand::NewKey { out: path } => money::new_key(&c.key, &path, out),
             UserCommand::Deposit { amount } => money::deposit(c, amount_arg(&amount)?, out).await,
             UserCommand::Withdraw { amount } => money::withdraw(c, amount_arg(&amount)?, out).await,
-            UserCommand::Fund { provider, amount } => money::fund(c, provider, amount_arg(&amount)?, out).await,
-            UserCommand::Refund { provider, amount } => money::refund(c, provider, amount_arg(&amount)?, out).await,
+            UserCommand::Fund { provider, amount } => {
+                money::fund(c, provider, amount_arg(&amount)?, out).await
+            }
+            UserCommand::Refund { provider, amount } => {
+                money::refund(c, provider, amount_arg(&amount)?, out).await
+            }
             UserCommand::Claim { provider } => money::claim(c, provider, out).await,
             UserCommand::SetSigner { signer } => money::set_signer(c, signer, out).await,
             UserCommand::Ledger => money::ledger(c, out).await,
@@ -126,7 +135,10 @@ pub struct Out {
 impl Out {
     pub fn print(&self, value: serde_json::Value, text: impl FnOnce() -> String) {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
         } else {
             println!("{}", text());
         }
@@ -165,6 +177,11 @@ impl ChainArgs {
 
     pub async fn payer(&self, session: &Session, ack: AckPolicy) -> anyhow::Result<Payer> {
         let book = Book::open(&self.book_path()?, session.key.address()).await?;
-        Ok(Payer::new(session.key.clone(), session.chain.domain(), book, ack))
+        Ok(Payer::new(
+            session.key.clone(),
+            session.chain.domain(),
+            book,
+            ack,
+        ))
     }
 }

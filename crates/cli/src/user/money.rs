@@ -23,9 +23,10 @@ pub fn new_key(key: &wallet::KeyArgs, out_path: &Path, out: Out) -> anyhow::Resu
 }
 
 fn done(out: Out, what: String, o: &Outcome) {
-    out.print(json!({ "done": what, "tx": o.tx_hash, "block": o.block, "gasUsed": o.gas_used }), || {
-        format!("{what} (tx {}, block {})", o.tx_hash, o.block)
-    });
+    out.print(
+        json!({ "done": what, "tx": o.tx_hash, "block": o.block, "gasUsed": o.gas_used }),
+        || format!("{what} (tx {}, block {})", o.tx_hash, o.block),
+    );
 }
 
 async fn accounts(c: &ChainArgs) -> anyhow::Result<Accounts> {
@@ -46,14 +47,31 @@ pub async fn withdraw(c: &ChainArgs, amount: U256, out: Out) -> anyhow::Result<(
 
 pub async fn fund(c: &ChainArgs, provider: Address, amount: U256, out: Out) -> anyhow::Result<()> {
     let o = accounts(c).await?.fund(provider, amount).await?;
-    done(out, format!("funded {} 0G of escrow at {provider}", format_amount(amount)), &o);
+    done(
+        out,
+        format!(
+            "funded {} 0G of escrow at {provider}",
+            format_amount(amount)
+        ),
+        &o,
+    );
     Ok(())
 }
 
-pub async fn refund(c: &ChainArgs, provider: Address, amount: U256, out: Out) -> anyhow::Result<()> {
+pub async fn refund(
+    c: &ChainArgs,
+    provider: Address,
+    amount: U256,
+    out: Out,
+) -> anyhow::Result<()> {
     let accounts = accounts(c).await?;
     let o = accounts.request_refund(provider, amount).await?;
-    let unlock = accounts.escrow(provider).await?.refund.map(|r| r.unlock_at).unwrap_or_default();
+    let unlock = accounts
+        .escrow(provider)
+        .await?
+        .refund
+        .map(|r| r.unlock_at)
+        .unwrap_or_default();
     done(
         out,
         format!(
@@ -73,7 +91,11 @@ pub async fn claim(c: &ChainArgs, provider: Address, out: Out) -> anyhow::Result
 
 pub async fn set_signer(c: &ChainArgs, signer: Address, out: Out) -> anyhow::Result<()> {
     let o = accounts(c).await?.set_voucher_signer(signer).await?;
-    done(out, format!("{signer} may now sign vouchers for this user"), &o);
+    done(
+        out,
+        format!("{signer} may now sign vouchers for this user"),
+        &o,
+    );
     Ok(())
 }
 
@@ -82,7 +104,12 @@ pub async fn ledger(c: &ChainArgs, out: Out) -> anyhow::Result<()> {
     let summary = Accounts::new(session.chain.clone()).summary().await?;
     let book = Book::open(&c.book_path()?, summary.user).await?;
     let owed = book.accounts().await?;
-    let owed_at = |p: Address| owed.iter().find(|a| a.provider == p).copied().unwrap_or_default();
+    let owed_at = |p: Address| {
+        owed.iter()
+            .find(|a| a.provider == p)
+            .copied()
+            .unwrap_or_default()
+    };
     let a = format_amount;
     let escrows: Vec<_> = summary
         .escrows
@@ -124,7 +151,11 @@ pub async fn ledger(c: &ChainArgs, out: Out) -> anyhow::Result<()> {
                     a(b.owed)
                 );
                 if !e.refund_amount.is_zero() {
-                    text += &format!(", refund {} 0G unlocks at {}", a(e.refund_amount), e.refund_unlock_at);
+                    text += &format!(
+                        ", refund {} 0G unlocks at {}",
+                        a(e.refund_amount),
+                        e.refund_unlock_at
+                    );
                 }
                 text += "\n";
             }

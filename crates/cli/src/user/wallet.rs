@@ -23,7 +23,10 @@ impl KeyArgs {
     pub fn load(&self) -> anyhow::Result<SigningKey> {
         if let Ok(hex) = std::env::var(&self.key_env) {
             return hex.parse().map_err(|e| {
-                anyhow::anyhow!("{} does not hold a private key (64 hex digits): {e}", self.key_env)
+                anyhow::anyhow!(
+                    "{} does not hold a private key (64 hex digits): {e}",
+                    self.key_env
+                )
             });
         }
         let Some(path) = &self.keystore else {
@@ -34,7 +37,11 @@ impl KeyArgs {
         };
         let password = self.password()?;
         let secret = eth_keystore::decrypt_key(path, password.as_bytes()).map_err(|e| {
-            anyhow::anyhow!("could not open keystore {}: {e} (wrong password in {}?)", path.display(), self.password_env)
+            anyhow::anyhow!(
+                "could not open keystore {}: {e} (wrong password in {}?)",
+                path.display(),
+                self.password_env
+            )
         })?;
         let bytes: [u8; 32] = secret
             .as_slice()
@@ -47,24 +54,40 @@ impl KeyArgs {
         if let Ok(p) = std::env::var(&self.password_env) {
             return Ok(p);
         }
-        rpassword::prompt_password("keystore password: ")
-            .with_context(|| format!("no password: set {} or run in a terminal", self.password_env))
+        rpassword::prompt_password("keystore password: ").with_context(|| {
+            format!(
+                "no password: set {} or run in a terminal",
+                self.password_env
+            )
+        })
     }
 }
 
 /// Writes a new random key to `out` as an encrypted keystore; returns it.
 pub fn new_keystore(out: &Path, password: &str) -> anyhow::Result<SigningKey> {
     if out.exists() {
-        bail!("{} exists already: choose another --out, the old key would be lost", out.display());
+        bail!(
+            "{} exists already: choose another --out, the old key would be lost",
+            out.display()
+        );
     }
     let key = SigningKey::random();
-    let dir = out.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = out
         .file_name()
         .and_then(|n| n.to_str())
         .context("--out needs a file name")?;
-    eth_keystore::encrypt_key(dir, &mut rand08::thread_rng(), key.to_bytes().0, password.as_bytes(), Some(name))
-        .map_err(|e| anyhow::anyhow!("writing keystore {}: {e}", out.display()))?;
+    eth_keystore::encrypt_key(
+        dir,
+        &mut rand08::thread_rng(),
+        key.to_bytes().0,
+        password.as_bytes(),
+        Some(name),
+    )
+    .map_err(|e| anyhow::anyhow!("writing keystore {}: {e}", out.display()))?;
     Ok(key)
 }

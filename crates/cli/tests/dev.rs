@@ -1,0 +1,224 @@
+//! `zg-serving dev` end to end, as a person runs it: the binary as a
+//! subprocess, driven by the real `openai` Python client through the
+//! gateway, then settled with the provider CLI, with the money on chain
+//! checked against the receipts in the user's book.
+
+use serde_json::Value;
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+use zg_core::{U256, parse_amount};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_zg-serving"))
+}
+
+/// The banner's lines that the test needs, read until the dev stack is up.
+struct Banner {
+    gateway: String,
+    api_key: String,
+    env: Vec<(String, String)>,
+    provider_config: String,
+}
+
+fn read_banner(child: &mut Child) -> Banner {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            println!("dev| {line}");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(180))
+            .unwrap_or_else(|_| panic!("zg-serving dev did not come up; it printed {lines:#?}"));
+        let done = line.starts_with("Ctrl-C stops");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    let field = |prefix: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in {lines:#?}"))
+            .trim()
+            .to_owned()
+    };
+    let env = field("export ")
+        .split_whitespace()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        })
+        .collect();
+    Banner {
+        gateway: field("gateway "),
+        api_key: field("api key "),
+        env,
+        provider_config: field("zg-serving provider settle --config "),
+    }
+}
+
+fn json_output(command: &mut Command) -> Value {
+    let out = command.output().expect("run command");
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{command:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn amount(v: &Value) -> U256 {
+    parse_amount(v.as_str().expect("an amount string")).expect("a decimal amount")
+}
+
+#[test]
+fn dev_serves_the_openai_client_and_settles_what_the_receipts_say() {
+    let root = root();
+    let model = root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let embedding = root.join("models/all-MiniLM-L6-v2");
+    assert!(
+        model.exists() && embedding.exists(),
+        "models missing: run `make model`"
+    );
+    let python = root.join(".venv/bin/python");
+    assert!(python.exists(), ".venv missing: run `make venv`");
+    let data = std::env::temp_dir().join(format!("zg-dev-test-{}", std::process::id()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+
+    let mut dev = bin()
+        .args(["dev", "--fresh", "--port", &port.to_string()])
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--model")
+        .arg(&model)
+        .arg("--embedding-model")
+        .arg(&embedding)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start zg-serving dev");
+    let banner = read_banner(&mut dev);
+
+    let seen = json_output(
+        Command::new(&python)
+            .arg(root.join("crates/cli/tests/dev_openai.py"))
+            .args([
+                &banner.gateway,
+                &banner.api_key,
+                "SmolLM2-135M-Instruct.Q4_1",
+                "all-MiniLM-L6-v2",
+            ]),
+    );
+    assert!(
+        !seen["chat"].as_str().unwrap_or_default().trim().is_empty(),
+        "{seen}"
+    );
+    assert!(
+        !seen["stream"]
+            .as_str()
+            .unwrap_or_default()
+            .trim()
+            .is_empty(),
+        "{seen}"
+    );
+    assert_eq!(seen["embedding_dim"], 384, "{seen}");
+
+    // The gateway acknowledges the last receipt once idle; then the provider settles.
+    std::thread::sleep(Duration::from_secs(2));
+    let settle = bin()
+        .args(["provider", "settle", "--config", &banner.provider_config])
+        .output()
+        .expect("run provider settle");
+    assert!(
+        settle.status.success(),
+        "settle failed: {}",
+        String::from_utf8_lossy(&settle.stderr)
+    );
+
+    let user = |args: &[&str]| {
+        json_output(
+            bin()
+                .arg("user")
+                .arg("--json")
+                .args(args)
+                .envs(banner.env.clone()),
+        )
+    };
+    let receipts = user(&["receipts"]);
+    let receipts = receipts.as_array().expect("a list of receipts");
+    assert_eq!(
+        receipts.len(),
+        3,
+        "chat, stream and embeddings each have a receipt: {receipts:?}"
+    );
+    assert!(
+        receipts.iter().all(|r| r["status"] == "paid"),
+        "{receipts:?}"
+    );
+    let fees: U256 = receipts
+        .iter()
+        .map(|r| amount(&r["fee"]))
+        .fold(U256::ZERO, |a, b| a + b);
+    assert!(!fees.is_zero());
+    let ledger = user(&["ledger"]);
+    let escrow = &ledger["escrows"][0];
+    assert_eq!(
+        amount(&escrow["settled"]),
+        fees,
+        "settled on chain vs receipts: {ledger}"
+    );
+    assert_eq!(
+        amount(&escrow["escrow"]) + fees,
+        parse_amount("10").unwrap(),
+        "{ledger}"
+    );
+
+    // SIGTERM stops everything cleanly.
+    let pid = i32::try_from(dev.id()).unwrap();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = wait_with_timeout(&mut dev, Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "dev did not stop cleanly: {status:?}"
+    );
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    None
+}
