@@ -149,6 +149,18 @@ fn dev_serves_the_openai_client_and_settles_what_the_receipts_say() {
     );
     assert_eq!(seen["embedding_dim"], 384, "{seen}");
 
+    let user = |args: &[&str]| json_output(bin().arg("user").arg("--json").args(args).envs(banner.env.clone()));
+    let services = user(&["services", "--kind", "chat"]);
+    let provider = services[0]["provider"].as_str().expect("a listed chat service").to_owned();
+    user(&["fund", "--provider", &provider, "--amount", "1"]);
+    let chat = bin()
+        .args(["user", "chat", "--model", "SmolLM2-135M-Instruct.Q4_1", "--max-tokens", "16", "Say hi"])
+        .envs(banner.env.clone())
+        .output()
+        .expect("run user chat");
+    assert!(chat.status.success(), "user chat failed: {}", String::from_utf8_lossy(&chat.stderr));
+    assert!(!String::from_utf8_lossy(&chat.stdout).trim().is_empty());
+
     // The gateway acknowledges the last receipt once idle; then the provider settles.
     std::thread::sleep(Duration::from_secs(2));
     let settle = bin()
@@ -174,8 +186,8 @@ fn dev_serves_the_openai_client_and_settles_what_the_receipts_say() {
     let receipts = receipts.as_array().expect("a list of receipts");
     assert_eq!(
         receipts.len(),
-        3,
-        "chat, stream and embeddings each have a receipt: {receipts:?}"
+        4,
+        "chat, stream, embeddings and the CLI chat each have a receipt: {receipts:?}"
     );
     assert!(
         receipts.iter().all(|r| r["status"] == "paid"),
@@ -195,7 +207,14 @@ fn dev_serves_the_openai_client_and_settles_what_the_receipts_say() {
     );
     assert_eq!(
         amount(&escrow["escrow"]) + fees,
-        parse_amount("10").unwrap(),
+        parse_amount("11").unwrap(),
+        "{ledger}"
+    );
+    user(&["refund", "--provider", &provider, "--amount", "0.5"]);
+    let ledger = user(&["ledger"]);
+    assert_eq!(
+        amount(&ledger["escrows"][0]["refundAmount"]),
+        parse_amount("0.5").unwrap(),
         "{ledger}"
     );
 
