@@ -71,3 +71,22 @@ demo: deps model
 # The marketplace, kept running until Ctrl-C (state in ~/.local/share/zg-serving/dev).
 dev: deps model
 	$(CARGO) run --release -p zg-serving -- dev
+
+## ---- provider (issue 11) -------------------------------------------------
+# The provider broker against nginx (fixed answer) and LiteLLM's proxy on
+# loopback: prints the floor, direct, broker (SQLite, PostgreSQL) and litellm
+# lines and the overhead line (docs/bench-broker.md). LiteLLM goes into the
+# git-ignored bench/broker/.venv on the first run.
+.PHONY: bench-broker
+bench-broker:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt-get install -y nginx-light
+	@[ -x bench/broker/.venv/bin/litellm ] || { python3 -m venv bench/broker/.venv && bench/broker/.venv/bin/pip install --quiet --disable-pip-version-check 'litellm[proxy]'; }
+	$(CARGO) build --release -p zg-provider --example bench_broker
+	target/release/examples/bench_broker run --dir bench/broker/run
+
+## ---- user side (issue 12) -----------------------------------------------
+# The client crate, the gateway and the user CLI through real parts: anvil
+# with the contracts, real brokers, the real engine and the `openai` client.
+.PHONY: test-client
+test-client: model venv
+	$(CARGO) test -p zg-client

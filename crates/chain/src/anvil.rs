@@ -69,7 +69,12 @@ impl DevChain {
             .args(["--chain-id", &options.chain_id.to_string()])
             .args(["--accounts", &options.accounts.to_string()])
             .args(options.state.iter().flat_map(|state| {
-                [OsStr::new("--state"), state.as_os_str(), OsStr::new("--state-interval"), OsStr::new("1")]
+                [
+                    OsStr::new("--state"),
+                    state.as_os_str(),
+                    OsStr::new("--state-interval"),
+                    OsStr::new("1"),
+                ]
             }))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -90,7 +90,11 @@ impl Accounts {
         Ok(self.chain.fund(provider, amount).await?)
     }
 
-    pub async fn request_refund(&self, provider: Address, amount: U256) -> Result<Outcome, ClientError> {
+    pub async fn request_refund(
+        &self,
+        provider: Address,
+        amount: U256,
+    ) -> Result<Outcome, ClientError> {
         Ok(self.chain.request_refund(provider, amount).await?)
     }
 
@@ -111,7 +115,10 @@ impl Accounts {
         let user = self.user();
         let mut escrows = Vec::new();
         loop {
-            let page = self.chain.accounts_of_user(user, escrows.len() as u64, 100).await?;
+            let page = self
+                .chain
+                .accounts_of_user(user, escrows.len() as u64, 100)
+                .await?;
             let got = page.items.len();
             escrows.extend(page.items.into_iter().map(EscrowView::from));
             if got == 0 || escrows.len() as u64 >= page.total {

@@ -124,7 +124,8 @@ impl Book {
     /// Opens (creating if needed) the book at `path` for `user`.
     pub async fn open(path: &Path, user: Address) -> Result<Self, ClientError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| ClientError::book(path, sqlx::Error::Io(e)))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| ClientError::book(path, sqlx::Error::Io(e)))?;
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -181,12 +182,13 @@ impl Book {
     }
 
     async fn load(&self, provider: Address) -> Result<Account, ClientError> {
-        let row = sqlx::query("SELECT authorized, owed FROM accounts WHERE user = ? AND provider = ?")
-            .bind(self.user.to_string())
-            .bind(provider.to_string())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+        let row =
+            sqlx::query("SELECT authorized, owed FROM accounts WHERE user = ? AND provider = ?")
+                .bind(self.user.to_string())
+                .bind(provider.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
         let Some(row) = row else {
             return Ok(Account {
                 provider,
@@ -202,11 +204,13 @@ impl Book {
 
     /// Every account of this user in the book.
     pub async fn accounts(&self) -> Result<Vec<Account>, ClientError> {
-        let rows = sqlx::query("SELECT provider, authorized, owed FROM accounts WHERE user = ? ORDER BY provider")
-            .bind(self.user.to_string())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+        let rows = sqlx::query(
+            "SELECT provider, authorized, owed FROM accounts WHERE user = ? ORDER BY provider",
+        )
+        .bind(self.user.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
         rows.iter()
             .map(|row| {
                 Ok(Account {
@@ -236,7 +240,11 @@ impl Book {
     }
 
     /// Overwrites the guarded account (recovery).
-    pub async fn restore(&self, guard: &mut AccountGuard, account: Account) -> Result<(), ClientError> {
+    pub async fn restore(
+        &self,
+        guard: &mut AccountGuard,
+        account: Account,
+    ) -> Result<(), ClientError> {
         self.save(&account).await?;
         guard.set(account);
         Ok(())
@@ -399,9 +407,15 @@ mod tests {
         book.record(&mut guard, &signed(10, 10), "chat", "m", Verdict::Paid)
             .await
             .unwrap();
-        book.record(&mut guard, &signed(99, 109), "chat", "m", Verdict::Rejected("wrong_fee"))
-            .await
-            .unwrap();
+        book.record(
+            &mut guard,
+            &signed(99, 109),
+            "chat",
+            "m",
+            Verdict::Rejected("wrong_fee"),
+        )
+        .await
+        .unwrap();
         book.authorize(&mut guard, U256::from(10u64));
         book.persist(&guard).await.unwrap();
         assert_eq!(guard.account().owed, U256::from(10u64));
@@ -410,22 +424,40 @@ mod tests {
 
         let book = Book::open(&path, user).await.unwrap();
         let account = book.lock(provider).await.unwrap().account();
-        assert_eq!((account.authorized, account.owed), (U256::from(10u64), U256::from(10u64)));
+        assert_eq!(
+            (account.authorized, account.owed),
+            (U256::from(10u64), U256::from(10u64))
+        );
         let rejected = book.receipts(None, true, 10).await.unwrap();
         assert_eq!(rejected.len(), 1);
         assert_eq!(rejected[0].fault.as_deref(), Some("wrong_fee"));
-        assert_eq!(book.receipts(Some(provider), false, 10).await.unwrap().len(), 2);
+        assert_eq!(
+            book.receipts(Some(provider), false, 10)
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[tokio::test]
     async fn one_provider_is_locked_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
-        let book = Book::open(&dir.path().join("b.sqlite"), Address::ZERO).await.unwrap();
+        let book = Book::open(&dir.path().join("b.sqlite"), Address::ZERO)
+            .await
+            .unwrap();
         let provider = Address::repeat_byte(2);
         let guard = book.lock(provider).await.unwrap();
         let second = tokio::time::timeout(Duration::from_millis(50), book.lock(provider)).await;
-        assert!(second.is_err(), "a second lock on the same provider must wait");
-        let other = tokio::time::timeout(Duration::from_millis(50), book.lock(Address::repeat_byte(3))).await;
+        assert!(
+            second.is_err(),
+            "a second lock on the same provider must wait"
+        );
+        let other = tokio::time::timeout(
+            Duration::from_millis(50),
+            book.lock(Address::repeat_byte(3)),
+        )
+        .await;
         assert!(other.is_ok(), "another provider is independent");
         drop(guard);
         assert!(book.lock(provider).await.is_ok());

@@ -44,7 +44,9 @@ pub enum ReceiptFault {
         got.input, got.output, ceiling.input, ceiling.output
     )]
     PriceAboveCeiling { ceiling: Prices, got: Prices },
-    #[error("fee {claimed} neuron, but {input_tokens} in + {output_tokens} out tokens at its prices make {computed}")]
+    #[error(
+        "fee {claimed} neuron, but {input_tokens} in + {output_tokens} out tokens at its prices make {computed}"
+    )]
     WrongFee {
         claimed: U256,
         computed: U256,
@@ -91,9 +93,8 @@ pub fn check_receipt(
     let signer = receipt
         .signer(&signature, domain)
         .map_err(|e| ReceiptFault::Signature(e.to_string()))?;
-    same(service.signer, signer, |expected, got| ReceiptFault::WrongSigner {
-        expected,
-        got,
+    same(service.signer, signer, |expected, got| {
+        ReceiptFault::WrongSigner { expected, got }
     })?;
     same(expected.user, receipt.user, |expected, got| {
         ReceiptFault::WrongUser { expected, got }
@@ -104,15 +105,21 @@ pub fn check_receipt(
     same(service.id(), receipt.service, |expected, got| {
         ReceiptFault::WrongService { expected, got }
     })?;
-    same(service.model_digest, receipt.model_digest, |expected, got| {
-        ReceiptFault::WrongModelDigest { expected, got }
-    })?;
-    same(expected.request_digest, receipt.request_digest, |expected, got| {
-        ReceiptFault::WrongRequestDigest { expected, got }
-    })?;
-    same(expected.response_digest, receipt.response_digest, |expected, got| {
-        ReceiptFault::WrongResponseDigest { expected, got }
-    })?;
+    same(
+        service.model_digest,
+        receipt.model_digest,
+        |expected, got| ReceiptFault::WrongModelDigest { expected, got },
+    )?;
+    same(
+        expected.request_digest,
+        receipt.request_digest,
+        |expected, got| ReceiptFault::WrongRequestDigest { expected, got },
+    )?;
+    same(
+        expected.response_digest,
+        receipt.response_digest,
+        |expected, got| ReceiptFault::WrongResponseDigest { expected, got },
+    )?;
     let prices = Prices::new(receipt.input_price, receipt.output_price);
     if !prices.within(&service.prices) {
         return Err(ReceiptFault::PriceAboveCeiling {
@@ -233,14 +240,63 @@ mod tests {
         let c = case();
         let r = &c.receipt;
         let lies: Vec<(Receipt, &str)> = vec![
-            (Receipt { fee: r.fee + U256::from(1u64), owed: r.owed + U256::from(1u64), ..r.clone() }, "wrong_fee"),
-            (Receipt { owed: r.owed + U256::from(1u64), ..r.clone() }, "wrong_owed"),
-            (Receipt { model_digest: B256::repeat_byte(8), ..r.clone() }, "wrong_model_digest"),
-            (Receipt { service: service_id("other"), ..r.clone() }, "wrong_service"),
-            (Receipt { user: Address::repeat_byte(5), ..r.clone() }, "wrong_user"),
-            (Receipt { provider: Address::repeat_byte(5), ..r.clone() }, "wrong_provider"),
-            (Receipt { request_digest: B256::ZERO, ..r.clone() }, "wrong_request_digest"),
-            (Receipt { response_digest: B256::ZERO, ..r.clone() }, "wrong_response_digest"),
+            (
+                Receipt {
+                    fee: r.fee + U256::from(1u64),
+                    owed: r.owed + U256::from(1u64),
+                    ..r.clone()
+                },
+                "wrong_fee",
+            ),
+            (
+                Receipt {
+                    owed: r.owed + U256::from(1u64),
+                    ..r.clone()
+                },
+                "wrong_owed",
+            ),
+            (
+                Receipt {
+                    model_digest: B256::repeat_byte(8),
+                    ..r.clone()
+                },
+                "wrong_model_digest",
+            ),
+            (
+                Receipt {
+                    service: service_id("other"),
+                    ..r.clone()
+                },
+                "wrong_service",
+            ),
+            (
+                Receipt {
+                    user: Address::repeat_byte(5),
+                    ..r.clone()
+                },
+                "wrong_user",
+            ),
+            (
+                Receipt {
+                    provider: Address::repeat_byte(5),
+                    ..r.clone()
+                },
+                "wrong_provider",
+            ),
+            (
+                Receipt {
+                    request_digest: B256::ZERO,
+                    ..r.clone()
+                },
+                "wrong_request_digest",
+            ),
+            (
+                Receipt {
+                    response_digest: B256::ZERO,
+                    ..r.clone()
+                },
+                "wrong_response_digest",
+            ),
             (
                 Receipt {
                     output_price: U256::from(21u64),
@@ -250,12 +306,21 @@ mod tests {
                 },
                 "price_above_ceiling",
             ),
-            (Receipt { input_tokens: U256::MAX, ..r.clone() }, "overflow"),
+            (
+                Receipt {
+                    input_tokens: U256::MAX,
+                    ..r.clone()
+                },
+                "overflow",
+            ),
         ];
         for (lie, kind) in lies {
             assert_eq!(run(&c, &lie, &c.signer).map_err(|f| f.kind()), Err(kind));
         }
         let impostor = SigningKey::random();
-        assert_eq!(run(&c, r, &impostor).map_err(|f| f.kind()), Err("wrong_signer"));
+        assert_eq!(
+            run(&c, r, &impostor).map_err(|f| f.kind()),
+            Err("wrong_signer")
+        );
     }
 }

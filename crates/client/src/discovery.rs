@@ -27,14 +27,15 @@ pub struct ServiceFilter {
 
 impl ServiceFilter {
     pub fn matches(&self, s: &Service) -> bool {
-        let eq = |want: &Option<String>, got: &str| want.as_deref().is_none_or(|w| w.eq_ignore_ascii_case(got));
+        let eq = |want: &Option<String>, got: &str| {
+            want.as_deref().is_none_or(|w| w.eq_ignore_ascii_case(got))
+        };
         eq(&self.model, &s.model)
             && eq(&self.kind, &s.kind)
             && eq(&self.hardware, &s.hardware)
-            && self
-                .verifiability
-                .as_deref()
-                .is_none_or(|v| v.is_empty() || v == "none" || v.eq_ignore_ascii_case(&s.verifiability))
+            && self.verifiability.as_deref().is_none_or(|v| {
+                v.is_empty() || v == "none" || v.eq_ignore_ascii_case(&s.verifiability)
+            })
             && self.max_input_price.is_none_or(|p| s.prices.input <= p)
             && self.max_output_price.is_none_or(|p| s.prices.output <= p)
             && (self.only.is_empty() || self.only.contains(&s.provider))
@@ -56,7 +57,10 @@ pub async fn all_services(chain: &ChainClient) -> Result<Vec<Service>, ClientErr
 }
 
 /// The listed services that fit `filter`, cheapest output price first.
-pub async fn find_services(chain: &ChainClient, filter: &ServiceFilter) -> Result<Vec<Service>, ClientError> {
+pub async fn find_services(
+    chain: &ChainClient,
+    filter: &ServiceFilter,
+) -> Result<Vec<Service>, ClientError> {
     let mut found: Vec<Service> = all_services(chain)
         .await?
         .into_iter()

@@ -19,7 +19,9 @@ pub enum ClientError {
     Chain(#[from] zg_chain::ChainError),
 
     /// The provider could not be reached or its answer could not be read.
-    #[error("provider {provider} at {url} could not be reached: {reason}; it may be down, try another provider")]
+    #[error(
+        "provider {provider} at {url} could not be reached: {reason}; it may be down, try another provider"
+    )]
     Unreachable {
         provider: Address,
         url: String,
@@ -79,9 +81,12 @@ impl ClientError {
     /// was this provider's (down, refused for money or capacity), not the request's.
     pub fn is_provider_fault(&self) -> bool {
         match self {
-            Self::Unreachable { .. } | Self::MissingReceipt { .. } | Self::BadReceipt { .. } => true,
+            Self::Unreachable { .. } | Self::MissingReceipt { .. } | Self::BadReceipt { .. } => {
+                true
+            }
             Self::Refused { status, code, .. } => {
-                !matches!(code, Some(ErrorCode::InvalidRequest)) && (*status >= 402 || *status == 401)
+                !matches!(code, Some(ErrorCode::InvalidRequest))
+                    && (*status >= 402 || *status == 401)
             }
             _ => false,
         }

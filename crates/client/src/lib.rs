@@ -15,8 +15,8 @@ pub mod accounts;
 pub mod book;
 pub mod checks;
 pub mod discovery;
-pub mod gateway;
 mod error;
+pub mod gateway;
 pub mod pay;
 pub mod recovery;
 
@@ -26,5 +26,5 @@ pub use checks::{Expected, ReceiptFault, check_receipt};
 pub use discovery::{ServiceFilter, find_services};
 pub use error::ClientError;
 pub use gateway::{Gateway, GatewayConfig};
-pub use recovery::{Recovered, recover};
 pub use pay::{AckPolicy, Answer, PaidReceipt, Payer, StreamAnswer};
+pub use recovery::{Recovered, recover};

@@ -134,7 +134,12 @@ impl Payer {
     }
 
     /// Sends `body` to `service` at `path` and reads the whole answer.
-    pub async fn send(&self, service: &Service, path: &str, body: Bytes) -> Result<Answer, ClientError> {
+    pub async fn send(
+        &self,
+        service: &Service,
+        path: &str,
+        body: Bytes,
+    ) -> Result<Answer, ClientError> {
         let mut guard = self.inner.book.lock(service.provider).await?;
         let (response, digest, owed_before) = self.post(&mut guard, service, path, body).await?;
         let status = response.status().as_u16();
@@ -157,12 +162,16 @@ impl Payer {
                         response_digest: keccak256(&body),
                         owed_before,
                     };
-                    self.settle_receipt(&mut guard, service, signed, &expected).await
+                    self.settle_receipt(&mut guard, service, signed, &expected)
+                        .await
                 }
                 Err(e) => Err(missing(service, e.to_string())),
             },
             Some(Err(_)) => Err(missing(service, "X-ZG-Receipt is not text".into())),
-            None => Err(missing(service, "the answer has no X-ZG-Receipt header".into())),
+            None => Err(missing(
+                service,
+                "the answer has no X-ZG-Receipt header".into(),
+            )),
         };
         Ok(Answer {
             status,
@@ -175,9 +184,15 @@ impl Payer {
     /// Sends a streaming request. Returns once the first chunk of the answer
     /// came (so a caller can still fail over before that); the receipt is
     /// fetched and checked when the stream ends, even if the reader left.
-    pub async fn send_stream(&self, service: &Service, path: &str, body: Bytes) -> Result<StreamAnswer, ClientError> {
+    pub async fn send_stream(
+        &self,
+        service: &Service,
+        path: &str,
+        body: Bytes,
+    ) -> Result<StreamAnswer, ClientError> {
         let mut guard = self.inner.book.lock(service.provider).await?;
-        let (mut response, digest, owed_before) = self.post(&mut guard, service, path, body).await?;
+        let (mut response, digest, owed_before) =
+            self.post(&mut guard, service, path, body).await?;
         let status = response.status().as_u16();
         let content_type = content_type(&response);
         let request_id = response
@@ -188,7 +203,12 @@ impl Payer {
             .ok_or_else(|| missing(service, "the stream has no X-ZG-Request-Id header".into()))?;
         let first = match response.chunk().await {
             Ok(Some(chunk)) => chunk,
-            Ok(None) => return Err(unreachable_msg(service, "the stream ended before its first byte")),
+            Ok(None) => {
+                return Err(unreachable_msg(
+                    service,
+                    "the stream ended before its first byte",
+                ));
+            }
             Err(e) => return Err(unreachable(service, e)),
         };
         let (tx, rx) = mpsc::channel(64);
@@ -223,7 +243,11 @@ impl Payer {
                 owed_before,
             };
             let outcome = match payer.fetch_receipt(&service, &id).await {
-                Ok(signed) => payer.settle_receipt(&mut guard, &service, signed, &expected).await,
+                Ok(signed) => {
+                    payer
+                        .settle_receipt(&mut guard, &service, signed, &expected)
+                        .await
+                }
                 Err(e) => Err(e),
             };
             drop(guard);
@@ -291,7 +315,9 @@ impl Payer {
         let book = &self.inner.book;
         match check_receipt(&signed, expected, &self.inner.domain) {
             Ok(fee) => {
-                let id = book.record(guard, &signed, &service.name, &service.model, Verdict::Paid).await?;
+                let id = book
+                    .record(guard, &signed, &service.name, &service.model, Verdict::Paid)
+                    .await?;
                 let owed = guard.account().owed;
                 let receipt_hash = signed.receipt.signing_hash(&self.inner.domain);
                 match self.inner.ack {
@@ -300,7 +326,9 @@ impl Payer {
                             tracing::warn!(provider = %service.provider, error = %e, "acknowledgement voucher failed");
                         }
                     }
-                    AckPolicy::WhenIdle(after) => self.ack_when_idle(service.clone(), owed, receipt_hash, after),
+                    AckPolicy::WhenIdle(after) => {
+                        self.ack_when_idle(service.clone(), owed, receipt_hash, after)
+                    }
                     AckPolicy::Never => {}
                 }
                 Ok(PaidReceipt {
@@ -313,8 +341,14 @@ impl Payer {
             }
             Err(fault) => {
                 tracing::warn!(provider = %service.provider, fault = %fault, "receipt refused, not paid");
-                book.record(guard, &signed, &service.name, &service.model, Verdict::Rejected(&fault.to_string()))
-                    .await?;
+                book.record(
+                    guard,
+                    &signed,
+                    &service.name,
+                    &service.model,
+                    Verdict::Rejected(&fault.to_string()),
+                )
+                .await?;
                 Err(ClientError::BadReceipt {
                     provider: service.provider,
                     fault,
@@ -343,7 +377,12 @@ impl Payer {
 
     /// Signs and posts an acknowledgement voucher: cumulative = the tally
     /// including the receipt `receipt_hash`, bound to that receipt.
-    async fn acknowledge(&self, guard: &mut AccountGuard, service: &Service, receipt_hash: B256) -> Result<(), ClientError> {
+    async fn acknowledge(
+        &self,
+        guard: &mut AccountGuard,
+        service: &Service,
+        receipt_hash: B256,
+    ) -> Result<(), ClientError> {
         let account = guard.account();
         if account.authorized >= account.owed {
             return Ok(());
@@ -374,11 +413,21 @@ impl Payer {
         self.inner.book.persist(guard).await
     }
 
-    async fn fetch_receipt(&self, service: &Service, id: &str) -> Result<SignedReceipt, ClientError> {
+    async fn fetch_receipt(
+        &self,
+        service: &Service,
+        id: &str,
+    ) -> Result<SignedReceipt, ClientError> {
         let url = endpoint(&service.url, &format!("/v1/receipts/{id}"));
         // The broker stores the receipt as the stream ends; give it a moment.
         for attempt in 0..40 {
-            let response = self.inner.http.get(&url).send().await.map_err(|e| unreachable(service, e))?;
+            let response = self
+                .inner
+                .http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| unreachable(service, e))?;
             if response.status().as_u16() == 404 && attempt < 39 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
@@ -389,9 +438,16 @@ impl Payer {
                     format!("GET /v1/receipts/{id} answered HTTP {}", response.status()),
                 ));
             }
-            let bytes = response.bytes().await.map_err(|e| unreachable(service, e))?;
-            return serde_json::from_slice(&bytes)
-                .map_err(|e| missing(service, format!("GET /v1/receipts/{id} is not a signed receipt: {e}")));
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| unreachable(service, e))?;
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                missing(
+                    service,
+                    format!("GET /v1/receipts/{id} is not a signed receipt: {e}"),
+                )
+            });
         }
         Err(missing(service, format!("receipt {id} never appeared")))
     }
@@ -471,8 +527,16 @@ mod tests {
 
     #[test]
     fn joins_service_urls_with_or_without_v1() {
-        for base in ["http://h:1", "http://h:1/", "http://h:1/v1", "http://h:1/v1/"] {
-            assert_eq!(endpoint(base, "/v1/chat/completions"), "http://h:1/v1/chat/completions");
+        for base in [
+            "http://h:1",
+            "http://h:1/",
+            "http://h:1/v1",
+            "http://h:1/v1/",
+        ] {
+            assert_eq!(
+                endpoint(base, "/v1/chat/completions"),
+                "http://h:1/v1/chat/completions"
+            );
         }
     }
 }

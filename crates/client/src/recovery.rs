@@ -24,11 +24,16 @@ pub struct Recovered {
 }
 
 /// Rebuilds the book of `payer`'s user at every provider it has escrow at.
-pub async fn recover(payer: &crate::Payer, chain: &ChainClient) -> Result<Vec<Recovered>, ClientError> {
+pub async fn recover(
+    payer: &crate::Payer,
+    chain: &ChainClient,
+) -> Result<Vec<Recovered>, ClientError> {
     let user = payer.user();
     let mut providers = Vec::new();
     loop {
-        let page = chain.accounts_of_user(user, providers.len() as u64, 100).await?;
+        let page = chain
+            .accounts_of_user(user, providers.len() as u64, 100)
+            .await?;
         let got = page.items.len();
         providers.extend(page.items);
         if got == 0 || providers.len() as u64 >= page.total {
@@ -42,7 +47,14 @@ pub async fn recover(payer: &crate::Payer, chain: &ChainClient) -> Result<Vec<Re
             tracing::warn!(provider = %escrow.provider, "no listed service left to ask for a statement");
             continue;
         };
-        let recovered = recover_one(payer, &service.url, service.signer, escrow.provider, escrow.settled).await?;
+        let recovered = recover_one(
+            payer,
+            &service.url,
+            service.signer,
+            escrow.provider,
+            escrow.settled,
+        )
+        .await?;
         out.push(recovered);
     }
     Ok(out)
@@ -98,8 +110,12 @@ pub async fn recover_one(
                 cumulative: statement.cumulative,
                 request_digest: *digest,
             };
-            let signature = signature.parse().map_err(|e| bad(format!("voucher signature: {e}")))?;
-            let got = voucher.signer(&signature, &domain).map_err(|e| bad(e.to_string()))?;
+            let signature = signature
+                .parse()
+                .map_err(|e| bad(format!("voucher signature: {e}")))?;
+            let got = voucher
+                .signer(&signature, &domain)
+                .map_err(|e| bad(e.to_string()))?;
             if got != user && got != payer.signer_address() {
                 return Err(bad(format!(
                     "its newest voucher is signed by {got}, not by the user or its voucher signer"

@@ -10,8 +10,13 @@ use zg_client::{GatewayConfig, gateway::RoutingPolicy};
 use zg_core::{Address, U256};
 
 fn venv_python() -> std::path::PathBuf {
-    let python = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    assert!(python.is_file(), "{} is missing: run `make venv`", python.display());
+    let python =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} is missing: run `make venv`",
+        python.display()
+    );
     python
 }
 
@@ -19,20 +24,30 @@ fn venv_python() -> std::path::PathBuf {
 async fn openai_python_client_gets_a_paid_verified_chat_and_stream_through_the_gateway() {
     let e = engine();
     let mut market = Market::start().await;
-    let provider = market.broker(1, &e.url, &e.model, e.digest, "0.000000001", "0.000000002").await;
+    let provider = market
+        .broker(1, &e.url, &e.model, e.digest, "0.000000001", "0.000000002")
+        .await;
     let (key, chain) = market.user(2, neuron("0.1"), &[provider.address()]).await;
     let (url, _gateway, payer) = market.gateway(&key, chain, GatewayConfig::default()).await;
 
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client.py");
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client.py");
     let (url2, model) = (url.clone(), e.model.clone());
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(venv_python()).arg(script).args([&url2, &model, "any-key"]).output()
+        Command::new(venv_python())
+            .arg(script)
+            .args([&url2, &model, "any-key"])
+            .output()
     })
     .await
     .expect("join")
     .expect("python runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "openai client failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "openai client failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let line = |tag: &str| {
         stdout
             .lines()
@@ -51,20 +66,32 @@ async fn openai_python_client_gets_a_paid_verified_chat_and_stream_through_the_g
         "two receipts in the book"
     );
     let receipts = book.receipts(None, false, 10).await.unwrap();
-    assert!(receipts.iter().all(|r| r.status == "paid" && !r.fee.is_zero()), "{receipts:?}");
+    assert!(
+        receipts
+            .iter()
+            .all(|r| r.status == "paid" && !r.fee.is_zero()),
+        "{receipts:?}"
+    );
     let stream_usage = receipts[0].output_tokens;
     assert!(stream_usage > U256::ZERO);
     // ...and the user's tally agrees with what the broker says it is owed.
     let owed: U256 = receipts.iter().map(|r| r.fee).sum();
     let account = book.lock(provider.address()).await.unwrap().account();
     assert_eq!(account.owed, owed);
-    let statement: zg_core::SignedStatement = reqwest::get(format!("{}/v1/account/{}", provider.running.url(), key.address()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(statement.verify(provider.signer.address()).unwrap().owed, owed);
+    let statement: zg_core::SignedStatement = reqwest::get(format!(
+        "{}/v1/account/{}",
+        provider.running.url(),
+        key.address()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        statement.verify(provider.signer.address()).unwrap().owed,
+        owed
+    );
 }
 
 async fn post(url: &str, body: &serde_json::Value) -> reqwest::Response {
@@ -88,9 +115,15 @@ fn served_by(r: &reqwest::Response) -> Address {
 async fn the_cheaper_provider_is_chosen_until_it_dies_then_the_gateway_fails_over() {
     let e = engine();
     let mut market = Market::start().await;
-    let cheap = market.broker(1, &e.url, &e.model, e.digest, "0.000000001", "0.000000002").await;
-    let dear = market.broker(3, &e.url, &e.model, e.digest, "0.000000002", "0.000000004").await;
-    let (key, chain) = market.user(4, neuron("0.1"), &[cheap.address(), dear.address()]).await;
+    let cheap = market
+        .broker(1, &e.url, &e.model, e.digest, "0.000000001", "0.000000002")
+        .await;
+    let dear = market
+        .broker(3, &e.url, &e.model, e.digest, "0.000000002", "0.000000004")
+        .await;
+    let (key, chain) = market
+        .user(4, neuron("0.1"), &[cheap.address(), dear.address()])
+        .await;
     let config = GatewayConfig {
         // Latency must not outweigh a 2x price difference on a busy test machine.
         routing: RoutingPolicy {
@@ -105,7 +138,11 @@ async fn the_cheaper_provider_is_chosen_until_it_dies_then_the_gateway_fails_ove
     for _ in 0..2 {
         let r = post(&url, &body).await;
         assert_eq!(r.status(), 200);
-        assert_eq!(served_by(&r), cheap.address(), "the cheaper provider is chosen");
+        assert_eq!(
+            served_by(&r),
+            cheap.address(),
+            "the cheaper provider is chosen"
+        );
         assert_eq!(r.headers()["x-zg-receipt-status"], "paid");
     }
 
@@ -115,27 +152,43 @@ async fn the_cheaper_provider_is_chosen_until_it_dies_then_the_gateway_fails_ove
     assert_eq!(r.status(), 200, "failed over before the first byte");
     assert_eq!(served_by(&r), dear.address());
     let standing = gateway.routing().standings();
-    let cheap_standing = standing.iter().find(|s| s.provider == cheap_address).expect("measured");
-    assert!(cheap_standing.cooling && cheap_standing.failures_in_a_row == 1, "{standing:?}");
+    let cheap_standing = standing
+        .iter()
+        .find(|s| s.provider == cheap_address)
+        .expect("measured");
+    assert!(
+        cheap_standing.cooling && cheap_standing.failures_in_a_row == 1,
+        "{standing:?}"
+    );
 
     // While it cools down the dead provider is not even tried first.
     let r = post(&url, &body).await;
     assert_eq!(served_by(&r), dear.address());
     let again = gateway.routing().standings();
-    assert_eq!(again.iter().find(|s| s.provider == cheap_address).unwrap().failures_in_a_row, 1);
+    assert_eq!(
+        again
+            .iter()
+            .find(|s| s.provider == cheap_address)
+            .unwrap()
+            .failures_in_a_row,
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_local_key_spend_limit_holds_under_concurrent_requests() {
     let e = engine();
     let mut market = Market::start().await;
-    let provider = market.broker(1, &e.url, &e.model, e.digest, "0.000000001", "0.000000002").await;
+    let provider = market
+        .broker(1, &e.url, &e.model, e.digest, "0.000000001", "0.000000002")
+        .await;
     let (key, chain) = market.user(5, neuron("0.1"), &[provider.address()]).await;
     let (url, gateway, payer) = market.gateway(&key, chain, GatewayConfig::default()).await;
     let body = chat_body(&e.model, "Count to three.", 8);
     let bytes = serde_json::to_vec(&body).unwrap().len() as u64;
     // Worst case of one request: body bytes as input tokens, max_tokens as output.
-    let worst = U256::from(bytes) * neuron("0.000000001") + U256::from(8u64) * neuron("0.000000002");
+    let worst =
+        U256::from(bytes) * neuron("0.000000001") + U256::from(8u64) * neuron("0.000000002");
     let limit = worst * U256::from(3u64);
     let (_, secret) = gateway.keys().add("app", Some(limit)).await.unwrap();
     let (_, other) = gateway.keys().add("other", None).await.unwrap();
@@ -152,7 +205,10 @@ async fn a_local_key_spend_limit_holds_under_concurrent_requests() {
             .send()
     });
     let answers = futures::future::join_all(requests).await;
-    let statuses: Vec<u16> = answers.iter().map(|r| r.as_ref().unwrap().status().as_u16()).collect();
+    let statuses: Vec<u16> = answers
+        .iter()
+        .map(|r| r.as_ref().unwrap().status().as_u16())
+        .collect();
     let ok = statuses.iter().filter(|s| **s == 200).count();
     let limited = statuses.iter().filter(|s| **s == 429).count();
     // Eight worst cases at once can't all be held against a limit of three.
@@ -161,11 +217,35 @@ async fn a_local_key_spend_limit_holds_under_concurrent_requests() {
 
     let book = payer.book().clone();
     assert!(eventually(async || book.receipts(None, false, 20).await.unwrap().len() == ok).await);
-    let spent = gateway.keys().list().await.unwrap().into_iter().find(|k| k.name == "app").unwrap().spent;
-    let paid: U256 = book.receipts(None, false, 20).await.unwrap().iter().map(|r| r.fee).sum();
+    let spent = gateway
+        .keys()
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.name == "app")
+        .unwrap()
+        .spent;
+    let paid: U256 = book
+        .receipts(None, false, 20)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.fee)
+        .sum();
     assert_eq!(spent, paid, "the key is charged exactly the receipts' fees");
     assert!(spent <= limit);
 
-    let r = client.post(format!("{url}/chat/completions")).bearer_auth(&other).json(&body).send().await.unwrap();
-    assert_eq!(r.status(), 200, "another key of the same wallet is not limited");
+    let r = client
+        .post(format!("{url}/chat/completions"))
+        .bearer_auth(&other)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "another key of the same wallet is not limited"
+    );
 }

@@ -12,8 +12,8 @@ use common::{Market, chat_body, neuron};
 use std::sync::{Arc, Mutex};
 use zg_client::{AckPolicy, ClientError, GatewayConfig};
 use zg_core::{
-    B256, Domain, PaymentHeaders, Prices, Receipt, Service, SigningKey, U256, headers::SignedReceipt, keccak256,
-    request_digest, service_id,
+    B256, Domain, PaymentHeaders, Prices, Receipt, Service, SigningKey, U256,
+    headers::SignedReceipt, keccak256, request_digest, service_id,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -39,7 +39,8 @@ struct Fake {
 const ANSWER: &str = r#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}"#;
 
 async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
-    let payment = PaymentHeaders::decode(|name| headers.get(name).and_then(|v| v.to_str().ok())).expect("paid request");
+    let payment = PaymentHeaders::decode(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+        .expect("paid request");
     fake.vouchers.lock().unwrap().push(payment.cumulative);
     let prices = fake.service.prices;
     let fee = prices.input * U256::from(10u64) + prices.output * U256::from(5u64);
@@ -73,7 +74,10 @@ async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
     *fake.owed.lock().unwrap() = receipt.owed;
     let signed = SignedReceipt::new(receipt.clone(), &receipt.sign(&key, &fake.domain));
     (
-        [("content-type", "application/json".to_owned()), ("x-zg-receipt", signed.to_header())],
+        [
+            ("content-type", "application/json".to_owned()),
+            ("x-zg-receipt", signed.to_header()),
+        ],
         ANSWER,
     )
 }
@@ -112,16 +116,22 @@ async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
         owed: Mutex::default(),
         vouchers: Mutex::default(),
     });
-    let app = Router::new().route("/v1/chat/completions", post(chat)).with_state(fake.clone());
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .with_state(fake.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let (user, chain) = market.user(2, neuron("0.01"), &[service.provider]).await;
     let (payer, _) = market.payer(&user, AckPolicy::Never).await;
     let body = Bytes::from(serde_json::to_vec(&chat_body("liar-1", "hi", 5)).unwrap());
-    let honest_fee = neuron("0.000000001") * U256::from(10u64) + neuron("0.000000002") * U256::from(5u64);
+    let honest_fee =
+        neuron("0.000000001") * U256::from(10u64) + neuron("0.000000002") * U256::from(5u64);
 
     // An honest answer first: paid.
-    let answer = payer.send(&service, "/v1/chat/completions", body.clone()).await.unwrap();
+    let answer = payer
+        .send(&service, "/v1/chat/completions", body.clone())
+        .await
+        .unwrap();
     assert_eq!(answer.receipt.unwrap().fee, honest_fee);
 
     for (lie, kind) in [
@@ -132,39 +142,89 @@ async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
     ] {
         *fake.lie.lock().unwrap() = lie;
         // The fake's own tally follows the honest one so only this lie shows.
-        *fake.owed.lock().unwrap() = payer.book().lock(service.provider).await.unwrap().account().owed;
-        let answer = payer.send(&service, "/v1/chat/completions", body.clone()).await.unwrap();
+        *fake.owed.lock().unwrap() = payer
+            .book()
+            .lock(service.provider)
+            .await
+            .unwrap()
+            .account()
+            .owed;
+        let answer = payer
+            .send(&service, "/v1/chat/completions", body.clone())
+            .await
+            .unwrap();
         match answer.receipt {
-            Err(ClientError::BadReceipt { fault, .. }) => assert_eq!(fault.kind(), kind, "{lie:?}: {fault}"),
+            Err(ClientError::BadReceipt { fault, .. }) => {
+                assert_eq!(fault.kind(), kind, "{lie:?}: {fault}")
+            }
             other => panic!("{lie:?} was not caught: {other:?}"),
         }
         let account = payer.book().lock(service.provider).await.unwrap().account();
-        assert_eq!(account.owed, honest_fee, "{lie:?} added nothing to the tally");
+        assert_eq!(
+            account.owed, honest_fee,
+            "{lie:?} added nothing to the tally"
+        );
     }
     // The next voucher still authorizes only the honest fee.
     *fake.lie.lock().unwrap() = Lie::None;
     *fake.owed.lock().unwrap() = honest_fee;
-    payer.send(&service, "/v1/chat/completions", body.clone()).await.unwrap().receipt.unwrap();
+    payer
+        .send(&service, "/v1/chat/completions", body.clone())
+        .await
+        .unwrap()
+        .receipt
+        .unwrap();
     let vouchers = fake.vouchers.lock().unwrap().clone();
-    assert_eq!(vouchers[..6], [U256::ZERO, honest_fee, honest_fee, honest_fee, honest_fee, honest_fee]);
+    assert_eq!(
+        vouchers[..6],
+        [
+            U256::ZERO,
+            honest_fee,
+            honest_fee,
+            honest_fee,
+            honest_fee,
+            honest_fee
+        ]
+    );
 
     // Every refused receipt is kept as evidence, with why.
     let evidence = payer.book().receipts(None, true, 10).await.unwrap();
     assert_eq!(evidence.len(), 4);
-    assert!(evidence.iter().all(|r| r.status == "rejected" && r.fault.is_some()));
+    assert!(
+        evidence
+            .iter()
+            .all(|r| r.status == "rejected" && r.fault.is_some())
+    );
 
     // Through the gateway: the answer is delivered, the receipt refused, and
     // the provider gets no further requests.
     *fake.lie.lock().unwrap() = Lie::InflatedFee;
     let (url, gateway, _) = market.gateway(&user, chain, GatewayConfig::default()).await;
     let http = reqwest::Client::new();
-    let r = http.post(format!("{url}/chat/completions")).json(&chat_body("liar-1", "hi", 5)).send().await.unwrap();
+    let r = http
+        .post(format!("{url}/chat/completions"))
+        .json(&chat_body("liar-1", "hi", 5))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let status = r.headers()["x-zg-receipt-status"].to_str().unwrap().to_owned();
+    let status = r.headers()["x-zg-receipt-status"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(status.starts_with("rejected"), "{status}");
     let before = fake.vouchers.lock().unwrap().len();
-    let r = http.post(format!("{url}/chat/completions")).json(&chat_body("liar-1", "hi", 5)).send().await.unwrap();
+    let r = http
+        .post(format!("{url}/chat/completions"))
+        .json(&chat_body("liar-1", "hi", 5))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404, "the only provider of the model is banned");
-    assert_eq!(fake.vouchers.lock().unwrap().len(), before, "no request reached the liar");
+    assert_eq!(
+        fake.vouchers.lock().unwrap().len(),
+        before,
+        "no request reached the liar"
+    );
     assert!(gateway.routing().standings()[0].banned.is_some());
 }

@@ -13,30 +13,66 @@ use zg_core::U256;
 async fn books_are_recovered_after_deleting_the_local_database() {
     let e = engine();
     let mut market = Market::start().await;
-    let provider = market.broker(1, &e.url, &e.model, e.digest, "0.000000001", "0.000000002").await;
+    let provider = market
+        .broker(1, &e.url, &e.model, e.digest, "0.000000001", "0.000000002")
+        .await;
     let (key, chain) = market.user(2, neuron("0.1"), &[provider.address()]).await;
     let (payer, path) = market.payer(&key, AckPolicy::Immediate).await;
-    let service = chain.service(provider.address(), "chat").await.unwrap().expect("listed");
+    let service = chain
+        .service(provider.address(), "chat")
+        .await
+        .unwrap()
+        .expect("listed");
     let body = Bytes::from(serde_json::to_vec(&chat_body(&e.model, "Say hi.", 6)).unwrap());
     for _ in 0..3 {
-        payer.send(&service, "/v1/chat/completions", body.clone()).await.unwrap().receipt.unwrap();
+        payer
+            .send(&service, "/v1/chat/completions", body.clone())
+            .await
+            .unwrap()
+            .receipt
+            .unwrap();
     }
-    let before = payer.book().lock(provider.address()).await.unwrap().account();
-    assert!(!before.owed.is_zero() && before.authorized == before.owed, "acknowledged: {before:?}");
+    let before = payer
+        .book()
+        .lock(provider.address())
+        .await
+        .unwrap()
+        .account();
+    assert!(
+        !before.owed.is_zero() && before.authorized == before.owed,
+        "acknowledged: {before:?}"
+    );
     drop(payer);
 
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
     let book = Book::open(&path, key.address()).await.unwrap();
-    assert_eq!(book.lock(provider.address()).await.unwrap().account().owed, U256::ZERO, "the book is gone");
+    assert_eq!(
+        book.lock(provider.address()).await.unwrap().account().owed,
+        U256::ZERO,
+        "the book is gone"
+    );
     let payer = Payer::new(key.clone(), chain.domain(), book, AckPolicy::Immediate);
     let recovered = recover(&payer, &chain).await.unwrap();
     assert_eq!(recovered.len(), 1);
-    let after = payer.book().lock(provider.address()).await.unwrap().account();
-    assert_eq!((after.authorized, after.owed), (before.authorized, before.owed));
+    let after = payer
+        .book()
+        .lock(provider.address())
+        .await
+        .unwrap()
+        .account();
+    assert_eq!(
+        (after.authorized, after.owed),
+        (before.authorized, before.owed)
+    );
 
     // Paying goes on: the broker accepts the next voucher and its receipt checks out.
-    let paid = payer.send(&service, "/v1/chat/completions", body).await.unwrap().receipt.unwrap();
+    let paid = payer
+        .send(&service, "/v1/chat/completions", body)
+        .await
+        .unwrap()
+        .receipt
+        .unwrap();
     assert_eq!(paid.owed, before.owed + paid.fee);
 }

@@ -50,7 +50,11 @@ impl SignedStatement {
     pub fn sign(statement: &AccountStatement, key: &SigningKey) -> Self {
         let text = serde_json::to_string(statement).unwrap_or_default();
         let signature = key.sign_hash(&keccak256(text.as_bytes()));
-        Self { statement: text, signature: signature.to_string(), signer: key.address() }
+        Self {
+            statement: text,
+            signature: signature.to_string(),
+            signer: key.address(),
+        }
     }
 
     /// Checks the signature is `signer`'s and returns the statement.
@@ -58,7 +62,10 @@ impl SignedStatement {
         let signature: Signature = self.signature.parse()?;
         let got = signature.recover(&keccak256(self.statement.as_bytes()))?;
         if got != signer {
-            return Err(StatementError::WrongSigner { expected: signer, got });
+            return Err(StatementError::WrongSigner {
+                expected: signer,
+                got,
+            });
         }
         serde_json::from_str(&self.statement).map_err(|e| StatementError::Json(e.to_string()))
     }
@@ -86,7 +93,12 @@ mod tests {
         };
         let signed = SignedStatement::sign(&statement, &key);
         assert_eq!(signed.verify(key.address()).unwrap(), statement);
-        let forged = SignedStatement { statement: signed.statement.replace("\"owed\":\"0xa\"", "\"owed\":\"0x1\""), ..signed.clone() };
+        let forged = SignedStatement {
+            statement: signed
+                .statement
+                .replace("\"owed\":\"0xa\"", "\"owed\":\"0x1\""),
+            ..signed.clone()
+        };
         assert_ne!(forged.statement, signed.statement);
         assert!(forged.verify(key.address()).is_err());
     }

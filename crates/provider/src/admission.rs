@@ -30,10 +30,23 @@ pub struct Admission {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     Replayed,
-    Stale { newest: U256, got: U256 },
-    AboveOwed { owed: U256, got: U256 },
-    Credit { owed: U256, cumulative: U256, limit: U256 },
-    Escrow { needed: U256, available: U256 },
+    Stale {
+        newest: U256,
+        got: U256,
+    },
+    AboveOwed {
+        owed: U256,
+        got: U256,
+    },
+    Credit {
+        owed: U256,
+        cumulative: U256,
+        limit: U256,
+    },
+    Escrow {
+        needed: U256,
+        available: U256,
+    },
     UnknownReceipt,
 }
 
@@ -65,7 +78,11 @@ pub fn decide(account: &Account, a: &Admission) -> Result<Account, Refusal> {
 }
 
 /// The account after accepting an acknowledgement voucher.
-pub fn decide_ack(account: &Account, voucher: &Voucher, signature: Signature) -> Result<Account, Refusal> {
+pub fn decide_ack(
+    account: &Account,
+    voucher: &Voucher,
+    signature: Signature,
+) -> Result<Account, Refusal> {
     let mut next = check_voucher(account, voucher)?;
     next.voucher = Some((*voucher, signature));
     Ok(next)
@@ -109,7 +126,11 @@ impl Refusal {
                     "X-ZG-Cumulative {got} is more than the {owed} neuron {user} owes provider {provider}: sign for the fees your receipts show (GET /v1/account/{user})"
                 ),
             ),
-            Self::Credit { owed, cumulative, limit } => ApiError::new(
+            Self::Credit {
+                owed,
+                cumulative,
+                limit,
+            } => ApiError::new(
                 ErrorCode::CreditExceeded,
                 format!(
                     "{user} owes {} but the voucher covers {}; the credit limit is {}: send a voucher for the receipts you hold (POST /v1/vouchers)",
@@ -185,13 +206,25 @@ mod tests {
 
     #[test]
     fn each_rule_refuses() {
-        assert!(matches!(decide(&account(50, 0, 45), &admission(44, 1, 100)), Err(Refusal::Stale { .. })));
-        assert!(matches!(decide(&account(50, 0, 45), &admission(51, 1, 100)), Err(Refusal::AboveOwed { .. })));
-        assert!(matches!(decide(&account(50, 0, 30), &admission(39, 1, 100)), Err(Refusal::Credit { .. })));
+        assert!(matches!(
+            decide(&account(50, 0, 45), &admission(44, 1, 100)),
+            Err(Refusal::Stale { .. })
+        ));
+        assert!(matches!(
+            decide(&account(50, 0, 45), &admission(51, 1, 100)),
+            Err(Refusal::AboveOwed { .. })
+        ));
+        assert!(matches!(
+            decide(&account(50, 0, 30), &admission(39, 1, 100)),
+            Err(Refusal::Credit { .. })
+        ));
         // 50 owed + 30 in flight + 21 worst > 100.
         assert_eq!(
             decide(&account(50, 30, 45), &admission(45, 21, 100)),
-            Err(Refusal::Escrow { needed: U256::from(21u64), available: U256::from(20u64) })
+            Err(Refusal::Escrow {
+                needed: U256::from(21u64),
+                available: U256::from(20u64)
+            })
         );
         assert!(decide(&account(50, 30, 45), &admission(45, 20, 100)).is_ok());
     }

@@ -7,8 +7,8 @@ use std::{sync::Arc, time::Duration};
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use tracing::Instrument;
 use zg_core::{
-    Address, B256, Domain, ErrorCode, PaymentHeaders, Prices, Receipt, SigningKey, U256, Usage, Voucher,
-    headers::SignedReceipt, request_digest, service_id,
+    Address, B256, Domain, ErrorCode, PaymentHeaders, Prices, Receipt, SigningKey, U256, Usage,
+    Voucher, headers::SignedReceipt, request_digest, service_id,
 };
 
 use crate::{
@@ -89,19 +89,32 @@ impl Broker {
     /// The service a request's `model` names: a service name, else a model id.
     pub fn service(&self, model: &str, kind: &str) -> Result<Arc<ServiceRuntime>, ApiError> {
         let by_name = self.services.iter().find(|s| s.config.name == model);
-        let found = by_name.or_else(|| self.services.iter().find(|s| s.config.model == model && s.config.kind == kind));
+        let found = by_name.or_else(|| {
+            self.services
+                .iter()
+                .find(|s| s.config.model == model && s.config.kind == kind)
+        });
         match found {
             Some(s) if s.config.kind == kind => Ok(s.clone()),
             Some(s) => Err(ApiError::new(
                 ErrorCode::UnknownModel,
-                format!("service {:?} is a {} service, not {kind}", s.config.name, s.config.kind),
+                format!(
+                    "service {:?} is a {} service, not {kind}",
+                    s.config.name, s.config.kind
+                ),
             )
             .with_param("model")),
             None => {
-                let names: Vec<&str> = self.services.iter().map(|s| s.config.name.as_str()).collect();
+                let names: Vec<&str> = self
+                    .services
+                    .iter()
+                    .map(|s| s.config.name.as_str())
+                    .collect();
                 Err(ApiError::new(
                     ErrorCode::UnknownModel,
-                    format!("no service {model:?} here; this provider serves {names:?} (GET /v1/models)"),
+                    format!(
+                        "no service {model:?} here; this provider serves {names:?} (GET /v1/models)"
+                    ),
                 )
                 .with_param("model"))
             }
@@ -117,8 +130,9 @@ impl Broker {
         service: Arc<ServiceRuntime>,
         worst: U256,
     ) -> Result<Paid, ApiError> {
-        let payment = PaymentHeaders::decode(|name| headers.get(name).and_then(|v| v.to_str().ok()))
-            .map_err(|e| ApiError::new(ErrorCode::VoucherInvalid, e.to_string()))?;
+        let payment =
+            PaymentHeaders::decode(|name| headers.get(name).and_then(|v| v.to_str().ok()))
+                .map_err(|e| ApiError::new(ErrorCode::VoucherInvalid, e.to_string()))?;
         let voucher = Voucher {
             user: payment.user,
             provider: self.provider,
@@ -137,7 +151,11 @@ impl Broker {
             cap: self.cap(voucher.user, false).await?,
         };
         let span = tracing::info_span!("admit", user = %voucher.user, request = %admission.id);
-        let mut outcome = self.store.admit(&admission).instrument(span.clone()).await?;
+        let mut outcome = self
+            .store
+            .admit(&admission)
+            .instrument(span.clone())
+            .await?;
         if let Err(Refusal::Escrow { .. }) = outcome {
             // The cache may predate a top-up: read the chain before refusing.
             admission.cap = self.cap(voucher.user, true).await?;
@@ -148,17 +166,25 @@ impl Broker {
     }
 
     /// The voucher must recover to its user or to the user's delegated signer.
-    pub async fn check_signature(&self, voucher: &Voucher, signature: &zg_core::Signature) -> Result<(), ApiError> {
+    pub async fn check_signature(
+        &self,
+        voucher: &Voucher,
+        signature: &zg_core::Signature,
+    ) -> Result<(), ApiError> {
         let signer = voucher.signer(signature, &self.domain).map_err(|e| {
             ApiError::new(ErrorCode::VoucherInvalid, format!("X-ZG-Signature: {e}"))
         })?;
         if signer == voucher.user {
             return Ok(());
         }
-        let delegated = self.chain.is_delegate(voucher.user, signer).await.map_err(|e| {
-            tracing::warn!(error = %e, "reading the voucher signer failed");
-            ApiError::internal("could not read the user's delegated signer from the chain")
-        })?;
+        let delegated = self
+            .chain
+            .is_delegate(voucher.user, signer)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "reading the voucher signer failed");
+                ApiError::internal("could not read the user's delegated signer from the chain")
+            })?;
         if delegated {
             return Ok(());
         }
@@ -179,7 +205,12 @@ impl Broker {
     }
 
     /// Stores the fee of `usage` and returns the signed receipt.
-    pub async fn charge(&self, paid: &Paid, usage: Usage, response_digest: B256) -> Result<SignedReceipt, ApiError> {
+    pub async fn charge(
+        &self,
+        paid: &Paid,
+        usage: Usage,
+        response_digest: B256,
+    ) -> Result<SignedReceipt, ApiError> {
         let prices = paid.service.prices;
         let fee = prices.fee(usage).map_err(ApiError::internal)?;
         let template = Receipt {
@@ -197,7 +228,10 @@ impl Broker {
             owed: U256::ZERO,
         };
         let sign = |owed: U256| {
-            let receipt = Receipt { owed, ..template.clone() };
+            let receipt = Receipt {
+                owed,
+                ..template.clone()
+            };
             let hash = receipt.signing_hash(&self.domain);
             let signature = self.signer.sign_hash(&hash);
             (SignedReceipt::new(receipt, &signature), hash)
@@ -223,7 +257,11 @@ impl Broker {
     /// The upstream failed: the request costs nothing.
     pub async fn release(&self, paid: &Paid, why: &str) {
         tracing::warn!(user = %paid.user(), request = %paid.id(), why, "upstream failed; request is free");
-        if let Err(e) = self.store.release(paid.id(), paid.user(), paid.admission.worst).await {
+        if let Err(e) = self
+            .store
+            .release(paid.id(), paid.user(), paid.admission.worst)
+            .await
+        {
             tracing::error!(error = %e, request = %paid.id(), "releasing the reservation failed");
         }
     }
@@ -232,10 +270,12 @@ impl Broker {
 fn runtime(config: ServiceConfig) -> Result<Arc<ServiceRuntime>, StartError> {
     let mut headers = HeaderMap::new();
     for (name, value) in &config.upstream_headers {
-        let bad = || StartError::Config(format!(
-            "service {:?}: upstream header {name:?} is not a valid HTTP header name and value",
-            config.name
-        ));
+        let bad = || {
+            StartError::Config(format!(
+                "service {:?}: upstream header {name:?} is not a valid HTTP header name and value",
+                config.name
+            ))
+        };
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
         let value = HeaderValue::from_str(value).map_err(|_| bad())?;
         headers.insert(name, value);

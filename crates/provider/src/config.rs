@@ -11,7 +11,9 @@ pub const ENV_PREFIX: &str = "ZG_PROVIDER__";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}; create one with `zg-serving provider init --config {path}`")]
+    #[error(
+        "cannot read config file {path}: {source}; create one with `zg-serving provider init --config {path}`"
+    )]
     Read {
         path: String,
         #[source]
@@ -206,9 +208,11 @@ fn address<'de, D: Deserializer<'de>>(d: D) -> Result<Address, D::Error> {
 
 fn digest<'de, D: Deserializer<'de>>(d: D) -> Result<B256, D::Error> {
     let text = String::deserialize(d)?;
-    text.trim()
-        .parse()
-        .map_err(|_| serde::de::Error::custom(format!("expected 32 bytes as 64 hex digits (the sha256 of the weights), got {text:?}")))
+    text.trim().parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "expected 32 bytes as 64 hex digits (the sha256 of the weights), got {text:?}"
+        ))
+    })
 }
 
 fn key<'de, D: Deserializer<'de>>(d: D) -> Result<SigningKey, D::Error> {
@@ -239,10 +243,12 @@ impl Config {
         origin: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::Syntax {
-            path: origin.to_string(),
-            message: e.to_string(),
-        })?;
+        let mut table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    path: origin.to_string(),
+                    message: e.to_string(),
+                })?;
         for (var, value) in env {
             if let Some(path) = var.strip_prefix(ENV_PREFIX) {
                 apply_override(&mut table, &var, path, &value)?;
@@ -268,7 +274,10 @@ impl Config {
                 return Err(key_err(key("name"), "expected a non-empty name"));
             }
             if !names.insert(s.name.as_str()) {
-                return Err(key_err(key("name"), format!("service {:?} is listed twice", s.name)));
+                return Err(key_err(
+                    key("name"),
+                    format!("service {:?} is listed twice", s.name),
+                ));
             }
             if !matches!(s.kind.as_str(), "chat" | "embeddings") {
                 return Err(key_err(
@@ -279,17 +288,24 @@ impl Config {
             if !(s.upstream.starts_with("http://") || s.upstream.starts_with("https://")) {
                 return Err(key_err(
                     key("upstream"),
-                    format!("expected an http(s) base URL such as http://127.0.0.1:8081/v1, got {:?}", s.upstream),
+                    format!(
+                        "expected an http(s) base URL such as http://127.0.0.1:8081/v1, got {:?}",
+                        s.upstream
+                    ),
                 ));
             }
             if s.max_output_tokens == 0 {
                 return Err(key_err(key("max_output_tokens"), "expected at least 1"));
             }
         }
-        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres")) {
+        if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
+        {
             return Err(key_err(
                 "database.url",
-                format!("expected sqlite://FILE or postgres://..., got {:?}", self.database.url),
+                format!(
+                    "expected sqlite://FILE or postgres://..., got {:?}",
+                    self.database.url
+                ),
             ));
         }
         if self.settlement.batch_size == 0 {
@@ -444,11 +460,26 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let cases = [
-            (EXAMPLE.replace("input_price = \"0.000000001\"", "input_price = \"cheap\""), "services[0].input_price"),
-            (EXAMPLE.replace("contract = \"0x5F", "contract = \"0x5"), "chain.contract"),
-            (EXAMPLE.replace("kind = \"chat\"", "kind = \"video\""), "services[0].kind"),
-            (EXAMPLE.replace("provider = \"0x00", "provider = \"0xzz"), "keys.provider"),
-            (EXAMPLE.replace("hardware = \"cpu\"", "hardwar = \"cpu\""), "services[0]"),
+            (
+                EXAMPLE.replace("input_price = \"0.000000001\"", "input_price = \"cheap\""),
+                "services[0].input_price",
+            ),
+            (
+                EXAMPLE.replace("contract = \"0x5F", "contract = \"0x5"),
+                "chain.contract",
+            ),
+            (
+                EXAMPLE.replace("kind = \"chat\"", "kind = \"video\""),
+                "services[0].kind",
+            ),
+            (
+                EXAMPLE.replace("provider = \"0x00", "provider = \"0xzz"),
+                "keys.provider",
+            ),
+            (
+                EXAMPLE.replace("hardware = \"cpu\"", "hardwar = \"cpu\""),
+                "services[0]",
+            ),
         ];
         for (text, key) in cases {
             let err = parse(&text, &[]).unwrap_err().to_string();

@@ -14,13 +14,16 @@ use zg_core::{Address, U256};
 
 const DELEGATE_REFRESH: Duration = Duration::from_secs(1);
 
+/// The delegate read from chain, when, and the last signer it refused.
+type Delegate = (Option<Address>, Instant, Option<Address>);
+
 pub struct ChainView {
     chain: ChainClient,
     provider: Address,
     /// Seconds before a refund's unlock at which its amount stops counting.
     refund_margin: u64,
     escrow: Mutex<HashMap<Address, EscrowAccount>>,
-    delegates: Mutex<HashMap<Address, (Option<Address>, Instant)>>,
+    delegates: Mutex<HashMap<Address, Delegate>>,
 }
 
 impl ChainView {
@@ -70,23 +73,30 @@ impl ChainView {
     }
 
     /// Whether `signer` may sign vouchers for `user` (the user delegated it on chain).
+    /// A signer just refused is not looked up again for a second, so a
+    /// flood of one forged key costs one chain read per second.
     pub async fn is_delegate(&self, user: Address, signer: Address) -> Result<bool, ChainError> {
         let cached = self.lock_delegates().get(&user).copied();
-        if let Some((delegate, at)) = cached {
-            if delegate == Some(signer) || at.elapsed() < DELEGATE_REFRESH {
-                return Ok(delegate == Some(signer));
+        if let Some((delegate, at, refused)) = cached {
+            if delegate == Some(signer) {
+                return Ok(true);
+            }
+            if refused == Some(signer) && at.elapsed() < DELEGATE_REFRESH {
+                return Ok(false);
             }
         }
         let delegate = self.chain.voucher_signer(user).await?;
-        self.lock_delegates().insert(user, (delegate, Instant::now()));
-        Ok(delegate == Some(signer))
+        let ok = delegate == Some(signer);
+        self.lock_delegates()
+            .insert(user, (delegate, Instant::now(), (!ok).then_some(signer)));
+        Ok(ok)
     }
 
     fn lock_escrow(&self) -> std::sync::MutexGuard<'_, HashMap<Address, EscrowAccount>> {
         self.escrow.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock_delegates(&self) -> std::sync::MutexGuard<'_, HashMap<Address, (Option<Address>, Instant)>> {
+    fn lock_delegates(&self) -> std::sync::MutexGuard<'_, HashMap<Address, Delegate>> {
         self.delegates.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -119,7 +129,10 @@ mod tests {
             provider: Address::repeat_byte(2),
             escrow: U256::from(100u64),
             settled: U256::from(40u64),
-            refund: Some(PendingRefund { amount: U256::from(30u64), unlock_at: 1_000 }),
+            refund: Some(PendingRefund {
+                amount: U256::from(30u64),
+                unlock_at: 1_000,
+            }),
         };
         assert_eq!(cap_of(&account, 0, 600), U256::from(140u64));
         assert_eq!(cap_of(&account, 400, 600), U256::from(110u64));

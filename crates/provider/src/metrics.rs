@@ -14,7 +14,9 @@ use std::{
 use zg_core::{ErrorCode, U256};
 
 /// Upper bounds of the upstream latency histogram, in seconds.
-const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0];
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
+];
 
 #[derive(Default)]
 pub struct Metrics {
@@ -75,7 +77,8 @@ impl Metrics {
             }
         }
         self.latency_count.fetch_add(1, Relaxed);
-        self.latency_sum_us.fetch_add(elapsed.as_micros() as u64, Relaxed);
+        self.latency_sum_us
+            .fetch_add(elapsed.as_micros() as u64, Relaxed);
     }
 
     pub fn settlement(&self, ok: bool, settled: usize, rejected: usize) {
@@ -91,39 +94,95 @@ impl Metrics {
     /// The text exposition; `unsettled` and `owed` come from the store.
     pub fn render(&self, unsettled: U256, owed: U256) -> String {
         let mut out = String::with_capacity(4096);
-        let _ = writeln!(out, "# HELP zg_provider_requests_total Paid requests admitted, by kind.");
+        let _ = writeln!(
+            out,
+            "# HELP zg_provider_requests_total Paid requests admitted, by kind."
+        );
         let _ = writeln!(out, "# TYPE zg_provider_requests_total counter");
         for (i, name) in KIND_NAMES.iter().enumerate() {
-            let _ = writeln!(out, "zg_provider_requests_total{{kind=\"{name}\"}} {}", self.requests[i].load(Relaxed));
+            let _ = writeln!(
+                out,
+                "zg_provider_requests_total{{kind=\"{name}\"}} {}",
+                self.requests[i].load(Relaxed)
+            );
         }
-        let _ = writeln!(out, "# HELP zg_provider_errors_total Error answers, by code.");
+        let _ = writeln!(
+            out,
+            "# HELP zg_provider_errors_total Error answers, by code."
+        );
         let _ = writeln!(out, "# TYPE zg_provider_errors_total counter");
         for (i, code) in ErrorCode::ALL.iter().enumerate() {
-            let _ = writeln!(out, "zg_provider_errors_total{{code=\"{code}\"}} {}", self.errors[i].load(Relaxed));
+            let _ = writeln!(
+                out,
+                "zg_provider_errors_total{{code=\"{code}\"}} {}",
+                self.errors[i].load(Relaxed)
+            );
         }
-        let _ = writeln!(out, "# HELP zg_provider_tokens_total Tokens charged, by direction.");
+        let _ = writeln!(
+            out,
+            "# HELP zg_provider_tokens_total Tokens charged, by direction."
+        );
         let _ = writeln!(out, "# TYPE zg_provider_tokens_total counter");
-        let _ = writeln!(out, "zg_provider_tokens_total{{direction=\"input\"}} {}", self.input_tokens.load(Relaxed));
-        let _ = writeln!(out, "zg_provider_tokens_total{{direction=\"output\"}} {}", self.output_tokens.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "zg_provider_tokens_total{{direction=\"input\"}} {}",
+            self.input_tokens.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "zg_provider_tokens_total{{direction=\"output\"}} {}",
+            self.output_tokens.load(Relaxed)
+        );
         let fees = *self.fees.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(out, "# HELP zg_provider_fees_neuron_total Fees charged by this process, in neuron.");
+        let _ = writeln!(
+            out,
+            "# HELP zg_provider_fees_neuron_total Fees charged by this process, in neuron."
+        );
         let _ = writeln!(out, "# TYPE zg_provider_fees_neuron_total counter");
         let _ = writeln!(out, "zg_provider_fees_neuron_total {fees}");
-        let _ = writeln!(out, "# HELP zg_provider_unsettled_neuron Value of the newest vouchers not yet settled on chain.");
+        let _ = writeln!(
+            out,
+            "# HELP zg_provider_unsettled_neuron Value of the newest vouchers not yet settled on chain."
+        );
         let _ = writeln!(out, "# TYPE zg_provider_unsettled_neuron gauge");
         let _ = writeln!(out, "zg_provider_unsettled_neuron {unsettled}");
-        let _ = writeln!(out, "# HELP zg_provider_owed_neuron Everything users owe, settled or not.");
+        let _ = writeln!(
+            out,
+            "# HELP zg_provider_owed_neuron Everything users owe, settled or not."
+        );
         let _ = writeln!(out, "# TYPE zg_provider_owed_neuron gauge");
         let _ = writeln!(out, "zg_provider_owed_neuron {owed}");
-        let _ = writeln!(out, "# HELP zg_provider_settlements_total Settle transactions, by result.");
+        let _ = writeln!(
+            out,
+            "# HELP zg_provider_settlements_total Settle transactions, by result."
+        );
         let _ = writeln!(out, "# TYPE zg_provider_settlements_total counter");
-        let _ = writeln!(out, "zg_provider_settlements_total{{result=\"ok\"}} {}", self.settlements_ok.load(Relaxed));
-        let _ = writeln!(out, "zg_provider_settlements_total{{result=\"failed\"}} {}", self.settlements_failed.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "zg_provider_settlements_total{{result=\"ok\"}} {}",
+            self.settlements_ok.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "zg_provider_settlements_total{{result=\"failed\"}} {}",
+            self.settlements_failed.load(Relaxed)
+        );
         let _ = writeln!(out, "# TYPE zg_provider_vouchers_settled_total counter");
-        let _ = writeln!(out, "zg_provider_vouchers_settled_total {}", self.vouchers_settled.load(Relaxed));
+        let _ = writeln!(
+            out,
+            "zg_provider_vouchers_settled_total {}",
+            self.vouchers_settled.load(Relaxed)
+        );
         let _ = writeln!(out, "# TYPE zg_provider_vouchers_rejected_total counter");
-        let _ = writeln!(out, "zg_provider_vouchers_rejected_total {}", self.vouchers_rejected.load(Relaxed));
-        let _ = writeln!(out, "# HELP zg_provider_upstream_seconds Upstream latency to the answer's headers.");
+        let _ = writeln!(
+            out,
+            "zg_provider_vouchers_rejected_total {}",
+            self.vouchers_rejected.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP zg_provider_upstream_seconds Upstream latency to the answer's headers."
+        );
         let _ = writeln!(out, "# TYPE zg_provider_upstream_seconds histogram");
         for (i, bound) in BUCKETS.iter().enumerate() {
             let _ = writeln!(
@@ -133,7 +192,10 @@ impl Metrics {
             );
         }
         let count = self.latency_count.load(Relaxed);
-        let _ = writeln!(out, "zg_provider_upstream_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "zg_provider_upstream_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
         let _ = writeln!(
             out,
             "zg_provider_upstream_seconds_sum {}",

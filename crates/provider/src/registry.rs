@@ -41,11 +41,20 @@ pub async fn sync(config: &Config, chain: &ChainClient) -> Result<SyncReport, Ch
     let stake = chain.stake_of(provider).await?.stake;
     let target = config.stake.max(chain.min_stake().await?);
     let mut to_add = target.saturating_sub(stake);
-    let mut report = SyncReport { stake_added: to_add, ..Default::default() };
+    let mut report = SyncReport {
+        stake_added: to_add,
+        ..Default::default()
+    };
     for index in 0..config.services.len() {
         let want = desired(config, index, chain);
         let have = chain.service(provider, &want.name).await?;
-        let same = have.as_ref().is_some_and(|h| Service { updated_at: 0, provider: want.provider, ..h.clone() } == want);
+        let same = have.as_ref().is_some_and(|h| {
+            Service {
+                updated_at: 0,
+                provider: want.provider,
+                ..h.clone()
+            } == want
+        });
         if same && to_add.is_zero() {
             report.unchanged.push(want.name);
             continue;

@@ -57,7 +57,9 @@ impl Running {
         if let Some(settler) = self.settler {
             let _ = settler.await;
         }
-        self.server.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        self.server
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }
 
     /// Waits until the server ends (after `stop` fires).
@@ -65,7 +67,9 @@ impl Running {
         if let Some(settler) = self.settler {
             let _ = settler.await;
         }
-        self.server.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        self.server
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }
 
     pub fn stopper(&self) -> watch::Sender<bool> {
@@ -75,7 +79,12 @@ impl Running {
 
 /// Everything up to serving: the broker's state, with services synced.
 pub async fn prepare(config: Config) -> Result<Arc<Broker>, StartError> {
-    let chain = ChainClient::connect(&config.chain.rpc_url, config.chain.contract, &config.keys.provider.to_bytes()).await?;
+    let chain = ChainClient::connect(
+        &config.chain.rpc_url,
+        config.chain.contract,
+        &config.keys.provider.to_bytes(),
+    )
+    .await?;
     let store = store::open(&config.database.url, chain.wallet()).await?;
     let released = store.release_abandoned(&config.replica).await?;
     if released > 0 {
@@ -112,11 +121,20 @@ pub fn spawn(broker: Arc<Broker>, listener: TcpListener) -> std::io::Result<Runn
             .await
     });
     tracing::info!(%addr, provider = %broker.provider, "provider broker listening");
-    Ok(Running { addr, broker, stop, server, settler })
+    Ok(Running {
+        addr,
+        broker,
+        stop,
+        server,
+        settler,
+    })
 }
 
 /// Runs until `signal` resolves, then shuts down gracefully.
-pub async fn serve_until(config: Config, signal: impl Future<Output = ()>) -> Result<(), StartError> {
+pub async fn serve_until(
+    config: Config,
+    signal: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     let listener = TcpListener::bind(config.listen).await?;
     let running = start(config, listener).await?;
     signal.await;

@@ -40,7 +40,10 @@ pub struct Round {
 }
 
 /// Settles now: every user with unsettled value, or only `only`.
-pub async fn settle_now(broker: &Broker, only: Option<&HashSet<Address>>) -> Result<Round, SettleError> {
+pub async fn settle_now(
+    broker: &Broker,
+    only: Option<&HashSet<Address>>,
+) -> Result<Round, SettleError> {
     let accounts = broker.store.accounts().await?;
     let due: Vec<_> = accounts
         .iter()
@@ -51,7 +54,8 @@ pub async fn settle_now(broker: &Broker, only: Option<&HashSet<Address>>) -> Res
     let mut round = Round::default();
     let chain = broker.chain.chain();
     for batch in due.chunks(broker.config.settlement.batch_size.max(1)) {
-        let span = tracing::info_span!("settle", provider = %broker.provider, vouchers = batch.len());
+        let span =
+            tracing::info_span!("settle", provider = %broker.provider, vouchers = batch.len());
         let result = chain.settle(batch).instrument(span).await;
         let settlement = match result {
             Ok(s) => s,
@@ -60,7 +64,11 @@ pub async fn settle_now(broker: &Broker, only: Option<&HashSet<Address>>) -> Res
                 return Err(e.into());
             }
         };
-        crate::metrics::global().settlement(true, settlement.settled.len(), settlement.rejected.len());
+        crate::metrics::global().settlement(
+            true,
+            settlement.settled.len(),
+            settlement.rejected.len(),
+        );
         for s in &settlement.settled {
             broker.store.record_settled(s.user, s.settled).await?;
             broker.chain.refresh(s.user).await.ok();
@@ -75,7 +83,9 @@ pub async fn settle_now(broker: &Broker, only: Option<&HashSet<Address>>) -> Res
                 RejectReason::EscrowEmpty => {
                     tracing::warn!(user = %r.user, "escrow empty: the voucher stays claimable after a top-up");
                 }
-                other => tracing::error!(user = %r.user, reason = ?other, "the contract rejected a stored voucher"),
+                other => {
+                    tracing::error!(user = %r.user, reason = ?other, "the contract rejected a stored voucher")
+                }
             }
         }
         round.settled += settlement.settled.len();
@@ -133,15 +143,22 @@ pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
                 continue;
             }
         };
-        let unsettled: U256 = accounts.iter().fold(U256::ZERO, |t, a| t.saturating_add(a.unsettled()));
+        let unsettled: U256 = accounts
+            .iter()
+            .fold(U256::ZERO, |t, a| t.saturating_add(a.unsettled()));
         let now = now_unix();
         let refund_due: HashSet<Address> = accounts
             .iter()
             .filter(|a| !a.unsettled().is_zero())
-            .filter(|a| refunds.get(&a.user).is_some_and(|w| w.unlock_at.saturating_add(margin) > now))
+            .filter(|a| {
+                refunds
+                    .get(&a.user)
+                    .is_some_and(|w| w.unlock_at.saturating_add(margin) > now)
+            })
             .map(|a| a.user)
             .collect();
-        let all_due = !unsettled.is_zero() && (unsettled >= policy.threshold || last_settle.elapsed() >= interval);
+        let all_due = !unsettled.is_zero()
+            && (unsettled >= policy.threshold || last_settle.elapsed() >= interval);
         if !all_due && refund_due.is_empty() {
             continue;
         }
@@ -161,20 +178,33 @@ pub async fn run(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
 }
 
 /// Finds refunds already pending at this provider; returns the block to watch from.
-async fn start_watch(broker: &Broker, refunds: &mut HashMap<Address, Watched>) -> Result<u64, ChainError> {
+async fn start_watch(
+    broker: &Broker,
+    refunds: &mut HashMap<Address, Watched>,
+) -> Result<u64, ChainError> {
     let chain = broker.chain.chain();
     let block = chain
         .provider()
         .get_block_number()
         .await
-        .map_err(|e| ChainError::Unexpected { action: "reading the block number".into(), reason: e.to_string() })?;
+        .map_err(|e| ChainError::Unexpected {
+            action: "reading the block number".into(),
+            reason: e.to_string(),
+        })?;
     let mut offset = 0;
     loop {
-        let page = chain.accounts_of_provider(broker.provider, offset, 200).await?;
+        let page = chain
+            .accounts_of_provider(broker.provider, offset, 200)
+            .await?;
         let n = page.items.len() as u64;
         for a in page.items {
             if let Some(r) = a.refund {
-                refunds.insert(a.user, Watched { unlock_at: r.unlock_at });
+                refunds.insert(
+                    a.user,
+                    Watched {
+                        unlock_at: r.unlock_at,
+                    },
+                );
             }
         }
         offset += n;
@@ -186,7 +216,24 @@ async fn start_watch(broker: &Broker, refunds: &mut HashMap<Address, Watched>) -
 }
 
 /// Reads events from `from`; returns the next block to read.
-async fn poll_events(broker: &Broker, from: u64, refunds: &mut HashMap<Address, Watched>) -> Result<u64, ChainError> {
+async fn poll_events(
+    broker: &Broker,
+    from: u64,
+    refunds: &mut HashMap<Address, Watched>,
+) -> Result<u64, ChainError> {
+    let latest = broker
+        .chain
+        .chain()
+        .provider()
+        .get_block_number()
+        .await
+        .map_err(|e| ChainError::Unexpected {
+            action: "reading the block number".into(),
+            reason: e.to_string(),
+        })?;
+    if from > latest {
+        return Ok(from);
+    }
     let events = broker.chain.chain().events(from).await?;
     let mut next = from;
     for e in events {
@@ -194,7 +241,12 @@ async fn poll_events(broker: &Broker, from: u64, refunds: &mut HashMap<Address, 
         match e.event {
             ZgServingEvents::RefundRequested(r) if r.provider == broker.provider => {
                 tracing::info!(user = %r.user, unlock_at = r.unlockAt, amount = %r.amount, "refund requested: settling first");
-                refunds.insert(r.user, Watched { unlock_at: r.unlockAt });
+                refunds.insert(
+                    r.user,
+                    Watched {
+                        unlock_at: r.unlockAt,
+                    },
+                );
                 broker.chain.refresh(r.user).await.ok();
             }
             ZgServingEvents::RefundCancelled(r) if r.provider == broker.provider => {

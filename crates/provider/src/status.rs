@@ -11,9 +11,18 @@ use crate::{broker::Broker, server::StartError};
 pub async fn report(broker: &Broker) -> Result<String, StartError> {
     let chain = broker.chain.chain();
     let mut out = String::new();
-    let _ = writeln!(out, "provider {}  (chain {}, contract {})", broker.provider, broker.domain.chain_id, broker.domain.contract);
+    let _ = writeln!(
+        out,
+        "provider {}  (chain {}, contract {})",
+        broker.provider, broker.domain.chain_id, broker.domain.contract
+    );
     let stake = chain.stake_of(broker.provider).await?;
-    let _ = writeln!(out, "stake {} 0G, {} services listed", format_amount(stake.stake), stake.services);
+    let _ = writeln!(
+        out,
+        "stake {} 0G, {} services listed",
+        format_amount(stake.stake),
+        stake.services
+    );
     let services = chain.services_of(broker.provider, 0, 100).await?;
     for s in services.items {
         let configured = broker.services.iter().any(|c| c.config.name == s.name);

@@ -64,7 +64,10 @@ pub async fn proxy_stream(
     let body = Body::from_stream(tokio_stream(rx));
     let mut out = Response::new(body);
     let headers = out.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     if let Ok(v) = HeaderValue::from_str(&id) {
         headers.insert(zh::REQUEST_ID, v);
@@ -107,7 +110,12 @@ async fn pump(
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     user_wants_usage: bool,
 ) {
-    let mut meter = Meter { hasher: Keccak256::new(), content_chunks: 0, usage: None, client_gone: false };
+    let mut meter = Meter {
+        hasher: Keccak256::new(),
+        content_chunks: 0,
+        usage: None,
+        client_gone: false,
+    };
     let mut held_usage: Option<Bytes> = None;
     let mut buf: Vec<u8> = Vec::new();
     let mut events = upstream.bytes_stream();
@@ -158,13 +166,23 @@ async fn pump(
         (true, Some(u)) => u,
         (true, None) => {
             tracing::warn!(request = %paid.id(), "stream ended without usage; charging the chunks delivered");
-            Usage { input_tokens: 0, output_tokens: meter.content_chunks }
+            Usage {
+                input_tokens: 0,
+                output_tokens: meter.content_chunks,
+            }
         }
         // Cut short: only what reached the client is owed.
-        (false, _) => Usage { input_tokens: 0, output_tokens: meter.content_chunks },
+        (false, _) => Usage {
+            input_tokens: 0,
+            output_tokens: meter.content_chunks,
+        },
     };
     if !complete && meter.content_chunks == 0 {
-        let why = if meter.client_gone { "client left before any content" } else { cut_reason.as_str() };
+        let why = if meter.client_gone {
+            "client left before any content"
+        } else {
+            cut_reason.as_str()
+        };
         broker.release(&paid, why).await;
         return;
     }
@@ -251,15 +269,21 @@ fn classify(event: &[u8]) -> Event {
         Ok(peek) => {
             let choices = peek.choices.unwrap_or_default();
             let usage = peek.usage.map(Usage::from);
-            let content = choices
-                .iter()
-                .any(|c| c.delta.as_ref().and_then(|d| d.content.as_deref()).is_some_and(|s| !s.is_empty()));
+            let content = choices.iter().any(|c| {
+                c.delta
+                    .as_ref()
+                    .and_then(|d| d.content.as_deref())
+                    .is_some_and(|s| !s.is_empty())
+            });
             match usage {
                 Some(u) if choices.is_empty() => Event::UsageOnly(u),
                 _ => Event::Chunk { content, usage },
             }
         }
-        Err(_) => Event::Chunk { content: false, usage: None },
+        Err(_) => Event::Chunk {
+            content: false,
+            usage: None,
+        },
     }
 }
 
@@ -271,9 +295,21 @@ mod tests {
     fn splits_events_and_finds_usage() {
         let mut buf = b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\r\n\r\ndata: [DONE]\n\npartial".to_vec();
         let a = take_event(&mut buf).unwrap();
-        assert!(matches!(classify(&a), Event::Chunk { content: true, usage: None }));
+        assert!(matches!(
+            classify(&a),
+            Event::Chunk {
+                content: true,
+                usage: None
+            }
+        ));
         let b = take_event(&mut buf).unwrap();
-        assert!(matches!(classify(&b), Event::UsageOnly(Usage { input_tokens: 3, output_tokens: 1 })));
+        assert!(matches!(
+            classify(&b),
+            Event::UsageOnly(Usage {
+                input_tokens: 3,
+                output_tokens: 1
+            })
+        ));
         let c = take_event(&mut buf).unwrap();
         assert!(matches!(classify(&c), Event::Done));
         assert!(take_event(&mut buf).is_none());

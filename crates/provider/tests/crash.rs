@@ -24,7 +24,9 @@ fn binary() -> PathBuf {
         .status()
         .expect("cargo runs");
     assert!(status.success(), "building zg-serving failed");
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root.join("target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
     target.join("debug/zg-serving")
 }
 
@@ -58,16 +60,31 @@ async fn kill_9_and_restart_loses_nothing() {
     let env = Env::start().await;
     let upstream = scripted_upstream().await;
     let (db, dir) = sqlite_url();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let listen = format!("127.0.0.1:{port}");
     let url = format!("http://{listen}");
-    let text = env.config_text(&db, &format!("http://{upstream}/v1"), "scripted", Default::default(), "1", &listen);
+    let text = env.config_text(
+        &db,
+        &format!("http://{upstream}/v1"),
+        "scripted",
+        Default::default(),
+        "1",
+        &listen,
+    );
     let config_path = dir.path().join("provider.toml");
     std::fs::write(&config_path, text).unwrap();
 
     let mut users = Vec::new();
     for index in 2..6 {
-        users.push(env.user(index, U256::from(10u64).pow(U256::from(16u64))).await.0);
+        users.push(
+            env.user(index, U256::from(10u64).pow(U256::from(16u64)))
+                .await
+                .0,
+        );
     }
     // Every answer the clients got, with its request id.
     let got: Arc<Mutex<Vec<(String, SignedReceipt)>>> = Arc::default();
@@ -85,16 +102,35 @@ async fn kill_9_and_restart_loses_nothing() {
                 loop {
                     let bytes = serde_json::to_vec(&chat_body("chat", "hi", 8)).unwrap();
                     let (h, _) = payer.headers(&bytes, payer.owed);
-                    let mut request = payer.http.post(format!("{}/v1/chat/completions", payer.base)).body(bytes);
+                    let mut request = payer
+                        .http
+                        .post(format!("{}/v1/chat/completions", payer.base))
+                        .body(bytes);
                     for (n, v) in h.encode() {
                         request = request.header(n, v);
                     }
-                    let Ok(response) = request.send().await else { return payer.owed };
+                    let Ok(response) = request.send().await else {
+                        return payer.owed;
+                    };
                     if response.status() != 200 {
                         return payer.owed;
                     }
-                    let id = response.headers().get("x-zg-request-id").unwrap().to_str().unwrap().to_string();
-                    let receipt = SignedReceipt::from_header(response.headers().get("x-zg-receipt").unwrap().to_str().unwrap()).unwrap();
+                    let id = response
+                        .headers()
+                        .get("x-zg-request-id")
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .to_string();
+                    let receipt = SignedReceipt::from_header(
+                        response
+                            .headers()
+                            .get("x-zg-receipt")
+                            .unwrap()
+                            .to_str()
+                            .unwrap(),
+                    )
+                    .unwrap();
                     if response.bytes().await.is_err() {
                         return payer.owed;
                     }
@@ -110,7 +146,10 @@ async fn kill_9_and_restart_loses_nothing() {
         for (i, t) in tasks.into_iter().enumerate() {
             tallies[i] = t.await.unwrap();
         }
-        eprintln!("round {round}: killed after {pause} ms, {} answers so far", got.lock().unwrap().len());
+        eprintln!(
+            "round {round}: killed after {pause} ms, {} answers so far",
+            got.lock().unwrap().len()
+        );
     }
 
     // Restart and check the books.
@@ -120,40 +159,102 @@ async fn kill_9_and_restart_loses_nothing() {
     let got = got.lock().unwrap().clone();
     assert!(got.len() > 10, "load ran: {} answers", got.len());
     for (id, receipt) in &got {
-        let stored: SignedReceipt = http.get(format!("{url}/v1/receipts/{id}")).send().await.unwrap().json().await.unwrap();
-        assert_eq!(&stored, receipt, "answer {id} is on record with the same receipt");
+        let stored: SignedReceipt = http
+            .get(format!("{url}/v1/receipts/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            &stored, receipt,
+            "answer {id} is on record with the same receipt"
+        );
     }
     let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
     for key in &users {
         let user = format!("{:#x}", key.address());
-        let fees: Vec<(String,)> = sqlx::query_as("SELECT fee FROM requests WHERE user_addr = $1 AND state = 'charged'")
-            .bind(&user)
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        let charged = fees.iter().fold(U256::ZERO, |t, (f,)| t + U256::from_str_radix(f, 10).unwrap());
-        let (owed, reserved): (String, String) = sqlx::query_as("SELECT owed, reserved FROM accounts WHERE user_addr = $1")
-            .bind(&user)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        assert_eq!(U256::from_str_radix(&owed, 10).unwrap(), charged, "owed is exactly the sum of charges: none twice");
+        let fees: Vec<(String,)> =
+            sqlx::query_as("SELECT fee FROM requests WHERE user_addr = $1 AND state = 'charged'")
+                .bind(&user)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        let charged = fees.iter().fold(U256::ZERO, |t, (f,)| {
+            t + U256::from_str_radix(f, 10).unwrap()
+        });
+        let (owed, reserved): (String, String) =
+            sqlx::query_as("SELECT owed, reserved FROM accounts WHERE user_addr = $1")
+                .bind(&user)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            U256::from_str_radix(&owed, 10).unwrap(),
+            charged,
+            "owed is exactly the sum of charges: none twice"
+        );
         assert_eq!(reserved, "0", "nothing left reserved after the restart");
-        let mine: Vec<_> = got.iter().filter(|(_, r)| r.receipt.user == key.address()).collect();
-        let max_owed = mine.iter().map(|(_, r)| r.receipt.owed).max().unwrap_or_default();
+        let mine: Vec<_> = got
+            .iter()
+            .filter(|(_, r)| r.receipt.user == key.address())
+            .collect();
+        let max_owed = mine
+            .iter()
+            .map(|(_, r)| r.receipt.owed)
+            .max()
+            .unwrap_or_default();
         assert!(max_owed <= charged);
+    }
+    let mut newest = Vec::new();
+    for key in &users {
+        let (c,): (Option<String>,) =
+            sqlx::query_as("SELECT cumulative FROM accounts WHERE user_addr = $1")
+                .bind(format!("{:#x}", key.address()))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        newest.push(
+            c.map(|c| U256::from_str_radix(&c, 10).unwrap())
+                .unwrap_or_default(),
+        );
     }
     pool.close().await;
 
     // Settle through the CLI: every user's newest voucher is paid.
-    let out = Command::new(&bin).args(["provider", "settle", "--config"]).arg(&config_path).env("RUST_LOG", "warn").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(&bin)
+        .args(["provider", "settle", "--config"])
+        .arg(&config_path)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for (i, key) in users.iter().enumerate() {
-        let account = env.deployer.account(key.address(), env.provider()).await.unwrap();
-        assert!(account.settled <= tallies[i].max(account.settled));
-        assert!(!account.settled.is_zero() || tallies[i].is_zero());
+        let account = env
+            .deployer
+            .account(key.address(), env.provider())
+            .await
+            .unwrap();
+        assert_eq!(
+            account.settled, newest[i],
+            "the newest stored voucher of every user is settled"
+        );
+        assert!(
+            newest[i] <= tallies[i],
+            "no voucher above what the client signed"
+        );
     }
-    let status = Command::new(&bin).args(["provider", "status", "--config"]).arg(&config_path).env("RUST_LOG", "warn").output().unwrap();
+    let status = Command::new(&bin)
+        .args(["provider", "status", "--config"])
+        .arg(&config_path)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
     assert!(status.status.success());
     assert!(String::from_utf8_lossy(&status.stdout).contains("earnings"));
     child.kill().unwrap();

@@ -55,11 +55,25 @@ async fn two_brokers_on_postgres_never_overspend() {
             other => panic!("unexpected {other}: {:?}", answer.json),
         }
     }
-    assert_eq!((ok, refused), (5, 35), "exactly the escrow's worth of requests in flight");
-    let account = a.broker().store.account(key.address()).await.unwrap().unwrap();
+    assert_eq!(
+        (ok, refused),
+        (5, 35),
+        "exactly the escrow's worth of requests in flight"
+    );
+    let account = a
+        .broker()
+        .store
+        .account(key.address())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(account.reserved, U256::ZERO);
     assert_eq!(account.owed, fees);
-    assert!(account.owed <= escrow, "owed {} > escrow {escrow}", account.owed);
+    assert!(
+        account.owed <= escrow,
+        "owed {} > escrow {escrow}",
+        account.owed
+    );
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
     drop_pg(&name).await;

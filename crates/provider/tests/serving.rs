@@ -25,24 +25,37 @@ async fn streams_are_metered_and_faults_are_free_or_partial() {
     let env = Env::start().await;
     let upstream = scripted_upstream().await;
     let (db, _dir) = sqlite_url();
-    let config = env.config(&db, &format!("http://{upstream}/v1"), "scripted", Default::default(), "1");
+    let config = env.config(
+        &db,
+        &format!("http://{upstream}/v1"),
+        "scripted",
+        Default::default(),
+        "1",
+    );
     let broker = env.broker(config).await;
     let (key, _) = env.user(2, U256::from(10u64).pow(U256::from(16u64))).await;
     let mut payer = Payer::new(key.clone(), &env, &broker.url());
 
     // A stream without include_usage: the usage chunk is stripped, the fee still comes from it.
-    let a = payer.send("/v1/chat/completions", &stream_body("hi", false)).await;
+    let a = payer
+        .send("/v1/chat/completions", &stream_body("hi", false))
+        .await;
     assert_eq!(a.status, 200);
     let text = String::from_utf8(a.body.to_vec()).unwrap();
     assert!(!text.contains("\"usage\""), "usage chunk stripped: {text}");
     assert!(text.ends_with("data: [DONE]\n\n"));
     let r = payer.receipt(a.request_id.as_deref().unwrap()).await;
     check_receipt(&env, &r, a.digest, &a.body).await;
-    assert_eq!((r.receipt.input_tokens, r.receipt.output_tokens), (U256::from(10u64), U256::from(5u64)));
+    assert_eq!(
+        (r.receipt.input_tokens, r.receipt.output_tokens),
+        (U256::from(10u64), U256::from(5u64))
+    );
     payer.owed = r.receipt.owed;
 
     // Asked for: the usage chunk stays.
-    let b = payer.send("/v1/chat/completions", &stream_body("hi", true)).await;
+    let b = payer
+        .send("/v1/chat/completions", &stream_body("hi", true))
+        .await;
     let text = String::from_utf8(b.body.to_vec()).unwrap();
     assert!(text.contains("\"usage\""), "{text}");
     let r = payer.receipt(b.request_id.as_deref().unwrap()).await;
@@ -50,28 +63,64 @@ async fn streams_are_metered_and_faults_are_free_or_partial() {
     payer.owed = r.receipt.owed;
 
     // Upstream fails: 502, free, nothing reserved afterwards.
-    let before = broker.broker().store.account(key.address()).await.unwrap().unwrap();
-    let f = payer.send("/v1/chat/completions", &chat_body("chat", "fail", 8)).await;
+    let before = broker
+        .broker()
+        .store
+        .account(key.address())
+        .await
+        .unwrap()
+        .unwrap();
+    let f = payer
+        .send("/v1/chat/completions", &chat_body("chat", "fail", 8))
+        .await;
     assert_eq!((f.status, code(&f)), (502, "upstream_failed"));
-    let after = broker.broker().store.account(key.address()).await.unwrap().unwrap();
+    let after = broker
+        .broker()
+        .store
+        .account(key.address())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(after.owed, before.owed);
     assert_eq!(after.reserved, U256::ZERO);
 
     // Upstream dies after 3 chunks: charged 3 output tokens, nothing for input.
-    let d = payer.send("/v1/chat/completions", &stream_body("die 3", false)).await;
+    let d = payer
+        .send("/v1/chat/completions", &stream_body("die 3", false))
+        .await;
     assert_eq!(d.status, 200);
     let r = payer.receipt(d.request_id.as_deref().unwrap()).await;
-    assert_eq!((r.receipt.input_tokens, r.receipt.output_tokens), (U256::ZERO, U256::from(3u64)));
+    assert_eq!(
+        (r.receipt.input_tokens, r.receipt.output_tokens),
+        (U256::ZERO, U256::from(3u64))
+    );
     assert_eq!(r.receipt.fee, U256::from(3u64 * OUTPUT_PRICE));
     assert_eq!(r.receipt.owed, payer.owed + r.receipt.fee);
-    assert_eq!(r.receipt.response_digest, keccak256(&d.body), "digest of what was delivered");
-    let account = broker.broker().store.account(key.address()).await.unwrap().unwrap();
+    assert_eq!(
+        r.receipt.response_digest,
+        keccak256(&d.body),
+        "digest of what was delivered"
+    );
+    let account = broker
+        .broker()
+        .store
+        .account(key.address())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(account.owed, r.receipt.owed);
     assert_eq!(account.reserved, U256::ZERO);
 
     // The signed statement matches.
-    let s: zg_core::SignedStatement =
-        payer.http.get(format!("{}/v1/account/{}", broker.url(), key.address())).send().await.unwrap().json().await.unwrap();
+    let s: zg_core::SignedStatement = payer
+        .http
+        .get(format!("{}/v1/account/{}", broker.url(), key.address()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let statement = s.verify(env.signer_key.address()).unwrap();
     assert_eq!(statement.owed, account.owed);
     broker.shutdown().await.unwrap();
@@ -82,17 +131,30 @@ async fn settlement_pays_exactly_the_sum_of_receipts() {
     let env = Env::start().await;
     let upstream = scripted_upstream().await;
     let (db, _dir) = sqlite_url();
-    let config = env.config(&db, &format!("http://{upstream}/v1"), "scripted", Default::default(), "1");
+    let config = env.config(
+        &db,
+        &format!("http://{upstream}/v1"),
+        "scripted",
+        Default::default(),
+        "1",
+    );
     let broker = env.broker(config).await;
     let mut total = U256::ZERO;
     let mut payers = Vec::new();
     for index in 2..5 {
-        let (key, _) = env.user(index, U256::from(10u64).pow(U256::from(16u64))).await;
+        let (key, _) = env
+            .user(index, U256::from(10u64).pow(U256::from(16u64)))
+            .await;
         payers.push(Payer::new(key, &env, &broker.url()));
     }
+    let mut last = vec![None; payers.len()];
     for round in 0..4 {
-        for payer in payers.iter_mut() {
-            let body = if round % 2 == 0 { chat_body("chat", "hi", 8) } else { stream_body("hi", false) };
+        for (i, payer) in payers.iter_mut().enumerate() {
+            let body = if round % 2 == 0 {
+                chat_body("chat", "hi", 8)
+            } else {
+                stream_body("hi", false)
+            };
             let a = payer.send("/v1/chat/completions", &body).await;
             assert_eq!(a.status, 200);
             let r = match a.receipt {
@@ -101,56 +163,55 @@ async fn settlement_pays_exactly_the_sum_of_receipts() {
             };
             total += r.receipt.fee;
             payer.owed = r.receipt.owed;
+            last[i] = Some(r.receipt);
         }
     }
-    // The last fee of each user is only covered by an acknowledgement.
-    for payer in &payers {
-        let a = payer.send_raw_ack(&env).await;
-        assert_eq!(a, 200);
-    }
-    let before = env.deployer.balance_of(env.provider()).await.unwrap();
-    let round = zg_provider::settle::settle_now(broker.broker(), None).await.unwrap();
-    assert_eq!(round.settled, 3);
-    let after = env.deployer.balance_of(env.provider()).await.unwrap();
-    assert_eq!(after - before, total, "the provider is paid exactly the sum of the receipts");
-    for payer in &payers {
-        let account = env.deployer.account(payer.key.address(), env.provider()).await.unwrap();
-        assert_eq!(account.settled, payer.owed);
-    }
-    // Nothing left to settle: a second round is a no-op.
-    let again = zg_provider::settle::settle_now(broker.broker(), None).await.unwrap();
-    assert_eq!(again.settled, 0);
-    broker.shutdown().await.unwrap();
-}
-
-trait Ack {
-    async fn send_raw_ack(&self, env: &Env) -> u16;
-}
-
-impl Ack for Payer {
-    /// Acknowledges everything owed, by the hash of the newest receipt.
-    async fn send_raw_ack(&self, env: &Env) -> u16 {
-        let s: zg_core::SignedStatement =
-            self.http.get(format!("{}/v1/account/{}", self.base, self.key.address())).send().await.unwrap().json().await.unwrap();
-        let statement = s.verify(env.signer_key.address()).unwrap();
-        assert_eq!(statement.owed, self.owed);
-        // The newest receipt is the one whose owed equals the total; the
-        // client keeps it, here we fetch it through a fresh request's receipt.
-        let mut me = Payer::new(self.key.clone(), env, &self.base);
-        me.owed = self.owed;
-        let a = me.send("/v1/chat/completions", &chat_body("chat", "hi", 8)).await;
-        let receipt = a.receipt.unwrap().receipt;
+    // The last fee of each user is only covered by an acknowledgement voucher.
+    for (payer, receipt) in payers.iter().zip(&last) {
+        let receipt = receipt.as_ref().unwrap();
         let ack = zg_core::Voucher {
-            user: self.key.address(),
+            user: payer.key.address(),
             provider: env.provider(),
             cumulative: receipt.owed,
             request_digest: receipt.signing_hash(&env.domain()),
         };
-        let body = json!({ "voucher": ack, "signature": ack.sign(&self.key, &env.domain()).to_string() });
-        let status = self.http.post(format!("{}/v1/vouchers", self.base)).json(&body).send().await.unwrap().status().as_u16();
-        // Not counted by the caller's tally: settle covers it too.
-        status
+        let body =
+            json!({ "voucher": ack, "signature": ack.sign(&payer.key, &env.domain()).to_string() });
+        let status = payer
+            .http
+            .post(format!("{}/v1/vouchers", payer.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
     }
+    let before = env.deployer.balance_of(env.provider()).await.unwrap();
+    let round = zg_provider::settle::settle_now(broker.broker(), None)
+        .await
+        .unwrap();
+    assert_eq!(round.settled, 3);
+    let after = env.deployer.balance_of(env.provider()).await.unwrap();
+    assert_eq!(
+        after - before,
+        total,
+        "the provider is paid exactly the sum of the receipts"
+    );
+    for payer in &payers {
+        let account = env
+            .deployer
+            .account(payer.key.address(), env.provider())
+            .await
+            .unwrap();
+        assert_eq!(account.settled, payer.owed);
+    }
+    // Nothing left to settle: a second round is a no-op.
+    let again = zg_provider::settle::settle_now(broker.broker(), None)
+        .await
+        .unwrap();
+    assert_eq!(again.settled, 0);
+    broker.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,7 +219,13 @@ async fn a_refund_request_is_settled_before_it_unlocks() {
     let env = Env::start().await;
     let upstream = scripted_upstream().await;
     let (db, _dir) = sqlite_url();
-    let config = env.config(&db, &format!("http://{upstream}/v1"), "scripted", Default::default(), "1");
+    let config = env.config(
+        &db,
+        &format!("http://{upstream}/v1"),
+        "scripted",
+        Default::default(),
+        "1",
+    );
     let broker = env.broker(config).await;
     let escrow = U256::from(10u64).pow(U256::from(15u64));
     let (key, user_chain) = env.user(2, escrow).await;
@@ -172,7 +239,9 @@ async fn a_refund_request_is_settled_before_it_unlocks() {
         tokio::spawn(async move {
             let mut served = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let a = payer.send("/v1/chat/completions", &chat_body("chat", "hi", 8)).await;
+                let a = payer
+                    .send("/v1/chat/completions", &chat_body("chat", "hi", 8))
+                    .await;
                 if a.status == 200 {
                     payer.owed = a.receipt.unwrap().receipt.owed;
                     served += 1;
@@ -183,15 +252,25 @@ async fn a_refund_request_is_settled_before_it_unlocks() {
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let refund = escrow / U256::from(2u64);
-    user_chain.request_refund(env.provider(), refund).await.unwrap();
+    user_chain
+        .request_refund(env.provider(), refund)
+        .await
+        .unwrap();
     // The loop sees the event and settles at once (the lock is 60 s).
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let account = env.deployer.account(key.address(), env.provider()).await.unwrap();
+        let account = env
+            .deployer
+            .account(key.address(), env.provider())
+            .await
+            .unwrap();
         if !account.settled.is_zero() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no settlement after the refund request");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no settlement after the refund request"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -201,18 +280,39 @@ async fn a_refund_request_is_settled_before_it_unlocks() {
     // requests, and the final settlement runs: everything vouched is paid.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let newest = loop {
-        let local = broker.broker().store.account(key.address()).await.unwrap().unwrap();
-        let chain = env.deployer.account(key.address(), env.provider()).await.unwrap();
+        let local = broker
+            .broker()
+            .store
+            .account(key.address())
+            .await
+            .unwrap()
+            .unwrap();
+        let chain = env
+            .deployer
+            .account(key.address(), env.provider())
+            .await
+            .unwrap();
         if chain.settled == local.cumulative() {
             break local.cumulative();
         }
-        assert!(std::time::Instant::now() < deadline, "final settlement missing");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "final settlement missing"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(newest <= owed);
     env.chain.advance_time(61).await.unwrap();
     user_chain.claim_refund(env.provider()).await.unwrap();
-    let account = env.deployer.account(key.address(), env.provider()).await.unwrap();
-    assert_eq!(account.escrow, escrow - refund - newest, "the provider was paid before the refund left");
+    let account = env
+        .deployer
+        .account(key.address(), env.provider())
+        .await
+        .unwrap();
+    assert_eq!(
+        account.escrow,
+        escrow - refund - newest,
+        "the provider was paid before the refund left"
+    );
     broker.shutdown().await.unwrap();
 }

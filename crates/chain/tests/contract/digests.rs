@@ -43,6 +43,7 @@ async fn the_domain_carries_the_chain_id() {
     let chain = DevChain::start_with(DevChainOptions {
         chain_id: 4242,
         accounts: 1,
+        ..Default::default()
     })
     .await
     .unwrap();

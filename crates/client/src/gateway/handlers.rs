@@ -58,8 +58,16 @@ async fn models(State(gw): State<Arc<Gateway>>) -> Response {
     let data: Vec<Value> = by_model
         .into_iter()
         .map(|(model, list)| {
-            let min_in = list.iter().map(|s| s.prices.input).min().unwrap_or_default();
-            let min_out = list.iter().map(|s| s.prices.output).min().unwrap_or_default();
+            let min_in = list
+                .iter()
+                .map(|s| s.prices.input)
+                .min()
+                .unwrap_or_default();
+            let min_out = list
+                .iter()
+                .map(|s| s.prices.output)
+                .min()
+                .unwrap_or_default();
             json!({
                 "id": model,
                 "object": "model",
@@ -92,9 +100,16 @@ fn parse(body: Bytes) -> Result<Parsed, ClientError> {
     let model = object
         .get("model")
         .and_then(Value::as_str)
-        .ok_or_else(|| ClientError::InvalidRequest("the body has no \"model\": name one from /v1/models".into()))?
+        .ok_or_else(|| {
+            ClientError::InvalidRequest(
+                "the body has no \"model\": name one from /v1/models".into(),
+            )
+        })?
         .to_owned();
-    let stream = object.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let stream = object
+        .get("stream")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let max_tokens = ["max_tokens", "max_completion_tokens"]
         .iter()
         .find_map(|k| object.get(*k).and_then(Value::as_u64));
@@ -116,7 +131,13 @@ fn parse(body: Bytes) -> Result<Parsed, ClientError> {
     })
 }
 
-async fn proxy(gw: &Arc<Gateway>, kind: &str, path: &str, headers: &HeaderMap, body: Bytes) -> Response {
+async fn proxy(
+    gw: &Arc<Gateway>,
+    kind: &str,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -168,7 +189,9 @@ async fn route(
     } else {
         parsed.max_tokens.unwrap_or(gw.config.default_max_tokens)
     };
-    let ranked = gw.routing.rank(candidates, input_tokens / 4 + 1, output_tokens.min(256));
+    let ranked = gw
+        .routing
+        .rank(candidates, input_tokens / 4 + 1, output_tokens.min(256));
     if ranked.is_empty() {
         return Err(ClientError::NoService(format!(
             "every provider of {:?} was caught with a bad receipt this session",
@@ -181,7 +204,9 @@ async fn route(
         && parsed.max_tokens.is_none()
         && gw.keys.remaining(bearer).await?.is_some()
     {
-        let object = parsed.object.get_or_insert_with(|| serde_json::from_slice(&parsed.body).unwrap_or_default());
+        let object = parsed
+            .object
+            .get_or_insert_with(|| serde_json::from_slice(&parsed.body).unwrap_or_default());
         object.insert("max_tokens".into(), json!(output_tokens));
     }
     if let Some(object) = parsed.object.take() {
@@ -231,9 +256,16 @@ async fn candidates_or_explain(
         return Ok(found);
     }
     let services = gw.services(false).await?;
-    let listed = services.iter().filter(|s| s.model == model && s.kind == kind).count();
+    let listed = services
+        .iter()
+        .filter(|s| s.model == model && s.kind == kind)
+        .count();
     if listed == 0 {
-        let mut models: Vec<&str> = services.iter().filter(|s| s.kind == kind).map(|s| s.model.as_str()).collect();
+        let mut models: Vec<&str> = services
+            .iter()
+            .filter(|s| s.kind == kind)
+            .map(|s| s.model.as_str())
+            .collect();
         models.sort_unstable();
         models.dedup();
         return Err(ClientError::NoService(format!(
@@ -262,9 +294,15 @@ async fn attempt(
         let provider = service.provider;
         let started = Instant::now();
         let result = if parsed.stream {
-            gw.payer.send_stream(service, path, parsed.body.clone()).await.map(Sent::Stream)
+            gw.payer
+                .send_stream(service, path, parsed.body.clone())
+                .await
+                .map(Sent::Stream)
         } else {
-            gw.payer.send(service, path, parsed.body.clone()).await.map(|a| Sent::Plain(Box::new(a)))
+            gw.payer
+                .send(service, path, parsed.body.clone())
+                .await
+                .map(|a| Sent::Plain(Box::new(a)))
         };
         match result {
             Ok(sent) => {
@@ -334,7 +372,10 @@ async fn respond(gw: &Arc<Gateway>, service: &Service, sent: Sent, hold: Hold) -
             let mut response = Response::new(Body::from(answer.body));
             *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
             let h = response.headers_mut();
-            if let Some(ct) = answer.content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            if let Some(ct) = answer
+                .content_type
+                .and_then(|c| HeaderValue::from_str(&c).ok())
+            {
                 h.insert(header::CONTENT_TYPE, ct);
             }
             if let Some(value) = receipt_header.and_then(|r| HeaderValue::from_str(&r).ok()) {
@@ -365,10 +406,16 @@ async fn respond(gw: &Arc<Gateway>, service: &Service, sent: Sent, hold: Hold) -
             let mut response = Response::new(Body::from_stream(answer.body));
             *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
             let h = response.headers_mut();
-            if let Some(ct) = answer.content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            if let Some(ct) = answer
+                .content_type
+                .and_then(|c| HeaderValue::from_str(&c).ok())
+            {
                 h.insert(header::CONTENT_TYPE, ct);
             }
-            h.insert(zg_core::headers::REQUEST_ID, header_text(&answer.request_id));
+            h.insert(
+                zg_core::headers::REQUEST_ID,
+                header_text(&answer.request_id),
+            );
             response
         }
     };
@@ -394,12 +441,17 @@ fn receipt_problem(gw: &Gateway, provider: zg_core::Address, e: &ClientError) ->
 }
 
 fn header_text(text: &str) -> HeaderValue {
-    let clean: String = text.chars().filter(|c| (' '..='~').contains(c)).take(500).collect();
+    let clean: String = text
+        .chars()
+        .filter(|c| (' '..='~').contains(c))
+        .take(500)
+        .collect();
     HeaderValue::from_str(&clean).unwrap_or(HeaderValue::from_static("-"))
 }
 
 fn error_body(status: u16, code: &str, kind: &str, message: &str) -> Response {
-    let body = json!({ "error": { "message": message, "type": kind, "code": code, "param": null } });
+    let body =
+        json!({ "error": { "message": message, "type": kind, "code": code, "param": null } });
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
         Json(body),
@@ -411,24 +463,38 @@ fn client_error(e: &ClientError) -> Response {
     let message = e.to_string();
     let code = |c: ErrorCode| (c.http_status(), c.as_str(), c.error_type());
     let (status, code, kind) = match e {
-        ClientError::Refused { status, code: c, .. } => {
+        ClientError::Refused {
+            status, code: c, ..
+        } => {
             let c = c.unwrap_or(ErrorCode::UpstreamFailed);
             (*status, c.as_str(), c.error_type())
         }
         ClientError::NoService(_) => code(ErrorCode::UnknownModel),
         ClientError::InvalidRequest(_) => code(ErrorCode::InvalidRequest),
         ClientError::Budget(_) => code(ErrorCode::InsufficientEscrow),
-        ClientError::Unreachable { .. } | ClientError::MissingReceipt { .. } | ClientError::BadReceipt { .. } => {
-            code(ErrorCode::UpstreamFailed)
+        ClientError::Unreachable { .. }
+        | ClientError::MissingReceipt { .. }
+        | ClientError::BadReceipt { .. } => code(ErrorCode::UpstreamFailed),
+        ClientError::Book { .. } | ClientError::Chain(_) | ClientError::BadStatement { .. } => {
+            code(ErrorCode::Internal)
         }
-        ClientError::Book { .. } | ClientError::Chain(_) | ClientError::BadStatement { .. } => code(ErrorCode::Internal),
     };
     error_body(status, code, kind, &message)
 }
 
 fn key_error(refusal: &KeyRefusal) -> Response {
     match refusal {
-        KeyRefusal::Limit { .. } => error_body(429, "spend_limit_exceeded", "insufficient_quota", &refusal.to_string()),
-        _ => error_body(401, "unauthorized", "authentication_error", &refusal.to_string()),
+        KeyRefusal::Limit { .. } => error_body(
+            429,
+            "spend_limit_exceeded",
+            "insufficient_quota",
+            &refusal.to_string(),
+        ),
+        _ => error_body(
+            401,
+            "unauthorized",
+            "authentication_error",
+            &refusal.to_string(),
+        ),
     }
 }

@@ -49,7 +49,9 @@ struct Live {
 /// Why a key may not spend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyRefusal {
-    #[error("this gateway needs a local API key (Authorization: Bearer zgk-...): make one with `zg-serving gateway keys add <name>`")]
+    #[error(
+        "this gateway needs a local API key (Authorization: Bearer zgk-...): make one with `zg-serving gateway keys add <name>`"
+    )]
     Missing,
     #[error("unknown or revoked API key: list keys with `zg-serving gateway keys list`")]
     Unknown,
@@ -87,7 +89,10 @@ fn hash(key: &str) -> String {
 
 impl Keys {
     pub async fn open(book: Book) -> Result<Self, ClientError> {
-        sqlx::raw_sql(SCHEMA).execute(book.pool()).await.map_err(|e| book.err(e))?;
+        sqlx::raw_sql(SCHEMA)
+            .execute(book.pool())
+            .await
+            .map_err(|e| book.err(e))?;
         Ok(Self {
             book,
             state: Mutex::new(State {
@@ -98,7 +103,11 @@ impl Keys {
     }
 
     /// Makes a key; the secret is shown once and only its hash is kept.
-    pub async fn add(&self, name: &str, spend_limit: Option<U256>) -> Result<(KeyInfo, String), ClientError> {
+    pub async fn add(
+        &self,
+        name: &str,
+        spend_limit: Option<U256>,
+    ) -> Result<(KeyInfo, String), ClientError> {
         let secret = format!("zgk-{}", hex::encode(rand::random::<[u8; 24]>()));
         let id = secret[4..12].to_owned();
         sqlx::query("INSERT INTO gateway_keys (id, name, hash, spend_limit, spent, created_at) VALUES (?, ?, ?, ?, '0', ?)")
@@ -143,7 +152,9 @@ impl Keys {
             .fetch_all(self.book.pool())
             .await
             .map_err(|e| self.book.err(e))?;
-        let u256 = |t: &str| U256::from_str(t).map_err(|e| self.book.err(sqlx::Error::Decode(Box::new(e))));
+        let u256 = |t: &str| {
+            U256::from_str(t).map_err(|e| self.book.err(sqlx::Error::Decode(Box::new(e))))
+        };
         rows.iter()
             .map(|r| {
                 let limit: Option<String> = r.get("spend_limit");
@@ -195,7 +206,11 @@ impl Keys {
     }
 
     /// Checks the bearer key and reserves `worst_case` against its limit.
-    pub async fn hold(&self, bearer: Option<&str>, worst_case: U256) -> Result<Result<Hold, KeyRefusal>, ClientError> {
+    pub async fn hold(
+        &self,
+        bearer: Option<&str>,
+        worst_case: U256,
+    ) -> Result<Result<Hold, KeyRefusal>, ClientError> {
         self.refresh().await?;
         let mut state = self.state();
         let any_active = state.by_hash.values().any(|l| !l.info.revoked);
@@ -208,11 +223,19 @@ impl Keys {
         let Some(bearer) = bearer else {
             return Ok(Err(KeyRefusal::Missing));
         };
-        let Some(live) = state.by_hash.get_mut(&hash(bearer)).filter(|l| !l.info.revoked) else {
+        let Some(live) = state
+            .by_hash
+            .get_mut(&hash(bearer))
+            .filter(|l| !l.info.revoked)
+        else {
             return Ok(Err(KeyRefusal::Unknown));
         };
         if let Some(limit) = live.info.spend_limit {
-            let after = live.info.spent.saturating_add(live.reserved).saturating_add(worst_case);
+            let after = live
+                .info
+                .spent
+                .saturating_add(live.reserved)
+                .saturating_add(worst_case);
             if after > limit {
                 return Ok(Err(KeyRefusal::Limit {
                     id: live.info.id.clone(),
@@ -275,21 +298,52 @@ mod tests {
     #[tokio::test]
     async fn holds_never_overspend_and_revoked_keys_stop() {
         let dir = tempfile::tempdir().unwrap();
-        let book = Book::open(&dir.path().join("k.sqlite"), Address::ZERO).await.unwrap();
+        let book = Book::open(&dir.path().join("k.sqlite"), Address::ZERO)
+            .await
+            .unwrap();
         let keys = Keys::open(book).await.unwrap();
-        assert!(keys.hold(None, U256::from(5u64)).await.unwrap().is_ok(), "open without keys");
+        assert!(
+            keys.hold(None, U256::from(5u64)).await.unwrap().is_ok(),
+            "open without keys"
+        );
         let (info, secret) = keys.add("app", Some(U256::from(100u64))).await.unwrap();
-        assert_eq!(keys.hold(None, U256::ZERO).await.unwrap().unwrap_err(), KeyRefusal::Missing);
-        let a = keys.hold(Some(&secret), U256::from(60u64)).await.unwrap().unwrap();
+        assert_eq!(
+            keys.hold(None, U256::ZERO).await.unwrap().unwrap_err(),
+            KeyRefusal::Missing
+        );
+        let a = keys
+            .hold(Some(&secret), U256::from(60u64))
+            .await
+            .unwrap()
+            .unwrap();
         let refused = keys.hold(Some(&secret), U256::from(60u64)).await.unwrap();
-        assert!(matches!(refused, Err(KeyRefusal::Limit { .. })), "two holds of 60 exceed 100");
+        assert!(
+            matches!(refused, Err(KeyRefusal::Limit { .. })),
+            "two holds of 60 exceed 100"
+        );
         keys.settle(a, U256::from(30u64)).await.unwrap();
-        let b = keys.hold(Some(&secret), U256::from(60u64)).await.unwrap().unwrap();
+        let b = keys
+            .hold(Some(&secret), U256::from(60u64))
+            .await
+            .unwrap()
+            .unwrap();
         keys.settle(b, U256::from(60u64)).await.unwrap();
         assert_eq!(keys.list().await.unwrap()[0].spent, U256::from(90u64));
         let (_, other) = keys.add("other", None).await.unwrap();
         assert!(keys.revoke(&info.id).await.unwrap());
-        assert_eq!(keys.hold(Some(&secret), U256::ZERO).await.unwrap().unwrap_err(), KeyRefusal::Unknown);
-        assert!(keys.hold(Some(&other), U256::from(10u64).pow(U256::from(30u64))).await.unwrap().is_ok(), "no limit");
+        assert_eq!(
+            keys.hold(Some(&secret), U256::ZERO)
+                .await
+                .unwrap()
+                .unwrap_err(),
+            KeyRefusal::Unknown
+        );
+        assert!(
+            keys.hold(Some(&other), U256::from(10u64).pow(U256::from(30u64)))
+                .await
+                .unwrap()
+                .is_ok(),
+            "no limit"
+        );
     }
 }

@@ -39,7 +39,8 @@ pub fn narrow<'a>(
     let body = body.unwrap_or_default();
     let price = |name: &str, text: Option<&str>| -> Result<Option<U256>, ClientError> {
         text.map(|t| {
-            parse_amount(t).map_err(|e| ClientError::InvalidRequest(format!("{name}: {e} (0G per token)")))
+            parse_amount(t)
+                .map_err(|e| ClientError::InvalidRequest(format!("{name}: {e} (0G per token)")))
         })
         .transpose()
     };
@@ -83,22 +84,31 @@ pub fn narrow<'a>(
             ));
         }
     }
-    f.ignore.extend(addresses(IGNORE_PROVIDERS, header(IGNORE_PROVIDERS))?);
+    f.ignore
+        .extend(addresses(IGNORE_PROVIDERS, header(IGNORE_PROVIDERS))?);
     f.ignore.extend(body.ignore_providers);
-    if let Some(v) = header(VERIFIABILITY).map(str::to_owned).or(body.verifiability) {
+    if let Some(v) = header(VERIFIABILITY)
+        .map(str::to_owned)
+        .or(body.verifiability)
+    {
         f.verifiability = Some(v);
     }
     Ok(f)
 }
 
 fn addresses(name: &str, text: Option<&str>) -> Result<Vec<Address>, ClientError> {
-    let Some(text) = text else { return Ok(Vec::new()) };
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
     text.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| {
-            s.parse()
-                .map_err(|_| ClientError::InvalidRequest(format!("{name}: {s:?} is not an address (0x and 40 hex digits)")))
+            s.parse().map_err(|_| {
+                ClientError::InvalidRequest(format!(
+                    "{name}: {s:?} is not an address (0x and 40 hex digits)"
+                ))
+            })
         })
         .collect()
 }
@@ -127,7 +137,11 @@ mod tests {
             ..Default::default()
         };
         let f = narrow(&base, headers, Some(body)).unwrap();
-        assert_eq!(f.max_output_price, Some(U256::from(1000u64)), "a header can't raise the configured cap");
+        assert_eq!(
+            f.max_output_price,
+            Some(U256::from(1000u64)),
+            "a header can't raise the configured cap"
+        );
         assert_eq!(f.max_input_price, Some(U256::from(5u64)));
         assert_eq!(f.only, vec![a]);
         assert_eq!(f.ignore, vec![Address::repeat_byte(2)]);

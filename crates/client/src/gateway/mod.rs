@@ -68,7 +68,11 @@ pub struct Gateway {
 
 impl Gateway {
     /// `chain` must be the user's wallet when top-up is on (it funds escrow).
-    pub async fn new(payer: Payer, chain: ChainClient, config: GatewayConfig) -> Result<Arc<Self>, ClientError> {
+    pub async fn new(
+        payer: Payer,
+        chain: ChainClient,
+        config: GatewayConfig,
+    ) -> Result<Arc<Self>, ClientError> {
         let keys = Keys::open(payer.book().clone()).await?;
         let gateway = Arc::new(Self {
             routing: Routing::new(config.routing),
@@ -99,14 +103,16 @@ impl Gateway {
             (r.0, r.1.clone())
         };
         let age = loaded.map(|t| t.elapsed());
-        let stale = age.is_none_or(|a| a > self.config.refresh || (force && a > Duration::from_secs(1)));
+        let stale =
+            age.is_none_or(|a| a > self.config.refresh || (force && a > Duration::from_secs(1)));
         if !stale {
             return Ok(current);
         }
         match crate::discovery::all_services(&self.chain).await {
             Ok(services) => {
                 let services = Arc::new(services);
-                *self.registry.write().unwrap_or_else(|p| p.into_inner()) = (Some(Instant::now()), services.clone());
+                *self.registry.write().unwrap_or_else(|p| p.into_inner()) =
+                    (Some(Instant::now()), services.clone());
                 Ok(services)
             }
             Err(e) if loaded.is_some() => {
@@ -123,7 +129,10 @@ impl Gateway {
     }
 
     /// Serves in the background; returns the address.
-    pub async fn spawn(self: Arc<Self>, listener: tokio::net::TcpListener) -> std::io::Result<SocketAddr> {
+    pub async fn spawn(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+    ) -> std::io::Result<SocketAddr> {
         let addr = listener.local_addr()?;
         tokio::spawn(async move {
             if let Err(e) = self.serve(listener).await {
@@ -139,6 +148,11 @@ impl Gateway {
             .prices
             .input
             .saturating_mul(U256::from(input_tokens))
-            .saturating_add(service.prices.output.saturating_mul(U256::from(output_tokens)))
+            .saturating_add(
+                service
+                    .prices
+                    .output
+                    .saturating_mul(U256::from(output_tokens)),
+            )
     }
 }

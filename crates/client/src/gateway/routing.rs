@@ -68,7 +68,12 @@ impl Routing {
 
     /// Orders `candidates` best first; banned providers are dropped.
     /// `input_tokens`/`output_tokens` estimate the request for the price.
-    pub fn rank(&self, candidates: Vec<Service>, input_tokens: u64, output_tokens: u64) -> Vec<Service> {
+    pub fn rank(
+        &self,
+        candidates: Vec<Service>,
+        input_tokens: u64,
+        output_tokens: u64,
+    ) -> Vec<Service> {
         let now = Instant::now();
         let stats = self.stats();
         let mut scored: Vec<(bool, f64, Service)> = candidates

@@ -49,7 +49,11 @@ impl TopUp {
             return Err(ClientError::Budget("escrow top-up is off".into()));
         };
         let mut state = self.state.lock().await;
-        if state.last.get(&provider).is_some_and(|t| t.elapsed() < FRESH) {
+        if state
+            .last
+            .get(&provider)
+            .is_some_and(|t| t.elapsed() < FRESH)
+        {
             return Ok(());
         }
         let after = state.spent.saturating_add(policy.amount);
@@ -62,7 +66,9 @@ impl TopUp {
             )));
         }
         tracing::info!(%provider, amount = %format_amount(policy.amount), "topping up escrow");
-        Accounts::new(chain.clone()).fund(provider, policy.amount).await?;
+        Accounts::new(chain.clone())
+            .fund(provider, policy.amount)
+            .await?;
         state.spent = after;
         state.last.insert(provider, Instant::now());
         Ok(())

@@ -32,12 +32,20 @@ pub fn engine() -> &'static EngineInfo {
             let runtime = tokio::runtime::Runtime::new().expect("runtime");
             runtime.block_on(async move {
                 let model = workspace().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-                assert!(model.is_file(), "{} is missing: run `make model`", model.display());
+                assert!(
+                    model.is_file(),
+                    "{} is missing: run `make model`",
+                    model.display()
+                );
                 let mut config = zg_engine::EngineConfig::new(model);
                 config.parallel = 4;
                 config.ctx = 4096;
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                let server = zg_engine::spawn(config, listener).await.expect("engine starts");
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                let server = zg_engine::spawn(config, listener)
+                    .await
+                    .expect("engine starts");
                 let card = server.engine().models()[0].clone();
                 tx.send(EngineInfo {
                     url: server.base_url(),
@@ -111,7 +119,15 @@ impl Market {
 
     /// A real broker for dev account `index` in front of `upstream`, listing
     /// one chat service of `model` at these prices (0G per token).
-    pub async fn broker(&mut self, index: usize, upstream: &str, model: &str, digest: B256, input: &str, output: &str) -> Provider {
+    pub async fn broker(
+        &mut self,
+        index: usize,
+        upstream: &str,
+        model: &str,
+        digest: B256,
+        input: &str,
+        output: &str,
+    ) -> Provider {
         let key = SigningKey::from_bytes(&self.chain.keys()[index]).expect("key");
         let signer = SigningKey::random();
         let db = self.tempdir().join("broker.db");
@@ -149,15 +165,28 @@ max_output_tokens = 64
             db = db.display(),
         );
         let mut config = Config::parse(&text, "test", std::iter::empty()).expect("config");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         // The service URL the registry lists must be where this broker listens.
         config.public_url = Some(format!("http://{}", listener.local_addr().expect("addr")));
-        let running = zg_provider::start(config, listener).await.expect("broker starts");
-        Provider { running, key, signer }
+        let running = zg_provider::start(config, listener)
+            .await
+            .expect("broker starts");
+        Provider {
+            running,
+            key,
+            signer,
+        }
     }
 
     /// Dev account `index` with `escrow` funded at each of `providers`.
-    pub async fn user(&self, index: usize, escrow: U256, providers: &[Address]) -> (SigningKey, ChainClient) {
+    pub async fn user(
+        &self,
+        index: usize,
+        escrow: U256,
+        providers: &[Address],
+    ) -> (SigningKey, ChainClient) {
         let bytes = self.chain.keys()[index];
         let client = self.deployer.with_key(&bytes).expect("client");
         let total = escrow * U256::from(providers.len().max(1));
@@ -172,14 +201,28 @@ max_output_tokens = 64
     pub async fn payer(&mut self, key: &SigningKey, ack: AckPolicy) -> (Payer, PathBuf) {
         let path = self.tempdir().join("book.sqlite");
         let book = Book::open(&path, key.address()).await.expect("book");
-        (Payer::new(key.clone(), self.deployer.domain(), book, ack), path)
+        (
+            Payer::new(key.clone(), self.deployer.domain(), book, ack),
+            path,
+        )
     }
 
     /// A gateway for `key`'s user on a free port; returns its `/v1` URL.
-    pub async fn gateway(&mut self, key: &SigningKey, chain: ChainClient, config: GatewayConfig) -> (String, std::sync::Arc<Gateway>, Payer) {
-        let (payer, _) = self.payer(key, AckPolicy::WhenIdle(Duration::from_secs(2))).await;
-        let gateway = Gateway::new(payer.clone(), chain, config).await.expect("gateway");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    pub async fn gateway(
+        &mut self,
+        key: &SigningKey,
+        chain: ChainClient,
+        config: GatewayConfig,
+    ) -> (String, std::sync::Arc<Gateway>, Payer) {
+        let (payer, _) = self
+            .payer(key, AckPolicy::WhenIdle(Duration::from_secs(2)))
+            .await;
+        let gateway = Gateway::new(payer.clone(), chain, config)
+            .await
+            .expect("gateway");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = gateway.clone().spawn(listener).await.expect("serve");
         (format!("http://{addr}/v1"), gateway, payer)
     }

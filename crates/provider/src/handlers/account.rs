@@ -15,10 +15,16 @@ pub async fn statement(
     State(broker): State<Arc<Broker>>,
     Path(user): Path<String>,
 ) -> Result<Json<SignedStatement>, ApiError> {
-    let user: Address = user
-        .parse()
-        .map_err(|_| ApiError::invalid(format!("{user:?} is not an address: expected 0x and 40 hex digits")))?;
-    let account = broker.store.account(user).await?.unwrap_or_else(|| Account::new(user));
+    let user: Address = user.parse().map_err(|_| {
+        ApiError::invalid(format!(
+            "{user:?} is not an address: expected 0x and 40 hex digits"
+        ))
+    })?;
+    let account = broker
+        .store
+        .account(user)
+        .await?
+        .unwrap_or_else(|| Account::new(user));
     let statement = AccountStatement {
         provider: broker.provider,
         user,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::{extract::State, http::HeaderMap, response::Response};
 use bytes::Bytes;
 use serde::Deserialize;
-use zg_core::{Usage, U256};
+use zg_core::{U256, Usage};
 
 use crate::{admission::input_bound, broker::Broker, error::ApiError, metrics};
 
@@ -32,24 +32,34 @@ pub async fn completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let peek: Peek = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::invalid(format!("the body is not a chat completion request: {e}")))?;
-    let model = peek
-        .model
-        .as_deref()
-        .ok_or_else(|| ApiError::invalid("`model` is required: name a service of GET /v1/models").with_param("model"))?;
+    let peek: Peek = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::invalid(format!("the body is not a chat completion request: {e}"))
+    })?;
+    let model = peek.model.as_deref().ok_or_else(|| {
+        ApiError::invalid("`model` is required: name a service of GET /v1/models")
+            .with_param("model")
+    })?;
     let service = broker.service(model, "chat")?;
     let cap = service.config.max_output_tokens;
-    let asked = match peek.max_completion_tokens.as_ref().or(peek.max_tokens.as_ref()) {
+    let asked = match peek
+        .max_completion_tokens
+        .as_ref()
+        .or(peek.max_tokens.as_ref())
+    {
         None | Some(serde_json::Value::Null) => None,
         Some(v) => Some(v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-            ApiError::invalid(format!("max_tokens must be a positive integer, got {v}")).with_param("max_tokens")
+            ApiError::invalid(format!("max_tokens must be a positive integer, got {v}"))
+                .with_param("max_tokens")
         })?),
     };
     let max_out = asked.map_or(cap, |n| n.min(cap));
     let stream = peek.stream.unwrap_or(false);
-    let user_wants_usage = peek.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
-    let needs_rewrite = model != service.config.model || asked != Some(max_out) || (stream && !user_wants_usage);
+    let user_wants_usage = peek
+        .stream_options
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    let needs_rewrite =
+        model != service.config.model || asked != Some(max_out) || (stream && !user_wants_usage);
 
     let forward = if needs_rewrite {
         let mut value: serde_json::Value = serde_json::from_slice(&body)
@@ -61,7 +71,10 @@ pub async fn completions(
         object.remove("max_completion_tokens");
         object.insert("max_tokens".into(), max_out.into());
         if stream {
-            object.insert("stream_options".into(), serde_json::json!({ "include_usage": true }));
+            object.insert(
+                "stream_options".into(),
+                serde_json::json!({ "include_usage": true }),
+            );
         }
         Bytes::from(serde_json::to_vec(&value).map_err(ApiError::internal)?)
     } else {
@@ -70,7 +83,10 @@ pub async fn completions(
 
     let worst = service
         .prices
-        .fee(Usage { input_tokens: input_bound(body.len()), output_tokens: max_out })
+        .fee(Usage {
+            input_tokens: input_bound(body.len()),
+            output_tokens: max_out,
+        })
         .unwrap_or(U256::MAX);
     let paid = broker.admit(&headers, &body, service, worst).await?;
     if stream {

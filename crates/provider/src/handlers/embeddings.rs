@@ -23,14 +23,14 @@ pub async fn embeddings(
 ) -> Result<Response, ApiError> {
     let peek: Peek = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid(format!("the body is not an embeddings request: {e}")))?;
-    let model = peek
-        .model
-        .as_deref()
-        .ok_or_else(|| ApiError::invalid("`model` is required: name a service of GET /v1/models").with_param("model"))?;
+    let model = peek.model.as_deref().ok_or_else(|| {
+        ApiError::invalid("`model` is required: name a service of GET /v1/models")
+            .with_param("model")
+    })?;
     let service = broker.service(model, "embeddings")?;
     let forward = if model != service.config.model {
-        let mut value: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| ApiError::invalid(format!("the body is not JSON: {e}")))?;
+        let mut value: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid(format!("the body is not JSON: {e}")))?;
         if let Some(object) = value.as_object_mut() {
             object.insert("model".into(), service.config.model.clone().into());
         }
@@ -40,7 +40,10 @@ pub async fn embeddings(
     };
     let worst = service
         .prices
-        .fee(Usage { input_tokens: input_bound(body.len()), output_tokens: 0 })
+        .fee(Usage {
+            input_tokens: input_bound(body.len()),
+            output_tokens: 0,
+        })
         .unwrap_or(U256::MAX);
     let paid = broker.admit(&headers, &body, service, worst).await?;
     metrics::global().request(metrics::Kind::Embeddings);

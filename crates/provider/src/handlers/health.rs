@@ -13,7 +13,10 @@ use crate::{broker::Broker, error::ApiError};
 
 pub async fn health(State(broker): State<Arc<Broker>>) -> Result<Response, ApiError> {
     broker.store.account(broker.provider).await?;
-    Ok(axum::Json(serde_json::json!({ "status": "ok", "provider": broker.provider.to_string() })).into_response())
+    Ok(
+        axum::Json(serde_json::json!({ "status": "ok", "provider": broker.provider.to_string() }))
+            .into_response(),
+    )
 }
 
 pub async fn metrics(State(broker): State<Arc<Broker>>) -> Result<Response, ApiError> {

@@ -78,7 +78,11 @@ struct WithUsage {
 
 /// Sends a non-streaming request upstream and answers with its body and the
 /// receipt: the fee from the upstream's `usage`, free if the upstream fails.
-pub(crate) async fn proxy_plain(broker: &Broker, paid: Paid, body: Bytes) -> Result<Response, ApiError> {
+pub(crate) async fn proxy_plain(
+    broker: &Broker,
+    paid: Paid,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
     let sent = broker
         .http
@@ -116,10 +120,15 @@ pub(crate) async fn proxy_plain(broker: &Broker, paid: Paid, body: Bytes) -> Res
             Usage::default()
         }
     };
-    let receipt = broker.charge(&paid, usage, zg_core::keccak256(&bytes)).await?;
+    let receipt = broker
+        .charge(&paid, usage, zg_core::keccak256(&bytes))
+        .await?;
     let mut out = Response::new(Body::from(bytes));
     let headers = out.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = HeaderValue::from_str(&receipt.to_header()) {
         headers.insert(zh::RECEIPT, v);
     }
@@ -144,10 +153,16 @@ pub(crate) fn upstream_failed(paid: &Paid, e: impl std::fmt::Display) -> ApiErro
 pub(crate) fn upstream_refused(status: StatusCode, body: &[u8]) -> ApiError {
     let message = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
-        .and_then(|v| v.pointer("/error/message").and_then(|m| m.as_str()).map(str::to_owned))
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        })
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned());
     if status.is_client_error() {
-        ApiError::invalid(format!("the model server refused the request ({status}): {message}; it cost nothing"))
+        ApiError::invalid(format!(
+            "the model server refused the request ({status}): {message}; it cost nothing"
+        ))
     } else {
         ApiError::new(
             ErrorCode::UpstreamFailed,

@@ -4,20 +4,29 @@
 
 use std::{sync::Arc, time::Duration};
 
-use axum::{Json, extract::{Path, State}};
+use axum::{
+    Json,
+    extract::{Path, State},
+};
 use zg_core::{ErrorCode, headers::SignedReceipt};
 
 use crate::{broker::Broker, error::ApiError, store::RequestState};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-pub async fn get(State(broker): State<Arc<Broker>>, Path(id): Path<String>) -> Result<Json<SignedReceipt>, ApiError> {
+pub async fn get(
+    State(broker): State<Arc<Broker>>,
+    Path(id): Path<String>,
+) -> Result<Json<SignedReceipt>, ApiError> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let record = broker.store.request(&id).await?;
         match record {
             None => {
-                return Err(ApiError::new(ErrorCode::NotFound, format!("no request {id:?} here: use the X-ZG-Request-Id of an answer")));
+                return Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("no request {id:?} here: use the X-ZG-Request-Id of an answer"),
+                ));
             }
             Some(r) if r.state == RequestState::Failed => {
                 return Err(ApiError::new(

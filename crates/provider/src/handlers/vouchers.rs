@@ -32,7 +32,10 @@ pub async fn ack(State(broker): State<Arc<Broker>>, body: Bytes) -> Result<Json<
     if voucher.provider != broker.provider {
         return Err(ApiError::new(
             ErrorCode::VoucherInvalid,
-            format!("the voucher names provider {}, this is {}", voucher.provider, broker.provider),
+            format!(
+                "the voucher names provider {}, this is {}",
+                voucher.provider, broker.provider
+            ),
         ));
     }
     broker.check_signature(&voucher, &signature).await?;
@@ -41,5 +44,7 @@ pub async fn ack(State(broker): State<Arc<Broker>>, body: Bytes) -> Result<Json<
         .ack(&Ack { voucher, signature })
         .await?
         .map_err(|r| r.into_api(voucher.user, broker.provider))?;
-    Ok(Json(json!({ "accepted": true, "cumulative": voucher.cumulative.to_string() })))
+    Ok(Json(
+        json!({ "accepted": true, "cumulative": voucher.cumulative.to_string() }),
+    ))
 }

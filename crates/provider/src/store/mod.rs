@@ -18,7 +18,9 @@ use zg_core::{Address, B256, Signature, U256, Voucher, headers::SignedReceipt};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}; check that the database at the configured URL is up and writable")]
+    #[error(
+        "database error: {0}; check that the database at the configured URL is up and writable"
+    )]
     Db(#[from] sqlx::Error),
     #[error("database migration failed: {0}; the database may belong to a newer broker")]
     Migrate(#[from] sqlx::migrate::MigrateError),

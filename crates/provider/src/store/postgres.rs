@@ -24,7 +24,7 @@ impl PgStore {
             .acquire_timeout(Duration::from_secs(30))
             .connect(url)
             .await?;
-        // Two replicas starting at once must not both run the migration.
+        // sqlx takes an advisory lock, so replicas starting together migrate once.
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(Self { pool, provider })
     }

@@ -9,7 +9,10 @@ use axum::{Json, Router, body::Body, http::StatusCode, response::IntoResponse, r
 use bytes::Bytes;
 use serde_json::{Value, json};
 use zg_chain::{ChainClient, DeployParams, DevChain, DevChainOptions};
-use zg_core::{Address, B256, Domain, Nonce, PaymentHeaders, SigningKey, U256, Voucher, headers::SignedReceipt, request_digest};
+use zg_core::{
+    Address, B256, Domain, Nonce, PaymentHeaders, SigningKey, U256, Voucher,
+    headers::SignedReceipt, request_digest,
+};
 use zg_provider::{Config, Running};
 
 pub const INPUT_PRICE: u64 = 1_000_000_000; // neuron per token
@@ -24,12 +27,29 @@ pub struct Env {
 
 impl Env {
     pub async fn start() -> Env {
-        let chain = DevChain::start_with(DevChainOptions { accounts: 20, ..Default::default() }).await.expect("anvil");
-        let deployer = ChainClient::deploy(chain.url(), &chain.keys()[0], DeployParams { lock_period: 60, ..Default::default() })
-            .await
-            .expect("deploy");
+        let chain = DevChain::start_with(DevChainOptions {
+            accounts: 20,
+            ..Default::default()
+        })
+        .await
+        .expect("anvil");
+        let deployer = ChainClient::deploy(
+            chain.url(),
+            &chain.keys()[0],
+            DeployParams {
+                lock_period: 60,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("deploy");
         let provider_key = SigningKey::from_bytes(&chain.keys()[1]).unwrap();
-        Env { chain, deployer, provider_key, signer_key: SigningKey::random() }
+        Env {
+            chain,
+            deployer,
+            provider_key,
+            signer_key: SigningKey::random(),
+        }
     }
 
     pub fn domain(&self) -> Domain {
@@ -52,12 +72,27 @@ impl Env {
     }
 
     /// A config with one chat service (and optionally an embeddings one).
-    pub fn config(&self, db_url: &str, chat_upstream: &str, model: &str, digest: B256, credit: &str) -> Config {
+    pub fn config(
+        &self,
+        db_url: &str,
+        chat_upstream: &str,
+        model: &str,
+        digest: B256,
+        credit: &str,
+    ) -> Config {
         let text = self.config_text(db_url, chat_upstream, model, digest, credit, "127.0.0.1:0");
         Config::parse(&text, "test", std::iter::empty()).expect("config")
     }
 
-    pub fn config_text(&self, db_url: &str, chat_upstream: &str, model: &str, digest: B256, credit: &str, listen: &str) -> String {
+    pub fn config_text(
+        &self,
+        db_url: &str,
+        chat_upstream: &str,
+        model: &str,
+        digest: B256,
+        credit: &str,
+        listen: &str,
+    ) -> String {
         format!(
             r#"
 listen = "{listen}"
@@ -94,7 +129,9 @@ max_output_tokens = 64
 
     pub async fn broker(&self, config: Config) -> Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        zg_provider::start(config, listener).await.expect("broker starts")
+        zg_provider::start(config, listener)
+            .await
+            .expect("broker starts")
     }
 }
 
@@ -109,15 +146,24 @@ pub fn sqlite_url() -> (String, tempfile::TempDir) {
 pub async fn pg_url() -> (String, String) {
     use sqlx::Connection;
     let name = format!("zgp_{}", hex::encode(rand::random::<[u8; 6]>()));
-    let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test").await.expect("postgres at 127.0.0.1:5432");
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+    let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test")
+        .await
+        .expect("postgres at 127.0.0.1:5432");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     (format!("postgres://postgres@127.0.0.1:5432/{name}"), name)
 }
 
 pub async fn drop_pg(name: &str) {
     use sqlx::Connection;
-    if let Ok(mut admin) = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test").await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin).await;
+    if let Ok(mut admin) =
+        sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test").await
+    {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await;
     }
 }
 
@@ -143,15 +189,35 @@ pub struct Answer {
 
 impl Payer {
     pub fn new(key: SigningKey, env: &Env, base: &str) -> Self {
-        Self { key, domain: env.domain(), provider: env.provider(), base: base.to_string(), http: reqwest::Client::new(), owed: U256::ZERO }
+        Self {
+            key,
+            domain: env.domain(),
+            provider: env.provider(),
+            base: base.to_string(),
+            http: reqwest::Client::new(),
+            owed: U256::ZERO,
+        }
     }
 
     pub fn headers(&self, body: &[u8], cumulative: U256) -> (PaymentHeaders, B256) {
         let nonce = Nonce::random();
         let digest = request_digest(&nonce, body);
-        let voucher = Voucher { user: self.key.address(), provider: self.provider, cumulative, request_digest: digest };
+        let voucher = Voucher {
+            user: self.key.address(),
+            provider: self.provider,
+            cumulative,
+            request_digest: digest,
+        };
         let signature = voucher.sign(&self.key, &self.domain);
-        (PaymentHeaders { user: self.key.address(), cumulative, nonce, signature }, digest)
+        (
+            PaymentHeaders {
+                user: self.key.address(),
+                cumulative,
+                nonce,
+                signature,
+            },
+            digest,
+        )
     }
 
     /// Sends `body` to `path` with a fresh voucher for everything owed so far.
@@ -163,24 +229,42 @@ impl Payer {
     }
 
     pub async fn send_raw(&self, path: &str, bytes: Vec<u8>, headers: &PaymentHeaders) -> Answer {
-        let mut request = self.http.post(format!("{}{path}", self.base)).header("content-type", "application/json").body(bytes);
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(bytes);
         for (name, value) in headers.encode() {
             request = request.header(name, value);
         }
         let response = request.send().await.expect("broker reachable");
         let status = response.status().as_u16();
-        let receipt = response
+        let receipt = response.headers().get("x-zg-receipt").map(|v| {
+            SignedReceipt::from_header(v.to_str().unwrap()).expect("receipt header parses")
+        });
+        let request_id = response
             .headers()
-            .get("x-zg-receipt")
-            .map(|v| SignedReceipt::from_header(v.to_str().unwrap()).expect("receipt header parses"));
-        let request_id = response.headers().get("x-zg-request-id").map(|v| v.to_str().unwrap().to_string());
+            .get("x-zg-request-id")
+            .map(|v| v.to_str().unwrap().to_string());
         let body = response.bytes().await.unwrap_or_default();
         let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        Answer { status, body, receipt, request_id, digest: B256::ZERO, json }
+        Answer {
+            status,
+            body,
+            receipt,
+            request_id,
+            digest: B256::ZERO,
+            json,
+        }
     }
 
     pub async fn receipt(&self, id: &str) -> SignedReceipt {
-        let r = self.http.get(format!("{}/v1/receipts/{id}", self.base)).send().await.unwrap();
+        let r = self
+            .http
+            .get(format!("{}/v1/receipts/{id}", self.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "receipt {id}");
         r.json().await.unwrap()
     }
@@ -191,7 +275,11 @@ pub fn chat_body(model: &str, text: &str, max_tokens: u64) -> Value {
 }
 
 pub fn code(answer: &Answer) -> &str {
-    answer.json.pointer("/error/code").and_then(Value::as_str).unwrap_or("")
+    answer
+        .json
+        .pointer("/error/code")
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 /// A scripted OpenAI-compatible upstream for fault injection. The last user
@@ -202,7 +290,11 @@ pub fn code(answer: &Answer) -> &str {
 pub async fn scripted_upstream() -> SocketAddr {
     async fn chat(body: Bytes) -> axum::response::Response {
         let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let text = v.pointer("/messages/0/content").and_then(Value::as_str).unwrap_or("").to_string();
+        let text = v
+            .pointer("/messages/0/content")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let stream = v.get("stream").and_then(Value::as_bool).unwrap_or(false);
         if text == "fail" {
             return (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response();
@@ -218,9 +310,14 @@ pub async fn scripted_upstream() -> SocketAddr {
             }))
             .into_response();
         }
-        let die_after = text.strip_prefix("die ").and_then(|n| n.parse::<usize>().ok());
+        let die_after = text
+            .strip_prefix("die ")
+            .and_then(|n| n.parse::<usize>().ok());
         let chunks = die_after.unwrap_or(5);
-        let include_usage = v.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
+        let include_usage = v
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let stream = async_stream(chunks, die_after.is_some(), include_usage);
         axum::response::Response::builder()
             .header("content-type", "text/event-stream")
@@ -234,7 +331,11 @@ pub async fn scripted_upstream() -> SocketAddr {
     addr
 }
 
-fn async_stream(chunks: usize, die: bool, usage: bool) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+fn async_stream(
+    chunks: usize,
+    die: bool,
+    usage: bool,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
     let mut events: Vec<Result<Bytes, std::io::Error>> = (0..chunks)
         .map(|i| {
             Ok(Bytes::from(format!(
@@ -265,13 +366,26 @@ use futures::StreamExt;
 /// Checks a receipt against the registry entry on chain and the bytes seen.
 pub async fn check_receipt(env: &Env, signed: &SignedReceipt, request_digest: B256, body: &[u8]) {
     let r = &signed.receipt;
-    let service = env.deployer.service(env.provider(), "chat").await.unwrap().expect("service listed");
-    let signer = r.signer(&signed.signature().unwrap(), &env.domain()).unwrap();
-    assert_eq!(signer, service.signer, "receipt signed by the registered signer");
+    let service = env
+        .deployer
+        .service(env.provider(), "chat")
+        .await
+        .unwrap()
+        .expect("service listed");
+    let signer = r
+        .signer(&signed.signature().unwrap(), &env.domain())
+        .unwrap();
+    assert_eq!(
+        signer, service.signer,
+        "receipt signed by the registered signer"
+    );
     assert_eq!(r.service, service.id());
     assert_eq!(r.model_digest, service.model_digest);
     assert!(r.input_price <= service.prices.input && r.output_price <= service.prices.output);
-    assert_eq!(r.fee, r.input_tokens * r.input_price + r.output_tokens * r.output_price);
+    assert_eq!(
+        r.fee,
+        r.input_tokens * r.input_price + r.output_tokens * r.output_price
+    );
     assert_eq!(r.request_digest, request_digest);
     assert_eq!(r.response_digest, zg_core::keccak256(body));
     assert_eq!(r.provider, env.provider());
