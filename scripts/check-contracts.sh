@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 scripts/build-contracts.sh "$tmp/artifacts" >/dev/null
-if ! diff -r contracts/artifacts "$tmp/artifacts" >"$tmp/diff"; then
+if ! diff -rq contracts/artifacts "$tmp/artifacts" >"$tmp/diff"; then
   head -n 40 "$tmp/diff" >&2
   echo >&2
   echo "error: contracts/artifacts is stale: the Solidity sources (contracts/src, contracts/test)" >&2

@@ -207,7 +207,8 @@ impl ChainClient {
         &self.provider
     }
 
-    pub(crate) fn contract(&self) -> &ZgServingInstance<DynProvider> {
+    /// The generated contract binding, for calls this client doesn't wrap.
+    pub fn contract(&self) -> &ZgServingInstance<DynProvider> {
         &self.contract
     }
 

@@ -120,6 +120,19 @@ impl ChainClient {
             .await
     }
 
+    /// The bounds the owner may set the lock period within, in seconds.
+    pub async fn lock_period_bounds(&self) -> Result<(u64, u64), ChainError> {
+        let min = self.view(
+            "reading the lock period bounds",
+            self.contract().MIN_LOCK_PERIOD(),
+        );
+        let max = self.view(
+            "reading the lock period bounds",
+            self.contract().MAX_LOCK_PERIOD(),
+        );
+        Ok((min.await?, max.await?))
+    }
+
     /// Owner only: sets the refund lock (60 s ..= 30 days).
     pub async fn set_lock_period(&self, seconds: u64) -> Result<Outcome, ChainError> {
         let action = format!("setting the lock period to {seconds} s");

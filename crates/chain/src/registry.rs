@@ -151,6 +151,15 @@ impl ChainClient {
             .await
     }
 
+    /// The highest minimum stake the owner may set.
+    pub async fn max_min_stake(&self) -> Result<U256, ChainError> {
+        self.view(
+            "reading the minimum stake bound",
+            self.contract().MAX_MIN_STAKE(),
+        )
+        .await
+    }
+
     /// Owner only: sets the minimum stake (at most MAX_MIN_STAKE).
     pub async fn set_min_stake(&self, amount: U256) -> Result<Outcome, ChainError> {
         let action = format!("setting the minimum stake to {amount} neuron");

@@ -5,6 +5,8 @@ use zg_chain::bindings::ZgServing::{ZgServingErrors as E, ZgServingEvents as Ev}
 async fn the_owner_sets_lock_period_and_minimum_stake_within_bounds() {
     let w = World::new().await;
     assert_eq!(w.owner.owner().await.unwrap(), w.owner.wallet());
+    assert_eq!(w.user.lock_period_bounds().await.unwrap(), (60, 30 * 86400));
+    assert_eq!(w.user.max_min_stake().await.unwrap(), tokens(1_000_000_000));
     let set = w.owner.set_lock_period(120).await.unwrap();
     assert!(matches!(&set.events[..], [Ev::LockPeriodSet(e)] if e.lockPeriod == 120));
     assert_eq!(w.user.lock_period().await.unwrap(), 120);
