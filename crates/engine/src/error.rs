@@ -20,7 +20,9 @@ pub enum EngineError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("could not load model {path}: {reason}; if the file is damaged, delete it and run `make model`")]
+    #[error(
+        "could not load model {path}: {reason}; if the file is damaged, delete it and run `make model`"
+    )]
     ModelLoad { path: PathBuf, reason: String },
     #[error("invalid engine setting: {0}")]
     Config(String),

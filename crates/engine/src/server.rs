@@ -171,7 +171,10 @@ impl ServerHandle {
 
 /// Loads the models of `config` (on a blocking thread) and serves them on
 /// `listener` in the background.
-pub async fn spawn(config: EngineConfig, listener: TcpListener) -> Result<ServerHandle, EngineError> {
+pub async fn spawn(
+    config: EngineConfig,
+    listener: TcpListener,
+) -> Result<ServerHandle, EngineError> {
     let engine = tokio::task::spawn_blocking(move || Engine::load(&config))
         .await
         .map_err(|e| EngineError::Llama(format!("loading task failed: {e}")))??;

@@ -128,7 +128,12 @@ async fn prompt_longer_than_the_context_is_a_400() {
     assert_eq!(answer["error"]["code"], "context_length_exceeded");
     assert_eq!(answer["error"]["type"], "invalid_request_error");
     assert_eq!(answer["error"]["param"], "messages");
-    assert!(answer["error"]["message"].as_str().unwrap().contains("tokens"));
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tokens")
+    );
 }
 
 #[tokio::test]

@@ -45,8 +45,8 @@ pub fn engine() -> &'static TestEngine {
                 path.display()
             );
         }
-        let mut config = EngineConfig::new(chat_model_path())
-            .with_embedding_model(embedding_model_path());
+        let mut config =
+            EngineConfig::new(chat_model_path()).with_embedding_model(embedding_model_path());
         config.parallel = SLOTS;
         config.ctx = CTX;
         // One thread: llama.cpp's threads spin-wait on each other, which

@@ -49,7 +49,10 @@ async fn related_sentences_are_closer_than_unrelated_ones() {
     }
     let related = dot(&v[0], &v[1]);
     let unrelated = dot(&v[0], &v[2]);
-    assert!(related > unrelated + 0.2, "related {related}, unrelated {unrelated}");
+    assert!(
+        related > unrelated + 0.2,
+        "related {related}, unrelated {unrelated}"
+    );
     assert!(answer["usage"]["prompt_tokens"].as_u64().unwrap() > 15);
 }
 

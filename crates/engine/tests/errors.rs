@@ -9,15 +9,28 @@ use serde_json::{Value, json};
 fn assert_openai_error(status: u16, body: &Value, expected: u16) {
     assert_eq!(status, expected, "{body}");
     let error = &body["error"];
-    assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     assert!(error["type"].is_string(), "{body}");
-    assert!(error.get("param").is_some() && error.get("code").is_some(), "{body}");
+    assert!(
+        error.get("param").is_some() && error.get("code").is_some(),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn malformed_bodies_get_400_in_openai_shape() {
     let url = format!("{}/v1/chat/completions", engine().url);
-    for raw in ["", "not json", "{", "[]", "{\"messages\": \"hi\"}", "{\"max_tokens\": 5}"] {
+    for raw in [
+        "",
+        "not json",
+        "{",
+        "[]",
+        "{\"messages\": \"hi\"}",
+        "{\"max_tokens\": 5}",
+    ] {
         let res = client()
             .post(&url)
             .header("content-type", "application/json")
@@ -42,8 +55,14 @@ async fn malformed_bodies_get_400_in_openai_shape() {
         ("stop", json!(7)),
         ("messages", json!([])),
         ("messages", json!([{"role": "wizard", "content": "hi"}])),
-        ("messages", json!([{"role": "user", "content": "nul\u{0}byte"}])),
-        ("messages", json!([{"role": "user", "content": [{"type": "image_url"}]}])),
+        (
+            "messages",
+            json!([{"role": "user", "content": "nul\u{0}byte"}]),
+        ),
+        (
+            "messages",
+            json!([{"role": "user", "content": [{"type": "image_url"}]}]),
+        ),
     ] {
         let mut body = ok.clone();
         body[field] = value;
@@ -53,7 +72,12 @@ async fn malformed_bodies_get_400_in_openai_shape() {
         let (status, answer) = post("/v1/chat/completions", &body).await;
         assert_openai_error(status, &answer, 400);
     }
-    for body in [json!({}), json!({"input": 5}), json!({"input": []}), json!({"input": "x", "encoding_format": "hex"})] {
+    for body in [
+        json!({}),
+        json!({"input": 5}),
+        json!({"input": []}),
+        json!({"input": "x", "encoding_format": "hex"}),
+    ] {
         let (status, answer) = post("/v1/embeddings", &body).await;
         assert_openai_error(status, &answer, 400);
     }
@@ -101,6 +125,9 @@ fn corrupt_model_names_the_file_and_make_model() {
         .err()
         .expect("garbage fails")
         .to_string();
-    assert!(message.contains("other.gguf") && message.contains("make model"), "{message}");
+    assert!(
+        message.contains("other.gguf") && message.contains("make model"),
+        "{message}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

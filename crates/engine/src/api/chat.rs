@@ -76,7 +76,9 @@ impl Content {
                         ("text", Some(t)) => text.push_str(&t),
                         (kind, _) => {
                             return Err(ApiError::invalid(
-                                format!("content part of type {kind:?} is not supported: this model reads text parts only"),
+                                format!(
+                                    "content part of type {kind:?} is not supported: this model reads text parts only"
+                                ),
                                 Some("messages"),
                             ));
                         }

@@ -10,7 +10,6 @@ mod template;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
-
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};

@@ -113,8 +113,12 @@ pub fn start(
             ctx_per_slot,
             load,
         }),
-        Ok(Err(e)) => Err(EngineError::Llama(format!("could not create the context: {e}"))),
-        Err(_) => Err(EngineError::Llama("the decode thread died while starting".into())),
+        Ok(Err(e)) => Err(EngineError::Llama(format!(
+            "could not create the context: {e}"
+        ))),
+        Err(_) => Err(EngineError::Llama(
+            "the decode thread died while starting".into(),
+        )),
     }
 }
 

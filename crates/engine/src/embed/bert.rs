@@ -48,7 +48,10 @@ struct Layer {
 impl Bert {
     pub fn load(vb: VarBuilder, cfg: &BertConfig) -> Result<Self> {
         if cfg.hidden_act != "gelu" {
-            candle_core::bail!("hidden_act {:?} is not supported (gelu only)", cfg.hidden_act);
+            candle_core::bail!(
+                "hidden_act {:?} is not supported (gelu only)",
+                cfg.hidden_act
+            );
         }
         let h = cfg.hidden_size;
         let e = vb.pp("embeddings");
@@ -138,6 +141,10 @@ pub fn mean_pool_normalized(states: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let summed = states.broadcast_mul(&mask)?.sum(1)?;
     let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
     let mean = summed.broadcast_div(&counts)?;
-    let norm = mean.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+    let norm = mean
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12, f64::MAX)?;
     mean.broadcast_div(&norm)
 }

@@ -61,8 +61,8 @@ impl Embedder {
         let vb = VarBuilder::from_buffered_safetensors(read(&weights)?, DType::F32, &Device::Cpu)
             .map_err(|e| load_err(&weights, e.to_string()))?;
         let model = Bert::load(vb, &config).map_err(|e| load_err(&weights, e.to_string()))?;
-        let mut tokenizer =
-            Tokenizer::from_file(&tokenizer_path).map_err(|e| load_err(&tokenizer_path, e.to_string()))?;
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_path)
+            .map_err(|e| load_err(&tokenizer_path, e.to_string()))?;
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {

@@ -138,7 +138,10 @@ struct Answer {
 }
 
 impl Answer {
-    async fn collect(self, mut rx: UnboundedReceiver<Event>) -> Result<Json<ChatResponse>, ApiError> {
+    async fn collect(
+        self,
+        mut rx: UnboundedReceiver<Event>,
+    ) -> Result<Json<ChatResponse>, ApiError> {
         let mut content = String::new();
         while let Some(event) = rx.recv().await {
             match event {
@@ -258,7 +261,8 @@ impl StreamState {
             }) => {
                 let usage = Usage::new(a.prompt_tokens, completion_tokens);
                 a.log(finish, usage);
-                self.queue.push_back(a.chunk(Delta::default(), Some(finish)));
+                self.queue
+                    .push_back(a.chunk(Delta::default(), Some(finish)));
                 if self.include_usage {
                     self.queue.push_back(data(&ChatChunk {
                         id: &a.id,
@@ -273,8 +277,9 @@ impl StreamState {
                 self.done = true;
             }
             Some(Event::Failed(message)) => {
-                self.queue
-                    .push_back(SseEvent::default().data(ApiError::internal(message).body().to_string()));
+                self.queue.push_back(
+                    SseEvent::default().data(ApiError::internal(message).body().to_string()),
+                );
                 self.done = true;
             }
             None => {
