@@ -149,16 +149,39 @@ fn dev_serves_the_openai_client_and_settles_what_the_receipts_say() {
     );
     assert_eq!(seen["embedding_dim"], 384, "{seen}");
 
-    let user = |args: &[&str]| json_output(bin().arg("user").arg("--json").args(args).envs(banner.env.clone()));
+    let user = |args: &[&str]| {
+        json_output(
+            bin()
+                .arg("user")
+                .arg("--json")
+                .args(args)
+                .envs(banner.env.clone()),
+        )
+    };
     let services = user(&["services", "--kind", "chat"]);
-    let provider = services[0]["provider"].as_str().expect("a listed chat service").to_owned();
+    let provider = services[0]["provider"]
+        .as_str()
+        .expect("a listed chat service")
+        .to_owned();
     user(&["fund", "--provider", &provider, "--amount", "1"]);
     let chat = bin()
-        .args(["user", "chat", "--model", "SmolLM2-135M-Instruct.Q4_1", "--max-tokens", "16", "Say hi"])
+        .args([
+            "user",
+            "chat",
+            "--model",
+            "SmolLM2-135M-Instruct.Q4_1",
+            "--max-tokens",
+            "16",
+            "Say hi",
+        ])
         .envs(banner.env.clone())
         .output()
         .expect("run user chat");
-    assert!(chat.status.success(), "user chat failed: {}", String::from_utf8_lossy(&chat.stderr));
+    assert!(
+        chat.status.success(),
+        "user chat failed: {}",
+        String::from_utf8_lossy(&chat.stderr)
+    );
     assert!(!String::from_utf8_lossy(&chat.stdout).trim().is_empty());
 
     // The gateway acknowledges the last receipt once idle; then the provider settles.

@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, Sender};
 
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -175,12 +175,7 @@ impl<'c, 'm> Decoder<'c, 'm> {
                     Err(_) => return,
                 }
             }
-            loop {
-                match jobs.try_recv() {
-                    Ok(job) => self.waiting.push_back(job),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
-            }
+            self.waiting.extend(jobs.try_iter());
             self.drop_abandoned();
             self.admit();
             if self.fill_batch() == 0 {
