@@ -79,8 +79,8 @@ dev: deps model
 # git-ignored bench/broker/.venv on the first run.
 .PHONY: bench-broker
 bench-broker:
-	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt-get install -y nginx-light
-	@[ -x bench/broker/.venv/bin/litellm ] || { python3 -m venv bench/broker/.venv && bench/broker/.venv/bin/pip install --quiet --disable-pip-version-check 'litellm[proxy]'; }
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; }
+	@[ -x bench/broker/.venv/bin/litellm ] || { python3 -m venv bench/broker/.venv && bench/broker/.venv/bin/pip install --quiet --disable-pip-version-check 'litellm[proxy]==1.108.7'; }
 	$(CARGO) build --release -p zg-provider --example bench_broker
 	target/release/examples/bench_broker run --dir bench/broker/run
 
