@@ -75,18 +75,20 @@ fn read_banner(child: &mut Child) -> Banner {
 }
 
 fn json_output(command: &mut Command) -> Value {
+    let out = run_ok(command);
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("{command:?} printed no JSON ({e}): {out}"))
+}
+
+/// Runs a command that must succeed; its stdout.
+fn run_ok(command: &mut Command) -> String {
     let out = command.output().expect("run command");
     assert!(
         out.status.success(),
         "{command:?} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{command:?} printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn amount(v: &Value) -> U256 {
@@ -164,47 +166,23 @@ fn dev_serves_the_openai_client_and_settles_what_the_receipts_say() {
         .expect("a listed chat service")
         .to_owned();
     user(&["fund", "--provider", &provider, "--amount", "1"]);
-    let chat = bin()
-        .args([
-            "user",
-            "chat",
-            "--model",
-            "SmolLM2-135M-Instruct.Q4_1",
-            "--max-tokens",
-            "16",
-            "Say hi",
-        ])
-        .envs(banner.env.clone())
-        .output()
-        .expect("run user chat");
-    assert!(
-        chat.status.success(),
-        "user chat failed: {}",
-        String::from_utf8_lossy(&chat.stderr)
+    let chat = run_ok(
+        bin()
+            .args(["user", "chat", "--model", "SmolLM2-135M-Instruct.Q4_1"])
+            .args(["--max-tokens", "16", "Say hi"])
+            .envs(banner.env.clone()),
     );
-    assert!(!String::from_utf8_lossy(&chat.stdout).trim().is_empty());
+    assert!(!chat.trim().is_empty());
 
     // The gateway acknowledges the last receipt once idle; then the provider settles.
     std::thread::sleep(Duration::from_secs(2));
-    let settle = bin()
-        .args(["provider", "settle", "--config", &banner.provider_config])
-        .output()
-        .expect("run provider settle");
+    run_ok(bin().args(["provider", "settle", "--config", &banner.provider_config]));
+    let status = run_ok(bin().args(["provider", "status", "--config", &banner.provider_config]));
     assert!(
-        settle.status.success(),
-        "settle failed: {}",
-        String::from_utf8_lossy(&settle.stderr)
+        status.contains("smollm2-135m-instruct") && status.contains("users: 1"),
+        "{status}"
     );
 
-    let user = |args: &[&str]| {
-        json_output(
-            bin()
-                .arg("user")
-                .arg("--json")
-                .args(args)
-                .envs(banner.env.clone()),
-        )
-    };
     let receipts = user(&["receipts"]);
     let receipts = receipts.as_array().expect("a list of receipts");
     assert_eq!(
@@ -249,6 +227,15 @@ fn dev_serves_the_openai_client_and_settles_what_the_receipts_say() {
     assert!(
         status.is_some_and(|s| s.success()),
         "dev did not stop cleanly: {status:?}"
+    );
+
+    // A provider's own config starts from the commented example.
+    let example = data.join("provider-example.toml");
+    run_ok(bin().args(["provider", "init", "--config"]).arg(&example));
+    let text = std::fs::read_to_string(&example).expect("init wrote the example");
+    assert!(
+        text.contains("[[services]]") && text.contains("upstream"),
+        "{text}"
     );
     let _ = std::fs::remove_dir_all(&data);
 }
