@@ -66,7 +66,7 @@ bench-engine: model
 # data directory and ends with `demo ok: ...` (or says what failed).
 demo: deps model
 	$(CARGO) build --release -p zg-serving
-	target/release/zg-serving dev --demo --fresh --data-dir target/demo-data --port 0
+	RUST_LOG=warn target/release/zg-serving dev --demo --fresh --data-dir target/demo-data --port 0
 
 # The marketplace, kept running until Ctrl-C (state in ~/.local/share/zg-serving/dev).
 dev: deps model
