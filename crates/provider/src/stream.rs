@@ -6,7 +6,7 @@
 //! `GET /v1/receipts/{id}`. A stream the upstream cuts (or the client
 //! leaves) is charged for the content chunks delivered, one token each.
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use alloy::primitives::Keccak256;
 use axum::{
@@ -23,7 +23,7 @@ use zg_core::{Usage, headers as zh};
 use crate::{
     broker::{Broker, Paid},
     error::ApiError,
-    handlers::{UsageJson, upstream_failed, upstream_refused},
+    handlers::{UsageJson, upstream_refused},
 };
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
@@ -34,23 +34,7 @@ pub async fn proxy_stream(
     body: Bytes,
     user_wants_usage: bool,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    let sent = broker
-        .http
-        .post(&paid.service.url)
-        .headers(paid.service.headers.clone())
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await;
-    let upstream = match sent {
-        Ok(r) => r,
-        Err(e) => {
-            broker.release(&paid, &e.to_string()).await;
-            return Err(upstream_failed(&paid, e));
-        }
-    };
-    crate::metrics::global().upstream_latency(started.elapsed());
+    let upstream = crate::handlers::send_upstream(&broker, &paid, body).await?;
     let status = upstream.status();
     if !status.is_success() {
         let bytes = upstream.bytes().await.unwrap_or_default();

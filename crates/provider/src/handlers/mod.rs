@@ -83,23 +83,7 @@ pub(crate) async fn proxy_plain(
     paid: Paid,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    let sent = broker
-        .http
-        .post(&paid.service.url)
-        .headers(paid.service.headers.clone())
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await;
-    let response = match sent {
-        Ok(r) => r,
-        Err(e) => {
-            broker.release(&paid, &e.to_string()).await;
-            return Err(upstream_failed(&paid, e));
-        }
-    };
-    crate::metrics::global().upstream_latency(started.elapsed());
+    let response = send_upstream(broker, &paid, body).await?;
     let status = response.status();
     let bytes = match response.bytes().await {
         Ok(b) => b,
@@ -168,5 +152,33 @@ pub(crate) fn upstream_refused(status: StatusCode, body: &[u8]) -> ApiError {
             ErrorCode::UpstreamFailed,
             format!("the model server failed ({status}): {message}; this request cost nothing"),
         )
+    }
+}
+
+/// Sends the request upstream; a request that never gets an answer is
+/// released (free) and reported as `upstream_failed`.
+pub(crate) async fn send_upstream(
+    broker: &Broker,
+    paid: &Paid,
+    body: Bytes,
+) -> Result<reqwest::Response, ApiError> {
+    let started = Instant::now();
+    let sent = broker
+        .http
+        .post(&paid.service.url)
+        .headers(paid.service.headers.clone())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(response) => {
+            crate::metrics::global().upstream_latency(started.elapsed());
+            Ok(response)
+        }
+        Err(e) => {
+            broker.release(paid, &e.to_string()).await;
+            Err(upstream_failed(paid, e))
+        }
     }
 }
