@@ -77,12 +77,16 @@ dev: deps model
 # loopback: prints the floor, direct, broker (SQLite, PostgreSQL) and litellm
 # lines and the overhead line (docs/bench-broker.md). LiteLLM goes into the
 # git-ignored bench/broker/.venv on the first run.
-.PHONY: bench-broker
-bench-broker:
-	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; }
+# Code: crates/bench (zg-bench), its own crate so that no llama.cpp is linked.
+.PHONY: bench-broker bench-nginx
+bench-broker: bench-nginx contracts/node_modules/.package-lock.json
 	@[ -x bench/broker/.venv/bin/litellm ] || { python3 -m venv bench/broker/.venv && bench/broker/.venv/bin/pip install --quiet --disable-pip-version-check 'litellm[proxy]==1.108.7'; }
-	$(CARGO) build --release -p zg-provider --example bench_broker
-	target/release/examples/bench_broker run --dir bench/broker/run
+	$(CARGO) build --release -p zg-bench
+	target/release/zg-bench run-broker --dir bench/broker/run
+
+# nginx-light, the fixed-answer upstream of bench-broker and bench-gateway.
+bench-nginx:
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; }
 
 ## ---- user side (issue 12) -----------------------------------------------
 # The client crate, the gateway and the user CLI through real parts: anvil
@@ -90,3 +94,11 @@ bench-broker:
 .PHONY: test-client
 test-client: model venv
 	$(CARGO) test -p zg-client
+
+# The gateway against the broker it pays, on loopback with the same nginx
+# upstream: latency at 1 connection, CPU per request at 16, and the
+# overhead line (docs/bench-gateway.md).
+.PHONY: bench-gateway
+bench-gateway: bench-nginx contracts/node_modules/.package-lock.json
+	$(CARGO) build --release -p zg-bench
+	target/release/zg-bench run-gateway --dir bench/gateway/run

@@ -1,24 +1,22 @@
 //! The voucher book: per (user, provider) what the user has authorized and
 //! what it owes by its own tally, and every receipt (paid or refused, as
-//! evidence), in a local SQLite file. One async lock per provider makes the
-//! sign -> send -> check sequence of one provider's requests strictly ordered,
-//! so two requests can never sign conflicting vouchers.
+//! evidence), in a local SQLite file (zg-sqlite's writer thread, so the
+//! gateway's concurrent requests share commits). One async lock per provider
+//! makes the sign -> send -> check sequence of one provider's requests
+//! strictly ordered, so two requests can never sign conflicting vouchers.
 
 use crate::ClientError;
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
-use sqlx::{
-    Row, SqlitePool,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
-};
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
     str::FromStr,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 use tokio::sync::OwnedMutexGuard;
 use zg_core::{Address, U256, headers::SignedReceipt};
+use zg_sqlite::Writer;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS accounts (
@@ -96,13 +94,37 @@ pub enum Verdict<'a> {
 
 type Slot = Arc<tokio::sync::Mutex<Option<Account>>>;
 
+/// What went wrong in the book's file.
+#[derive(Debug, thiserror::Error)]
+pub enum BookError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Stopped(#[from] zg_sqlite::Stopped),
+    #[error(transparent)]
+    Open(#[from] zg_sqlite::OpenError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("it holds a malformed {what}: {value:?}")]
+    Corrupt { what: &'static str, value: String },
+}
+
 /// The local book of one user.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Book {
-    pool: SqlitePool,
+    db: Arc<Writer>,
     path: PathBuf,
     user: Address,
     slots: Arc<Mutex<HashMap<Address, Slot>>>,
+}
+
+impl std::fmt::Debug for Book {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Book")
+            .field("path", &self.path)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Exclusive access to one provider's account until dropped.
@@ -123,29 +145,18 @@ impl AccountGuard {
 impl Book {
     /// Opens (creating if needed) the book at `path` for `user`.
     pub async fn open(path: &Path, user: Address) -> Result<Self, ClientError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| ClientError::book(path, sqlx::Error::Io(e)))?;
-        }
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // A lost last write after a power cut is recoverable from the
-            // broker's statement; an fsync per request is not affordable.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(|e| ClientError::book(path, e))?;
-        sqlx::raw_sql(SCHEMA)
-            .execute(&pool)
-            .await
-            .map_err(|e| ClientError::book(path, e))?;
+        let file = path.to_path_buf();
+        let db = tokio::task::spawn_blocking(move || -> Result<Writer, BookError> {
+            if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            Ok(Writer::open(&file, &[SCHEMA])?)
+        })
+        .await
+        .map_err(|e| ClientError::book(path, std::io::Error::other(e).into()))?
+        .map_err(|e| ClientError::book(path, e))?;
         Ok(Self {
-            pool,
+            db: Arc::new(db),
             path: path.to_path_buf(),
             user,
             slots: Arc::default(),
@@ -160,12 +171,15 @@ impl Book {
         &self.path
     }
 
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    pub(crate) fn err(&self, e: sqlx::Error) -> ClientError {
-        ClientError::book(&self.path, e)
+    /// Runs `work` on the book's file (in the next group commit).
+    pub(crate) async fn call<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, BookError> + Send + 'static,
+    ) -> Result<T, ClientError> {
+        self.db
+            .call(work)
+            .await
+            .map_err(|e| ClientError::book(&self.path, e))
     }
 
     /// Waits for exclusive use of `provider`'s account and loads it.
@@ -182,44 +196,54 @@ impl Book {
     }
 
     async fn load(&self, provider: Address) -> Result<Account, ClientError> {
-        let row =
-            sqlx::query("SELECT authorized, owed FROM accounts WHERE user = ? AND provider = ?")
-                .bind(self.user.to_string())
-                .bind(provider.to_string())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| self.err(e))?;
-        let Some(row) = row else {
-            return Ok(Account {
+        let user = self.user.to_string();
+        self.call(move |db| {
+            let row: Option<(String, String)> = db
+                .prepare_cached(
+                    "SELECT authorized, owed FROM accounts WHERE user = ?1 AND provider = ?2",
+                )?
+                .query_row([user, provider.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((authorized, owed)) = row else {
+                return Ok(Account {
+                    provider,
+                    ..Account::default()
+                });
+            };
+            Ok(Account {
                 provider,
-                ..Account::default()
-            });
-        };
-        Ok(Account {
-            provider,
-            authorized: self.u256(row.get("authorized"))?,
-            owed: self.u256(row.get("owed"))?,
+                authorized: u256(&authorized)?,
+                owed: u256(&owed)?,
+            })
         })
+        .await
     }
 
     /// Every account of this user in the book.
     pub async fn accounts(&self) -> Result<Vec<Account>, ClientError> {
-        let rows = sqlx::query(
-            "SELECT provider, authorized, owed FROM accounts WHERE user = ? ORDER BY provider",
-        )
-        .bind(self.user.to_string())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
-        rows.iter()
-            .map(|row| {
+        let user = self.user.to_string();
+        self.call(move |db| {
+            let mut stmt = db.prepare_cached(
+                "SELECT provider, authorized, owed FROM accounts WHERE user = ?1 ORDER BY provider",
+            )?;
+            let rows = stmt.query_map([user], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            rows.map(|row| {
+                let (provider, authorized, owed) = row?;
                 Ok(Account {
-                    provider: self.address(row.get("provider"))?,
-                    authorized: self.u256(row.get("authorized"))?,
-                    owed: self.u256(row.get("owed"))?,
+                    provider: address(&provider)?,
+                    authorized: u256(&authorized)?,
+                    owed: u256(&owed)?,
                 })
             })
             .collect()
+        })
+        .await
     }
 
     /// Notes that `cumulative` was signed to the guarded provider. It is
@@ -251,20 +275,22 @@ impl Book {
     }
 
     async fn save(&self, account: &Account) -> Result<(), ClientError> {
-        sqlx::query(
-            "INSERT INTO accounts (user, provider, authorized, owed, updated_at) VALUES (?, ?, ?, ?, ?)
-             ON CONFLICT (user, provider) DO UPDATE SET authorized = excluded.authorized,
-             owed = excluded.owed, updated_at = excluded.updated_at",
-        )
-        .bind(self.user.to_string())
-        .bind(account.provider.to_string())
-        .bind(account.authorized.to_string())
-        .bind(account.owed.to_string())
-        .bind(now())
-        .execute(&self.pool)
+        let values = [
+            self.user.to_string(),
+            account.provider.to_string(),
+            account.authorized.to_string(),
+            account.owed.to_string(),
+        ];
+        self.call(move |db| {
+            db.prepare_cached(
+                "INSERT INTO accounts (user, provider, authorized, owed, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (user, provider) DO UPDATE SET authorized = excluded.authorized,
+                 owed = excluded.owed, updated_at = excluded.updated_at",
+            )?
+            .execute(params![values[0], values[1], values[2], values[3], now()])?;
+            Ok(())
+        })
         .await
-        .map_err(|e| self.err(e))?;
-        Ok(())
     }
 
     /// Stores a receipt; a paid one adds its fee to the guarded account's
@@ -284,32 +310,48 @@ impl Book {
                 account.owed = account.owed.saturating_add(r.fee);
                 ("paid", None)
             }
-            Verdict::Rejected(fault) => ("rejected", Some(fault)),
+            Verdict::Rejected(fault) => ("rejected", Some(fault.to_owned())),
         };
-        let json = serde_json::to_string(signed).unwrap_or_default();
-        let id = sqlx::query(
-            "INSERT INTO receipts (user, provider, service, model, fee, owed, input_tokens,
-             output_tokens, status, fault, signed, authorized, tally, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(self.user.to_string())
-        .bind(account.provider.to_string())
-        .bind(service)
-        .bind(model)
-        .bind(r.fee.to_string())
-        .bind(r.owed.to_string())
-        .bind(r.input_tokens.to_string())
-        .bind(r.output_tokens.to_string())
-        .bind(status)
-        .bind(fault)
-        .bind(json)
-        .bind(account.authorized.to_string())
-        .bind(account.owed.to_string())
-        .bind(now())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?
-        .last_insert_rowid();
+        let values = [
+            self.user.to_string(),
+            account.provider.to_string(),
+            service.to_owned(),
+            model.to_owned(),
+            r.fee.to_string(),
+            r.owed.to_string(),
+            r.input_tokens.to_string(),
+            r.output_tokens.to_string(),
+            status.to_owned(),
+            serde_json::to_string(signed).unwrap_or_default(),
+            account.authorized.to_string(),
+            account.owed.to_string(),
+        ];
+        let id = self
+            .call(move |db| {
+                db.prepare_cached(
+                    "INSERT INTO receipts (user, provider, service, model, fee, owed, input_tokens,
+                     output_tokens, status, signed, authorized, tally, fault, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                )?
+                .execute(params![
+                    values[0],
+                    values[1],
+                    values[2],
+                    values[3],
+                    values[4],
+                    values[5],
+                    values[6],
+                    values[7],
+                    values[8],
+                    values[9],
+                    values[10],
+                    values[11],
+                    fault,
+                    now()
+                ])?;
+                Ok(db.last_insert_rowid())
+            })
+            .await?;
         guard.set(account);
         Ok(id)
     }
@@ -321,48 +363,58 @@ impl Book {
         rejected_only: bool,
         limit: u32,
     ) -> Result<Vec<ReceiptRecord>, ClientError> {
-        let rows = sqlx::query(
-            "SELECT id, provider, service, model, fee, owed, input_tokens, output_tokens, status, fault,
-             signed, created_at FROM receipts WHERE user = ? AND (? IS NULL OR provider = ?)
-             AND (? = 0 OR status = 'rejected') ORDER BY id DESC LIMIT ?",
-        )
-        .bind(self.user.to_string())
-        .bind(provider.map(|p| p.to_string()))
-        .bind(provider.map(|p| p.to_string()))
-        .bind(rejected_only)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
-        rows.iter()
-            .map(|row| {
-                let signed: String = row.get("signed");
+        let (user, provider) = (self.user.to_string(), provider.map(|p| p.to_string()));
+        self.call(move |db| {
+            let mut stmt = db.prepare_cached(
+                "SELECT id, provider, service, model, fee, owed, input_tokens, output_tokens, status, fault,
+                 signed, created_at FROM receipts WHERE user = ?1 AND (?2 IS NULL OR provider = ?2)
+                 AND (?3 = 0 OR status = 'rejected') ORDER BY id DESC LIMIT ?4",
+            )?;
+            let rows = stmt.query_map(params![user, provider, rejected_only, limit], |r| {
+                Ok((
+                    (r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?),
+                    (r.get::<_, String>(4)?, r.get::<_, String>(5)?, r.get::<_, String>(6)?, r.get::<_, String>(7)?),
+                    (r.get::<_, String>(8)?, r.get::<_, Option<String>>(9)?, r.get::<_, String>(10)?, r.get::<_, i64>(11)?),
+                ))
+            })?;
+            rows.map(|row| {
+                let ((id, provider, service, model), (fee, owed, input, output), (status, fault, signed, created_at)) = row?;
                 Ok(ReceiptRecord {
-                    id: row.get("id"),
-                    provider: self.address(row.get("provider"))?,
-                    service: row.get("service"),
-                    model: row.get("model"),
-                    fee: self.u256(row.get("fee"))?,
-                    owed: self.u256(row.get("owed"))?,
-                    input_tokens: self.u256(row.get("input_tokens"))?,
-                    output_tokens: self.u256(row.get("output_tokens"))?,
-                    status: row.get("status"),
-                    fault: row.get("fault"),
-                    signed: serde_json::from_str(&signed)
-                        .map_err(|e| self.err(sqlx::Error::Decode(Box::new(e))))?,
-                    created_at: row.get("created_at"),
+                    id,
+                    provider: address(&provider)?,
+                    service,
+                    model,
+                    fee: u256(&fee)?,
+                    owed: u256(&owed)?,
+                    input_tokens: u256(&input)?,
+                    output_tokens: u256(&output)?,
+                    status,
+                    fault,
+                    signed: serde_json::from_str(&signed).map_err(|_| BookError::Corrupt {
+                        what: "signed receipt",
+                        value: signed.chars().take(200).collect(),
+                    })?,
+                    created_at,
                 })
             })
             .collect()
+        })
+        .await
     }
+}
 
-    fn u256(&self, text: String) -> Result<U256, ClientError> {
-        U256::from_str(&text).map_err(|e| self.err(sqlx::Error::Decode(Box::new(e))))
-    }
+pub(crate) fn u256(text: &str) -> Result<U256, BookError> {
+    U256::from_str(text).map_err(|_| BookError::Corrupt {
+        what: "amount",
+        value: text.into(),
+    })
+}
 
-    fn address(&self, text: String) -> Result<Address, ClientError> {
-        Address::from_str(&text).map_err(|e| self.err(sqlx::Error::Decode(Box::new(e))))
-    }
+fn address(text: &str) -> Result<Address, BookError> {
+    Address::from_str(text).map_err(|_| BookError::Corrupt {
+        what: "address",
+        value: text.into(),
+    })
 }
 
 pub(crate) fn now() -> i64 {
@@ -375,6 +427,7 @@ pub(crate) fn now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use zg_core::{B256, Receipt};
 
     fn signed(fee: u64, owed: u64) -> SignedReceipt {

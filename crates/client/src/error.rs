@@ -12,7 +12,7 @@ pub enum ClientError {
     Book {
         path: String,
         #[source]
-        source: sqlx::Error,
+        source: crate::book::BookError,
     },
 
     #[error(transparent)]
@@ -70,7 +70,7 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    pub(crate) fn book(path: &std::path::Path, source: sqlx::Error) -> Self {
+    pub(crate) fn book(path: &std::path::Path, source: crate::book::BookError) -> Self {
         Self::Book {
             path: path.display().to_string(),
             source,

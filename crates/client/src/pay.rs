@@ -13,10 +13,11 @@ use bytes::Bytes;
 use futures::Stream;
 use serde::Serialize;
 use std::{
+    collections::HashMap,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
 use tokio::sync::{mpsc, oneshot};
 use zg_core::{
@@ -89,6 +90,16 @@ struct Inner {
     http: reqwest::Client,
     book: Book,
     ack: AckPolicy,
+    /// Per provider, the newest good receipt not yet acknowledged and when
+    /// to acknowledge it if no request comes first (`AckPolicy::WhenIdle`).
+    idle: std::sync::Mutex<HashMap<Address, IdleAck>>,
+}
+
+struct IdleAck {
+    service: Service,
+    owed: U256,
+    receipt_hash: B256,
+    due: Instant,
 }
 
 impl Payer {
@@ -108,6 +119,7 @@ impl Payer {
                 http,
                 book,
                 ack,
+                idle: Default::default(),
             }),
         }
     }
@@ -357,22 +369,56 @@ impl Payer {
         }
     }
 
+    /// Notes the newest good receipt for a provider; one timer per provider
+    /// (not one per request) acknowledges it once the provider went idle.
     fn ack_when_idle(&self, service: Service, owed: U256, receipt_hash: B256, after: Duration) {
-        let payer = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let Ok(mut guard) = payer.inner.book.lock(service.provider).await else {
-                return;
+        let provider = service.provider;
+        let pending = IdleAck {
+            service,
+            owed,
+            receipt_hash,
+            due: Instant::now() + after,
+        };
+        let first = self.idle().insert(provider, pending).is_none();
+        if first {
+            let payer = self.clone();
+            tokio::spawn(async move { payer.acknowledge_when_due(provider).await });
+        }
+    }
+
+    async fn acknowledge_when_due(&self, provider: Address) {
+        let pending = loop {
+            let due = match self.idle().get(&provider) {
+                Some(p) => p.due,
+                None => return,
             };
-            // A later request signed (or will sign) a voucher covering this fee.
-            let account = guard.account();
-            if account.owed != owed || account.authorized >= owed {
-                return;
+            if due > Instant::now() {
+                tokio::time::sleep_until(due.into()).await;
+                continue;
             }
-            if let Err(e) = payer.acknowledge(&mut guard, &service, receipt_hash).await {
-                tracing::warn!(provider = %service.provider, error = %e, "acknowledgement voucher failed");
+            match self.idle().remove(&provider) {
+                Some(p) => break p,
+                None => return,
             }
-        });
+        };
+        let Ok(mut guard) = self.inner.book.lock(provider).await else {
+            return;
+        };
+        // A later request signed (or will sign) a voucher covering this fee.
+        let account = guard.account();
+        if account.owed != pending.owed || account.authorized >= pending.owed {
+            return;
+        }
+        if let Err(e) = self
+            .acknowledge(&mut guard, &pending.service, pending.receipt_hash)
+            .await
+        {
+            tracing::warn!(%provider, error = %e, "acknowledgement voucher failed");
+        }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, HashMap<Address, IdleAck>> {
+        self.inner.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Signs and posts an acknowledgement voucher: cumulative = the tally

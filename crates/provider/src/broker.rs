@@ -227,23 +227,21 @@ impl Broker {
             fee,
             owed: U256::ZERO,
         };
-        let sign = |owed: U256| {
-            let receipt = Receipt {
-                owed,
-                ..template.clone()
-            };
-            let hash = receipt.signing_hash(&self.domain);
-            let signature = self.signer.sign_hash(&hash);
+        let (domain, signer) = (self.domain, self.signer.clone());
+        let sign = move |owed: U256| {
+            let receipt = Receipt { owed, ..template };
+            let hash = receipt.signing_hash(&domain);
+            let signature = signer.sign_hash(&hash);
             (SignedReceipt::new(receipt, &signature), hash)
         };
         let receipt = self
             .store
             .charge(Charge {
-                id: paid.id(),
+                id: paid.id().to_owned(),
                 user: paid.user(),
                 worst: paid.admission.worst,
                 fee,
-                sign: &sign,
+                sign: Box::new(sign),
             })
             .await?;
         crate::metrics::global().charged(usage.input_tokens, usage.output_tokens, fee);

@@ -172,30 +172,41 @@ async fn kill_9_and_restart_loses_nothing() {
             "answer {id} is on record with the same receipt"
         );
     }
-    let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
+    let path = db.strip_prefix("sqlite://").unwrap();
+    let sql = rusqlite::Connection::open(path).unwrap();
+    let text = |query: &str, user: &str| -> Vec<Option<String>> {
+        let mut stmt = sql.prepare(query).unwrap();
+        stmt.query_map([user], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let amount = |t: &Option<String>| {
+        t.as_deref()
+            .map(|t| U256::from_str_radix(t, 10).unwrap())
+            .unwrap_or_default()
+    };
+    let mut newest = Vec::new();
     for key in &users {
         let user = format!("{:#x}", key.address());
-        let fees: Vec<(String,)> =
-            sqlx::query_as("SELECT fee FROM requests WHERE user_addr = $1 AND state = 'charged'")
-                .bind(&user)
-                .fetch_all(&pool)
-                .await
-                .unwrap();
-        let charged = fees.iter().fold(U256::ZERO, |t, (f,)| {
-            t + U256::from_str_radix(f, 10).unwrap()
-        });
-        let (owed, reserved): (String, String) =
-            sqlx::query_as("SELECT owed, reserved FROM accounts WHERE user_addr = $1")
-                .bind(&user)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+        let charged = text(
+            "SELECT fee FROM requests WHERE user_addr = ?1 AND state = 'charged'",
+            &user,
+        )
+        .iter()
+        .fold(U256::ZERO, |t, f| t + amount(f));
+        let owed = text("SELECT owed FROM accounts WHERE user_addr = ?1", &user);
+        let reserved = text("SELECT reserved FROM accounts WHERE user_addr = ?1", &user);
         assert_eq!(
-            U256::from_str_radix(&owed, 10).unwrap(),
+            amount(&owed[0]),
             charged,
             "owed is exactly the sum of charges: none twice"
         );
-        assert_eq!(reserved, "0", "nothing left reserved after the restart");
+        assert_eq!(
+            reserved[0].as_deref(),
+            Some("0"),
+            "nothing left reserved after the restart"
+        );
         let mine: Vec<_> = got
             .iter()
             .filter(|(_, r)| r.receipt.user == key.address())
@@ -206,21 +217,14 @@ async fn kill_9_and_restart_loses_nothing() {
             .max()
             .unwrap_or_default();
         assert!(max_owed <= charged);
+        newest.push(amount(
+            &text(
+                "SELECT cumulative FROM accounts WHERE user_addr = ?1",
+                &user,
+            )[0],
+        ));
     }
-    let mut newest = Vec::new();
-    for key in &users {
-        let (c,): (Option<String>,) =
-            sqlx::query_as("SELECT cumulative FROM accounts WHERE user_addr = $1")
-                .bind(format!("{:#x}", key.address()))
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        newest.push(
-            c.map(|c| U256::from_str_radix(&c, 10).unwrap())
-                .unwrap_or_default(),
-        );
-    }
-    pool.close().await;
+    drop(sql);
 
     // Settle through the CLI: every user's newest voucher is paid.
     let out = Command::new(&bin)

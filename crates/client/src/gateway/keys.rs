@@ -4,12 +4,14 @@
 //! settles to the receipt's fee after, so concurrent requests can't overspend.
 //! With no active key the gateway is open (it listens on loopback).
 
-use crate::{ClientError, book::Book, book::now};
+use crate::{
+    ClientError,
+    book::{Book, now, u256},
+};
+use rusqlite::params;
 use serde::Serialize;
-use sqlx::Row;
 use std::{
     collections::HashMap,
-    str::FromStr,
     sync::Mutex,
     time::{Duration, Instant},
 };
@@ -89,10 +91,7 @@ fn hash(key: &str) -> String {
 
 impl Keys {
     pub async fn open(book: Book) -> Result<Self, ClientError> {
-        sqlx::raw_sql(SCHEMA)
-            .execute(book.pool())
-            .await
-            .map_err(|e| book.err(e))?;
+        book.call(|db| Ok(db.execute_batch(SCHEMA)?)).await?;
         Ok(Self {
             book,
             state: Mutex::new(State {
@@ -110,15 +109,21 @@ impl Keys {
     ) -> Result<(KeyInfo, String), ClientError> {
         let secret = format!("zgk-{}", hex::encode(rand::random::<[u8; 24]>()));
         let id = secret[4..12].to_owned();
-        sqlx::query("INSERT INTO gateway_keys (id, name, hash, spend_limit, spent, created_at) VALUES (?, ?, ?, ?, '0', ?)")
-            .bind(&id)
-            .bind(name)
-            .bind(hash(&secret))
-            .bind(spend_limit.map(|l| l.to_string()))
-            .bind(now())
-            .execute(self.book.pool())
-            .await
-            .map_err(|e| self.book.err(e))?;
+        let values = (
+            id.clone(),
+            name.to_owned(),
+            hash(&secret),
+            spend_limit.map(|l| l.to_string()),
+        );
+        self.book
+            .call(move |db| {
+                db.execute(
+                    "INSERT INTO gateway_keys (id, name, hash, spend_limit, spent, created_at) VALUES (?1, ?2, ?3, ?4, '0', ?5)",
+                    params![values.0, values.1, values.2, values.3, now()],
+                )?;
+                Ok(())
+            })
+            .await?;
         self.state().loaded = None;
         let info = KeyInfo {
             id,
@@ -137,41 +142,54 @@ impl Keys {
 
     /// Revokes by id or name; false when none matched.
     pub async fn revoke(&self, id_or_name: &str) -> Result<bool, ClientError> {
-        let done = sqlx::query("UPDATE gateway_keys SET revoked = 1 WHERE id = ? OR name = ?")
-            .bind(id_or_name)
-            .bind(id_or_name)
-            .execute(self.book.pool())
-            .await
-            .map_err(|e| self.book.err(e))?;
+        let which = id_or_name.to_owned();
+        let done = self
+            .book
+            .call(move |db| {
+                Ok(db.execute(
+                    "UPDATE gateway_keys SET revoked = 1 WHERE id = ?1 OR name = ?1",
+                    [which],
+                )?)
+            })
+            .await?;
         self.state().loaded = None;
-        Ok(done.rows_affected() > 0)
+        Ok(done > 0)
     }
 
     async fn read(&self) -> Result<Vec<(String, KeyInfo)>, ClientError> {
-        let rows = sqlx::query("SELECT id, name, hash, spend_limit, spent, revoked, created_at FROM gateway_keys ORDER BY created_at, id")
-            .fetch_all(self.book.pool())
-            .await
-            .map_err(|e| self.book.err(e))?;
-        let u256 = |t: &str| {
-            U256::from_str(t).map_err(|e| self.book.err(sqlx::Error::Decode(Box::new(e))))
-        };
-        rows.iter()
-            .map(|r| {
-                let limit: Option<String> = r.get("spend_limit");
-                let spent: String = r.get("spent");
-                Ok((
-                    r.get::<String, _>("hash"),
-                    KeyInfo {
-                        id: r.get("id"),
-                        name: r.get("name"),
-                        spend_limit: limit.as_deref().map(u256).transpose()?,
-                        spent: u256(&spent)?,
-                        revoked: r.get::<i64, _>("revoked") != 0,
-                        created_at: r.get("created_at"),
-                    },
-                ))
+        self.book
+            .call(|db| {
+                let mut stmt = db.prepare_cached(
+                    "SELECT id, name, hash, spend_limit, spent, revoked, created_at FROM gateway_keys ORDER BY created_at, id",
+                )?;
+                let rows = stmt.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, i64>(6)?,
+                    ))
+                })?;
+                rows.map(|row| {
+                    let (id, name, hash, limit, spent, revoked, created_at) = row?;
+                    Ok((
+                        hash,
+                        KeyInfo {
+                            id,
+                            name,
+                            spend_limit: limit.as_deref().map(u256).transpose()?,
+                            spent: u256(&spent)?,
+                            revoked: revoked != 0,
+                            created_at,
+                        },
+                    ))
+                })
+                .collect()
             })
-            .collect()
+            .await
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -267,13 +285,13 @@ impl Keys {
         if fee.is_zero() {
             return Ok(());
         }
-        sqlx::query("UPDATE gateway_keys SET spent = ? WHERE id = ?")
-            .bind(spent.to_string())
-            .bind(&id)
-            .execute(self.book.pool())
+        self.book
+            .call(move |db| {
+                db.prepare_cached("UPDATE gateway_keys SET spent = ?1 WHERE id = ?2")?
+                    .execute([spent.to_string(), id])?;
+                Ok(())
+            })
             .await
-            .map_err(|e| self.book.err(e))?;
-        Ok(())
     }
 
     /// Room left under the key's limit, for capping `max_tokens`.

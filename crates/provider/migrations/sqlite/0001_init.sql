@@ -1,6 +1,8 @@
+-- IF NOT EXISTS: brokers before PRAGMA user_version (they migrated with sqlx)
+-- already have these tables; running this again on their files is harmless.
 -- One row per user: what they owe, what is in flight, their newest voucher,
 -- and their settled total on chain as last seen. Amounts are decimal text.
-CREATE TABLE accounts (
+CREATE TABLE IF NOT EXISTS accounts (
     user_addr      TEXT PRIMARY KEY,
     owed           TEXT NOT NULL,
     reserved       TEXT NOT NULL,
@@ -14,7 +16,7 @@ CREATE TABLE accounts (
 -- Every accepted voucher (requests and acknowledgements): (user, digest) is
 -- unique, which is what refuses a replay. A request's charge and receipt
 -- land in its row.
-CREATE TABLE requests (
+CREATE TABLE IF NOT EXISTS requests (
     id             TEXT PRIMARY KEY,
     user_addr      TEXT NOT NULL,
     request_digest TEXT NOT NULL,
@@ -31,5 +33,5 @@ CREATE TABLE requests (
     UNIQUE (user_addr, request_digest)
 );
 
-CREATE INDEX requests_receipt ON requests (user_addr, receipt_hash);
-CREATE INDEX requests_state ON requests (state, replica);
+CREATE INDEX IF NOT EXISTS requests_receipt ON requests (user_addr, receipt_hash);
+CREATE INDEX IF NOT EXISTS requests_state ON requests (state, replica);

@@ -5,7 +5,6 @@
 //! account row, so one user's admissions are serialized by the database.
 
 mod postgres;
-mod sql;
 mod sqlite;
 
 pub use postgres::PgStore;
@@ -22,6 +21,12 @@ pub enum StoreError {
         "database error: {0}; check that the database at the configured URL is up and writable"
     )]
     Db(#[from] sqlx::Error),
+    #[error("SQLite error: {0}; check that the database file is writable and not corrupt")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Stopped(#[from] zg_sqlite::Stopped),
+    #[error("could not open the SQLite database: {0}")]
+    Open(String),
     #[error("database migration failed: {0}; the database may belong to a newer broker")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database holds a malformed {what}: {value:?}")]
@@ -67,12 +72,12 @@ impl Account {
 
 /// A completed request's charge: the store adds `fee` to what the user owes
 /// and hands the new total to `sign`, which builds and signs the receipt.
-pub struct Charge<'a> {
-    pub id: &'a str,
+pub struct Charge {
+    pub id: String,
     pub user: Address,
     pub worst: U256,
     pub fee: U256,
-    pub sign: &'a (dyn Fn(U256) -> (SignedReceipt, B256) + Send + Sync),
+    pub sign: Box<dyn FnOnce(U256) -> (SignedReceipt, B256) + Send>,
 }
 
 /// A stored request as `GET /v1/receipts/{id}` needs it.
@@ -120,6 +125,7 @@ impl RequestState {
 
 /// An acknowledgement voucher: `voucher.request_digest` is the EIP-712 hash of
 /// a receipt this broker issued.
+#[derive(Clone)]
 pub struct Ack {
     pub voucher: Voucher,
     pub signature: Signature,
@@ -130,7 +136,7 @@ pub trait Store: Send + Sync + 'static {
     /// Stores the voucher and reserves the request's worst case, or refuses.
     async fn admit(&self, admission: &Admission) -> Result<Result<(), Refusal>, StoreError>;
     /// Stores the charge and the receipt `sign` builds; returns the receipt.
-    async fn charge(&self, charge: Charge<'_>) -> Result<SignedReceipt, StoreError>;
+    async fn charge(&self, charge: Charge) -> Result<SignedReceipt, StoreError>;
     /// Frees the reservation of a request that failed upstream: it costs nothing.
     async fn release(&self, id: &str, user: Address, worst: U256) -> Result<(), StoreError>;
     /// Accepts an acknowledgement voucher.

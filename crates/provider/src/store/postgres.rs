@@ -1,7 +1,7 @@
 //! The PostgreSQL store, for several broker replicas on one database: the
-//! upsert that opens each transaction locks the user's row, so two replicas
-//! admit one user's requests one after the other and never both spend the
-//! same escrow.
+//! upsert that opens each transaction locks the user's row (held until
+//! commit), so two replicas admit one user's requests one after the other
+//! and never both spend the same escrow.
 
 use std::time::Duration;
 
@@ -34,4 +34,290 @@ impl PgStore {
     }
 }
 
-super::sql::sql_store!(PgStore);
+// ---- the statements: each step is one transaction on the user's locked row
+
+const LOCK_ACCOUNT: &str = "INSERT INTO accounts (user_addr, owed, reserved, settled, updated_at) \
+     VALUES ($1, '0', '0', '0', $2) \
+     ON CONFLICT (user_addr) DO UPDATE SET updated_at = excluded.updated_at \
+     RETURNING user_addr, owed, reserved, settled, cumulative, request_digest, signature";
+const SELECT_ACCOUNT: &str = "SELECT user_addr, owed, reserved, settled, cumulative, request_digest, signature FROM accounts";
+const INSERT_REQUEST: &str = "INSERT INTO requests \
+     (id, user_addr, request_digest, service, cumulative, signature, worst, state, replica, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+     ON CONFLICT (user_addr, request_digest) DO NOTHING";
+const UPDATE_ACCOUNT: &str = "UPDATE accounts SET owed = $2, reserved = $3, cumulative = $4, \
+     request_digest = $5, signature = $6 WHERE user_addr = $1";
+
+type Row = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn decode_row(
+    row: Row,
+    provider: zg_core::Address,
+) -> Result<crate::store::Account, crate::store::StoreError> {
+    crate::store::AccountRow {
+        user: row.0,
+        owed: row.1,
+        reserved: row.2,
+        settled: row.3,
+        cumulative: row.4,
+        request_digest: row.5,
+        signature: row.6,
+    }
+    .decode(provider)
+}
+
+async fn lock_account<'c>(
+    tx: &mut sqlx::Transaction<'c, Db>,
+    user: zg_core::Address,
+    provider: zg_core::Address,
+) -> Result<crate::store::Account, crate::store::StoreError> {
+    let row: Row = sqlx::query_as(LOCK_ACCOUNT)
+        .bind(crate::store::hex_addr(user))
+        .bind(crate::store::now_unix())
+        .fetch_one(&mut **tx)
+        .await?;
+    decode_row(row, provider)
+}
+
+async fn write_account<'c>(
+    tx: &mut sqlx::Transaction<'c, Db>,
+    a: &crate::store::Account,
+) -> Result<(), crate::store::StoreError> {
+    let (c, d, s) = match &a.voucher {
+        Some((v, s)) => (
+            Some(v.cumulative.to_string()),
+            Some(crate::store::hex_b256(v.request_digest)),
+            Some(s.to_string()),
+        ),
+        None => (None, None, None),
+    };
+    sqlx::query(UPDATE_ACCOUNT)
+        .bind(crate::store::hex_addr(a.user))
+        .bind(a.owed.to_string())
+        .bind(a.reserved.to_string())
+        .bind(c)
+        .bind(d)
+        .bind(s)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl crate::store::Store for PgStore {
+    async fn admit(
+        &self,
+        a: &crate::admission::Admission,
+    ) -> Result<Result<(), crate::admission::Refusal>, crate::store::StoreError> {
+        let user = a.voucher.user;
+        let mut tx = self.begin().await?;
+        let account = lock_account(&mut tx, user, self.provider).await?;
+        let inserted = sqlx::query(INSERT_REQUEST)
+            .bind(&a.id)
+            .bind(crate::store::hex_addr(user))
+            .bind(crate::store::hex_b256(a.voucher.request_digest))
+            .bind(&a.service)
+            .bind(a.voucher.cumulative.to_string())
+            .bind(a.signature.to_string())
+            .bind(a.worst.to_string())
+            .bind(crate::store::RequestState::Admitted.as_str())
+            .bind(&a.replica)
+            .bind(crate::store::now_unix())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if inserted == 0 {
+            return Ok(Err(crate::admission::Refusal::Replayed));
+        }
+        let next = match crate::admission::decide(&account, a) {
+            Ok(next) => next,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        write_account(&mut tx, &next).await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    async fn charge(
+        &self,
+        c: crate::store::Charge,
+    ) -> Result<zg_core::headers::SignedReceipt, crate::store::StoreError> {
+        let mut tx = self.begin().await?;
+        let mut account = lock_account(&mut tx, c.user, self.provider).await?;
+        account.owed = account.owed.saturating_add(c.fee);
+        account.reserved = account.reserved.saturating_sub(c.worst);
+        let (receipt, hash) = (c.sign)(account.owed);
+        let text = serde_json::to_string(&receipt).unwrap_or_default();
+        let updated = sqlx::query(
+            "UPDATE requests SET state = 'charged', fee = $2, receipt = $3, receipt_hash = $4 \
+             WHERE id = $1 AND state = 'admitted'",
+        )
+        .bind(&c.id)
+        .bind(c.fee.to_string())
+        .bind(text)
+        .bind(crate::store::hex_b256(hash))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(crate::store::StoreError::NotAdmitted(c.id.to_string()));
+        }
+        write_account(&mut tx, &account).await?;
+        tx.commit().await?;
+        Ok(receipt)
+    }
+
+    async fn release(
+        &self,
+        id: &str,
+        user: zg_core::Address,
+        worst: zg_core::U256,
+    ) -> Result<(), crate::store::StoreError> {
+        let mut tx = self.begin().await?;
+        let mut account = lock_account(&mut tx, user, self.provider).await?;
+        let updated = sqlx::query(
+            "UPDATE requests SET state = 'failed', fee = '0' WHERE id = $1 AND state = 'admitted'",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(crate::store::StoreError::NotAdmitted(id.to_string()));
+        }
+        account.reserved = account.reserved.saturating_sub(worst);
+        write_account(&mut tx, &account).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn ack(
+        &self,
+        ack: &crate::store::Ack,
+    ) -> Result<Result<(), crate::admission::Refusal>, crate::store::StoreError> {
+        let v = &ack.voucher;
+        let mut tx = self.begin().await?;
+        let account = lock_account(&mut tx, v.user, self.provider).await?;
+        let known: Option<(String,)> =
+            sqlx::query_as("SELECT id FROM requests WHERE user_addr = $1 AND receipt_hash = $2")
+                .bind(crate::store::hex_addr(v.user))
+                .bind(crate::store::hex_b256(v.request_digest))
+                .fetch_optional(&mut *tx)
+                .await?;
+        if known.is_none() {
+            return Ok(Err(crate::admission::Refusal::UnknownReceipt));
+        }
+        let inserted = sqlx::query(INSERT_REQUEST)
+            .bind(crate::store::random_id())
+            .bind(crate::store::hex_addr(v.user))
+            .bind(crate::store::hex_b256(v.request_digest))
+            .bind("")
+            .bind(v.cumulative.to_string())
+            .bind(ack.signature.to_string())
+            .bind("0")
+            .bind(crate::store::RequestState::Ack.as_str())
+            .bind("")
+            .bind(crate::store::now_unix())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if inserted == 0 {
+            return Ok(Err(crate::admission::Refusal::Replayed));
+        }
+        let next = match crate::admission::decide_ack(&account, v, ack.signature) {
+            Ok(next) => next,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        write_account(&mut tx, &next).await?;
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    async fn request(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::store::RequestRecord>, crate::store::StoreError> {
+        let row: Option<(String, String, String, Option<String>)> =
+            sqlx::query_as("SELECT id, user_addr, state, receipt FROM requests WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(id, user, state, receipt)| {
+            Ok(crate::store::RequestRecord {
+                id,
+                user: crate::store::parse_addr(&user)?,
+                state: crate::store::RequestState::parse(&state)?,
+                receipt: receipt
+                    .as_deref()
+                    .map(crate::store::parse_receipt)
+                    .transpose()?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn account(
+        &self,
+        user: zg_core::Address,
+    ) -> Result<Option<crate::store::Account>, crate::store::StoreError> {
+        let row: Option<Row> = sqlx::query_as(&format!("{SELECT_ACCOUNT} WHERE user_addr = $1"))
+            .bind(crate::store::hex_addr(user))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| decode_row(r, self.provider)).transpose()
+    }
+
+    async fn accounts(&self) -> Result<Vec<crate::store::Account>, crate::store::StoreError> {
+        let rows: Vec<Row> = sqlx::query_as(&format!("{SELECT_ACCOUNT} ORDER BY user_addr"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(|r| decode_row(r, self.provider))
+            .collect()
+    }
+
+    async fn record_settled(
+        &self,
+        user: zg_core::Address,
+        settled: zg_core::U256,
+    ) -> Result<(), crate::store::StoreError> {
+        let mut tx = self.begin().await?;
+        let account = lock_account(&mut tx, user, self.provider).await?;
+        if settled > account.settled {
+            sqlx::query("UPDATE accounts SET settled = $2 WHERE user_addr = $1")
+                .bind(crate::store::hex_addr(user))
+                .bind(settled.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn release_abandoned(&self, replica: &str) -> Result<u64, crate::store::StoreError> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT id, user_addr, worst FROM requests WHERE state = 'admitted' AND replica = $1",
+        )
+        .bind(replica)
+        .fetch_all(&self.pool)
+        .await?;
+        let n = rows.len() as u64;
+        for (id, user, worst) in rows {
+            let user = crate::store::parse_addr(&user)?;
+            let worst = crate::store::parse_u256("worst", &worst)?;
+            match self.release(&id, user, worst).await {
+                Ok(()) | Err(crate::store::StoreError::NotAdmitted(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+}
