@@ -1,9 +1,18 @@
 //! The voucher book: per (user, provider) what the user has authorized and
 //! what it owes by its own tally, and every receipt (paid or refused, as
-//! evidence), in a local SQLite file (zg-sqlite's writer thread, so the
-//! gateway's concurrent requests share commits). One async lock per provider
-//! makes the sign -> send -> check sequence of one provider's requests
-//! strictly ordered, so two requests can never sign conflicting vouchers.
+//! evidence), in a local SQLite file (zg-sqlite, so the gateway's concurrent
+//! requests share commits).
+//!
+//! Concurrent requests to one provider never sign conflicting vouchers: the
+//! provider refuses a cumulative below one it accepted, and requests can
+//! arrive in any order, so every request of an *epoch* carries the same
+//! cumulative. An epoch starts when a request finds none in flight, at the
+//! tally then; after [`EPOCH_MAX`] requests, new ones wait for the epoch's
+//! to finish, which bounds what is owed beyond the newest voucher. A request
+//! alone in flight from start to receipt has its receipt's `owed` checked
+//! exactly; one with company, as at least its own fee above the tally when
+//! it was sent; and when an epoch ends, the highest `owed` its receipts
+//! claimed must not exceed the tally.
 
 use crate::ClientError;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -14,7 +23,6 @@ use std::{
     str::FromStr,
     sync::{Arc, Mutex},
 };
-use tokio::sync::OwnedMutexGuard;
 use zg_core::{Address, U256, headers::SignedReceipt};
 use zg_sqlite::Writer;
 
@@ -66,6 +74,16 @@ pub struct Account {
     pub owed: U256,
 }
 
+impl Account {
+    /// An empty page for `provider`.
+    pub fn of(provider: Address) -> Self {
+        Self {
+            provider,
+            ..Self::default()
+        }
+    }
+}
+
 /// A receipt as the book keeps it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReceiptRecord {
@@ -92,7 +110,48 @@ pub enum Verdict<'a> {
     Rejected(&'a str),
 }
 
-type Slot = Arc<tokio::sync::Mutex<Option<Account>>>;
+/// Requests sent to one provider with the same voucher cumulative before
+/// new ones wait for them to finish.
+pub const EPOCH_MAX: u32 = 64;
+
+/// One provider's page, in memory while the book is open.
+struct Page {
+    account: Account,
+    in_flight: u32,
+    /// The cumulative the vouchers of the current epoch carry.
+    epoch: U256,
+    signed_in_epoch: u32,
+    /// Requests begun so far (tells a request whether another began after it).
+    begun: u64,
+    /// Highest `owed` the current epoch's paid receipts claimed.
+    max_owed: U256,
+}
+
+impl Page {
+    fn new(account: Account) -> Self {
+        Self {
+            account,
+            in_flight: 0,
+            epoch: account.authorized,
+            signed_in_epoch: 0,
+            begun: 0,
+            max_owed: account.owed,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    page: std::sync::Mutex<Option<Page>>,
+    /// Woken when a provider's requests in flight drop to none.
+    idle: tokio::sync::Notify,
+}
+
+impl Slot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Page>> {
+        self.page.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// What went wrong in the book's file.
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +174,7 @@ pub struct Book {
     db: Arc<Writer>,
     path: PathBuf,
     user: Address,
-    slots: Arc<Mutex<HashMap<Address, Slot>>>,
+    slots: Arc<Mutex<HashMap<Address, Arc<Slot>>>>,
 }
 
 impl std::fmt::Debug for Book {
@@ -127,18 +186,60 @@ impl std::fmt::Debug for Book {
     }
 }
 
-/// Exclusive access to one provider's account until dropped.
-pub struct AccountGuard {
-    guard: OwnedMutexGuard<Option<Account>>,
+/// How a receipt's `owed` is checked against the client's tally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwedBefore {
+    /// The request was alone in flight: the provider was owed exactly this.
+    Exact(U256),
+    /// Others were in flight too: the provider was owed at least this.
+    AtLeast(U256),
 }
 
-impl AccountGuard {
-    pub fn account(&self) -> Account {
-        // Loaded before the guard is handed out.
-        self.guard.unwrap_or_default()
+/// One request in flight to a provider, from its voucher to its receipt.
+/// Dropping it ends the request (and maybe the epoch).
+pub struct Ticket {
+    slot: Arc<Slot>,
+    provider: Address,
+    cumulative: U256,
+    owed_at_start: U256,
+    begun: u64,
+    alone_at_start: bool,
+}
+
+impl Ticket {
+    /// The voucher's cumulative.
+    pub fn cumulative(&self) -> U256 {
+        self.cumulative
     }
-    fn set(&mut self, account: Account) {
-        *self.guard = Some(account);
+
+    /// How this request's receipt is to be checked, as of now.
+    pub fn owed_before(&self) -> OwedBefore {
+        let page = self.slot.lock();
+        match page.as_ref() {
+            Some(p) if self.alone_at_start && p.begun == self.begun => {
+                OwedBefore::Exact(p.account.owed)
+            }
+            _ => OwedBefore::AtLeast(self.owed_at_start),
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut page = self.slot.lock();
+        let Some(p) = page.as_mut() else { return };
+        p.in_flight = p.in_flight.saturating_sub(1);
+        if p.in_flight > 0 {
+            return;
+        }
+        if p.max_owed > p.account.owed {
+            tracing::warn!(
+                provider = %self.provider, claimed = %p.max_owed, tally = %p.account.owed,
+                "the provider's receipts claim more owed than they add up to"
+            );
+        }
+        drop(page);
+        self.slot.idle.notify_waiters();
     }
 }
 
@@ -182,17 +283,69 @@ impl Book {
             .map_err(|e| ClientError::book(&self.path, e))
     }
 
-    /// Waits for exclusive use of `provider`'s account and loads it.
-    pub async fn lock(&self, provider: Address) -> Result<AccountGuard, ClientError> {
+    /// `provider`'s page, read from the file the first time.
+    async fn slot(&self, provider: Address) -> Result<Arc<Slot>, ClientError> {
         let slot = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             slots.entry(provider).or_default().clone()
         };
-        let mut guard = slot.lock_owned().await;
-        if guard.is_none() {
-            *guard = Some(self.load(provider).await?);
+        if slot.lock().is_none() {
+            let account = self.load(provider).await?;
+            slot.lock().get_or_insert(Page::new(account));
         }
-        Ok(AccountGuard { guard })
+        Ok(slot)
+    }
+
+    /// `provider`'s account as the book has it now.
+    pub async fn account(&self, provider: Address) -> Result<Account, ClientError> {
+        let slot = self.slot(provider).await?;
+        let page = slot.lock();
+        Ok(page.as_ref().map(|p| p.account).unwrap_or_default())
+    }
+
+    /// `provider`'s account if no request to it is in flight (the moment to
+    /// acknowledge: a higher cumulative now refuses no voucher in flight).
+    pub async fn quiet_account(&self, provider: Address) -> Result<Option<Account>, ClientError> {
+        let slot = self.slot(provider).await?;
+        let page = slot.lock();
+        Ok(page
+            .as_ref()
+            .filter(|p| p.in_flight == 0)
+            .map(|p| p.account))
+    }
+
+    /// Starts a request to `provider`: the cumulative its voucher carries.
+    /// Waits while the current epoch is full.
+    pub async fn begin(&self, provider: Address) -> Result<Ticket, ClientError> {
+        let slot = self.slot(provider).await?;
+        loop {
+            let idle = slot.idle.notified();
+            {
+                let mut page = slot.lock();
+                let p = page.get_or_insert_with(|| Page::new(Account::of(provider)));
+                if p.in_flight == 0 {
+                    p.epoch = p.account.owed.max(p.epoch);
+                    p.signed_in_epoch = 0;
+                    p.max_owed = p.account.owed;
+                }
+                if p.signed_in_epoch < EPOCH_MAX {
+                    let alone_at_start = p.in_flight == 0;
+                    p.in_flight += 1;
+                    p.signed_in_epoch += 1;
+                    p.begun += 1;
+                    p.account.authorized = p.account.authorized.max(p.epoch);
+                    return Ok(Ticket {
+                        slot: slot.clone(),
+                        provider,
+                        cumulative: p.epoch,
+                        owed_at_start: p.account.owed,
+                        begun: p.begun,
+                        alone_at_start,
+                    });
+                }
+            }
+            idle.await;
+        }
     }
 
     async fn load(&self, provider: Address) -> Result<Account, ClientError> {
@@ -205,10 +358,7 @@ impl Book {
                 .query_row([user, provider.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
             let Some((authorized, owed)) = row else {
-                return Ok(Account {
-                    provider,
-                    ..Account::default()
-                });
+                return Ok(Account::of(provider));
             };
             Ok(Account {
                 provider,
@@ -217,6 +367,115 @@ impl Book {
             })
         })
         .await
+    }
+
+    /// Notes that `cumulative` was signed to `provider` (an acknowledgement)
+    /// and writes the account.
+    pub async fn authorize(&self, provider: Address, cumulative: U256) -> Result<(), ClientError> {
+        self.update(provider, |a| a.authorized = a.authorized.max(cumulative))
+            .await
+    }
+
+    /// Overwrites `provider`'s account (recovery).
+    pub async fn restore(&self, account: Account) -> Result<(), ClientError> {
+        self.update(account.provider, |a| *a = account).await
+    }
+
+    async fn update(
+        &self,
+        provider: Address,
+        change: impl FnOnce(&mut Account),
+    ) -> Result<(), ClientError> {
+        let slot = self.slot(provider).await?;
+        let saved = {
+            let mut page = slot.lock();
+            let p = page.get_or_insert_with(|| Page::new(Account::of(provider)));
+            change(&mut p.account);
+            if p.in_flight == 0 {
+                p.epoch = p.account.authorized;
+            }
+            let a = p.account;
+            let values = [
+                self.user.to_string(),
+                a.provider.to_string(),
+                a.authorized.to_string(),
+                a.owed.to_string(),
+            ];
+            // Queued under the page's lock: the file sees the page's changes in order.
+            self.db.submit(move |db: &Connection| -> Result<(), BookError> {
+                db.prepare_cached(
+                    "INSERT INTO accounts (user, provider, authorized, owed, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (user, provider) DO UPDATE SET authorized = excluded.authorized,
+                     owed = excluded.owed, updated_at = excluded.updated_at",
+                )?
+                .execute(params![values[0], values[1], values[2], values[3], now()])?;
+                Ok(())
+            })
+        };
+        saved.await.map_err(|e| ClientError::book(&self.path, e))
+    }
+
+    /// Stores a receipt of `ticket`'s request; a paid one adds its fee to
+    /// the tally, in the same statement (the trigger). Returns the receipt's
+    /// row and the tally after it.
+    pub async fn record(
+        &self,
+        ticket: &Ticket,
+        signed: &SignedReceipt,
+        service: &str,
+        model: &str,
+        verdict: Verdict<'_>,
+    ) -> Result<(i64, U256), ClientError> {
+        let r = &signed.receipt;
+        let (status, fault) = match verdict {
+            Verdict::Paid => ("paid", None),
+            Verdict::Rejected(fault) => ("rejected", Some(fault.to_owned())),
+        };
+        let mut values = [
+            self.user.to_string(),
+            ticket.provider.to_string(),
+            service.to_owned(),
+            model.to_owned(),
+            r.fee.to_string(),
+            r.owed.to_string(),
+            r.input_tokens.to_string(),
+            r.output_tokens.to_string(),
+            status.to_owned(),
+            serde_json::to_string(signed).unwrap_or_default(),
+            String::new(),
+            String::new(),
+        ];
+        let (inserted, tally) = {
+            let mut page = ticket.slot.lock();
+            let p = page.get_or_insert_with(|| Page::new(Account::of(ticket.provider)));
+            if verdict == Verdict::Paid {
+                p.account.owed = p.account.owed.saturating_add(r.fee);
+                p.max_owed = p.max_owed.max(r.owed);
+            }
+            values[10] = p.account.authorized.to_string();
+            values[11] = p.account.owed.to_string();
+            // Queued under the page's lock: rows land in tally order.
+            let inserted = self
+                .db
+                .submit(move |db: &Connection| -> Result<i64, BookError> {
+                    db.prepare_cached(
+                    "INSERT INTO receipts (user, provider, service, model, fee, owed, input_tokens,
+                     output_tokens, status, signed, authorized, tally, fault, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                )?
+                .execute(params![
+                    values[0], values[1], values[2], values[3], values[4], values[5],
+                    values[6], values[7], values[8], values[9], values[10], values[11],
+                    fault, now()
+                ])?;
+                    Ok(db.last_insert_rowid())
+                });
+            (inserted, p.account.owed)
+        };
+        let id = inserted
+            .await
+            .map_err(|e| ClientError::book(&self.path, e))?;
+        Ok((id, tally))
     }
 
     /// Every account of this user in the book.
@@ -244,116 +503,6 @@ impl Book {
             .collect()
         })
         .await
-    }
-
-    /// Notes that `cumulative` was signed to the guarded provider. It is
-    /// written with the receipt that follows (`record`), or by `persist`:
-    /// a lost value is restored from the provider's statement, which holds
-    /// the newest voucher.
-    pub fn authorize(&self, guard: &mut AccountGuard, cumulative: U256) {
-        let mut account = guard.account();
-        if cumulative > account.authorized {
-            account.authorized = cumulative;
-            guard.set(account);
-        }
-    }
-
-    /// Writes the guarded account as it is in memory.
-    pub async fn persist(&self, guard: &AccountGuard) -> Result<(), ClientError> {
-        self.save(&guard.account()).await
-    }
-
-    /// Overwrites the guarded account (recovery).
-    pub async fn restore(
-        &self,
-        guard: &mut AccountGuard,
-        account: Account,
-    ) -> Result<(), ClientError> {
-        self.save(&account).await?;
-        guard.set(account);
-        Ok(())
-    }
-
-    async fn save(&self, account: &Account) -> Result<(), ClientError> {
-        let values = [
-            self.user.to_string(),
-            account.provider.to_string(),
-            account.authorized.to_string(),
-            account.owed.to_string(),
-        ];
-        self.call(move |db| {
-            db.prepare_cached(
-                "INSERT INTO accounts (user, provider, authorized, owed, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (user, provider) DO UPDATE SET authorized = excluded.authorized,
-                 owed = excluded.owed, updated_at = excluded.updated_at",
-            )?
-            .execute(params![values[0], values[1], values[2], values[3], now()])?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Stores a receipt; a paid one adds its fee to the guarded account's
-    /// tally, in the same statement (the trigger).
-    pub async fn record(
-        &self,
-        guard: &mut AccountGuard,
-        signed: &SignedReceipt,
-        service: &str,
-        model: &str,
-        verdict: Verdict<'_>,
-    ) -> Result<i64, ClientError> {
-        let mut account = guard.account();
-        let r = &signed.receipt;
-        let (status, fault) = match verdict {
-            Verdict::Paid => {
-                account.owed = account.owed.saturating_add(r.fee);
-                ("paid", None)
-            }
-            Verdict::Rejected(fault) => ("rejected", Some(fault.to_owned())),
-        };
-        let values = [
-            self.user.to_string(),
-            account.provider.to_string(),
-            service.to_owned(),
-            model.to_owned(),
-            r.fee.to_string(),
-            r.owed.to_string(),
-            r.input_tokens.to_string(),
-            r.output_tokens.to_string(),
-            status.to_owned(),
-            serde_json::to_string(signed).unwrap_or_default(),
-            account.authorized.to_string(),
-            account.owed.to_string(),
-        ];
-        let id = self
-            .call(move |db| {
-                db.prepare_cached(
-                    "INSERT INTO receipts (user, provider, service, model, fee, owed, input_tokens,
-                     output_tokens, status, signed, authorized, tally, fault, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                )?
-                .execute(params![
-                    values[0],
-                    values[1],
-                    values[2],
-                    values[3],
-                    values[4],
-                    values[5],
-                    values[6],
-                    values[7],
-                    values[8],
-                    values[9],
-                    values[10],
-                    values[11],
-                    fault,
-                    now()
-                ])?;
-                Ok(db.last_insert_rowid())
-            })
-            .await?;
-        guard.set(account);
-        Ok(id)
     }
 
     /// The newest receipts first; `rejected_only` for the evidence of refused ones.
@@ -456,12 +605,12 @@ mod tests {
         let user = Address::repeat_byte(1);
         let provider = Address::repeat_byte(2);
         let book = Book::open(&path, user).await.unwrap();
-        let mut guard = book.lock(provider).await.unwrap();
-        book.record(&mut guard, &signed(10, 10), "chat", "m", Verdict::Paid)
+        let ticket = book.begin(provider).await.unwrap();
+        book.record(&ticket, &signed(10, 10), "chat", "m", Verdict::Paid)
             .await
             .unwrap();
         book.record(
-            &mut guard,
+            &ticket,
             &signed(99, 109),
             "chat",
             "m",
@@ -469,14 +618,16 @@ mod tests {
         )
         .await
         .unwrap();
-        book.authorize(&mut guard, U256::from(10u64));
-        book.persist(&guard).await.unwrap();
-        assert_eq!(guard.account().owed, U256::from(10u64));
-        drop(guard);
+        drop(ticket);
+        book.authorize(provider, U256::from(10u64)).await.unwrap();
+        assert_eq!(
+            book.account(provider).await.unwrap().owed,
+            U256::from(10u64)
+        );
         drop(book);
 
         let book = Book::open(&path, user).await.unwrap();
-        let account = book.lock(provider).await.unwrap().account();
+        let account = book.account(provider).await.unwrap();
         assert_eq!(
             (account.authorized, account.owed),
             (U256::from(10u64), U256::from(10u64))
@@ -494,25 +645,47 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_provider_is_locked_at_a_time() {
+    async fn requests_in_flight_together_share_one_cumulative() {
         let dir = tempfile::tempdir().unwrap();
         let book = Book::open(&dir.path().join("b.sqlite"), Address::ZERO)
             .await
             .unwrap();
         let provider = Address::repeat_byte(2);
-        let guard = book.lock(provider).await.unwrap();
-        let second = tokio::time::timeout(Duration::from_millis(50), book.lock(provider)).await;
-        assert!(
-            second.is_err(),
-            "a second lock on the same provider must wait"
+        let first = book.begin(provider).await.unwrap();
+        assert_eq!(first.owed_before(), OwedBefore::Exact(U256::ZERO));
+        let second = book.begin(provider).await.unwrap();
+        assert_eq!(first.owed_before(), OwedBefore::AtLeast(U256::ZERO));
+        book.record(&first, &signed(10, 10), "chat", "m", Verdict::Paid)
+            .await
+            .unwrap();
+        drop(first);
+        // The epoch goes on while `second` is in flight: same cumulative.
+        let third = book.begin(provider).await.unwrap();
+        assert_eq!(
+            (second.cumulative(), third.cumulative()),
+            (U256::ZERO, U256::ZERO)
         );
-        let other = tokio::time::timeout(
-            Duration::from_millis(50),
-            book.lock(Address::repeat_byte(3)),
-        )
-        .await;
-        assert!(other.is_ok(), "another provider is independent");
-        drop(guard);
-        assert!(book.lock(provider).await.is_ok());
+        assert_eq!(book.quiet_account(provider).await.unwrap(), None);
+        drop((second, third));
+        // None in flight: a new epoch at the tally.
+        assert!(book.quiet_account(provider).await.unwrap().is_some());
+        let fourth = book.begin(provider).await.unwrap();
+        assert_eq!(fourth.cumulative(), U256::from(10u64));
+        assert_eq!(fourth.owed_before(), OwedBefore::Exact(U256::from(10u64)));
+
+        // A full epoch makes the next request wait until it is over.
+        let mut epoch = vec![fourth];
+        while epoch.len() < EPOCH_MAX as usize {
+            epoch.push(book.begin(provider).await.unwrap());
+        }
+        let waiting = tokio::time::timeout(Duration::from_millis(50), book.begin(provider)).await;
+        assert!(
+            waiting.is_err(),
+            "a full epoch must make the next request wait"
+        );
+        let book2 = book.clone();
+        let next = tokio::spawn(async move { book2.begin(provider).await.map(|t| t.cumulative()) });
+        drop(epoch);
+        assert_eq!(next.await.unwrap().unwrap(), U256::from(10u64));
     }
 }

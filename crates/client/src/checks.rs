@@ -3,6 +3,7 @@
 //! prices within the listed ceilings, fee arithmetic, owed against the
 //! client's own tally, and the request and response digests.
 
+use crate::book::OwedBefore;
 use zg_core::{
     Address, B256, Domain, Prices, Receipt, Service, U256, Usage, headers::SignedReceipt,
 };
@@ -16,8 +17,9 @@ pub struct Expected<'a> {
     pub request_digest: B256,
     /// keccak256 of the response body as received.
     pub response_digest: B256,
-    /// The client's own tally of fees owed to this provider before this answer.
-    pub owed_before: U256,
+    /// The client's own tally of fees owed to this provider before this
+    /// answer: exact when the request was alone in flight, else a floor.
+    pub owed_before: OwedBefore,
 }
 
 /// Why a receipt is refused. Each names what was expected and what came.
@@ -140,11 +142,14 @@ pub fn check_receipt(
             output_tokens: receipt.output_tokens,
         });
     }
-    let owed = expected
-        .owed_before
+    let (before, exact) = match expected.owed_before {
+        OwedBefore::Exact(before) => (before, true),
+        OwedBefore::AtLeast(before) => (before, false),
+    };
+    let owed = before
         .checked_add(receipt.fee)
         .ok_or(ReceiptFault::Overflow)?;
-    if owed != receipt.owed {
+    if receipt.owed < owed || (exact && receipt.owed != owed) {
         return Err(ReceiptFault::WrongOwed {
             claimed: receipt.owed,
             expected: owed,
@@ -224,7 +229,7 @@ mod tests {
             service: &case.service,
             request_digest: keccak256(b"req"),
             response_digest: keccak256(b"resp"),
-            owed_before: U256::from(1000u64),
+            owed_before: OwedBefore::Exact(U256::from(1000u64)),
         };
         check_receipt(&signed, &expected, &case.domain)
     }

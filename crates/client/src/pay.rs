@@ -1,11 +1,12 @@
 //! Paid requests: sign a voucher for the exact request bytes, send it to the
 //! provider, check the receipt of the answer (plain or streamed), record it,
-//! and acknowledge good receipts. A provider's requests run one at a time
-//! (the book's lock), from the voucher's signing to the receipt's check.
+//! and acknowledge good receipts. Requests to one provider run concurrently;
+//! the book's ticket says which cumulative each voucher carries and how its
+//! receipt's `owed` is checked (crate::book explains the epochs).
 
 use crate::{
     ClientError,
-    book::{AccountGuard, Book, Verdict},
+    book::{Book, Ticket, Verdict},
     checks::{Expected, check_receipt},
 };
 use alloy_primitives::utils::Keccak256;
@@ -97,7 +98,6 @@ struct Inner {
 
 struct IdleAck {
     service: Service,
-    owed: U256,
     receipt_hash: B256,
     due: Instant,
 }
@@ -152,8 +152,8 @@ impl Payer {
         path: &str,
         body: Bytes,
     ) -> Result<Answer, ClientError> {
-        let mut guard = self.inner.book.lock(service.provider).await?;
-        let (response, digest, owed_before) = self.post(&mut guard, service, path, body).await?;
+        let ticket = self.inner.book.begin(service.provider).await?;
+        let (response, digest) = self.post(&ticket, service, path, body).await?;
         let status = response.status().as_u16();
         let content_type = content_type(&response);
         let receipt_header = response
@@ -172,9 +172,9 @@ impl Payer {
                         service,
                         request_digest: digest,
                         response_digest: keccak256(&body),
-                        owed_before,
+                        owed_before: ticket.owed_before(),
                     };
-                    self.settle_receipt(&mut guard, service, signed, &expected)
+                    self.settle_receipt(ticket, service, signed, &expected)
                         .await
                 }
                 Err(e) => Err(missing(service, e.to_string())),
@@ -202,9 +202,8 @@ impl Payer {
         path: &str,
         body: Bytes,
     ) -> Result<StreamAnswer, ClientError> {
-        let mut guard = self.inner.book.lock(service.provider).await?;
-        let (mut response, digest, owed_before) =
-            self.post(&mut guard, service, path, body).await?;
+        let ticket = self.inner.book.begin(service.provider).await?;
+        let (mut response, digest) = self.post(&ticket, service, path, body).await?;
         let status = response.status().as_u16();
         let content_type = content_type(&response);
         let request_id = response
@@ -247,22 +246,21 @@ impl Payer {
                 }
             }
             drop(tx);
-            let expected = Expected {
-                user: payer.inner.user,
-                service: &service,
-                request_digest: digest,
-                response_digest: hasher.finalize(),
-                owed_before,
-            };
             let outcome = match payer.fetch_receipt(&service, &id).await {
                 Ok(signed) => {
+                    let expected = Expected {
+                        user: payer.inner.user,
+                        service: &service,
+                        request_digest: digest,
+                        response_digest: hasher.finalize(),
+                        owed_before: ticket.owed_before(),
+                    };
                     payer
-                        .settle_receipt(&mut guard, &service, signed, &expected)
+                        .settle_receipt(ticket, &service, signed, &expected)
                         .await
                 }
                 Err(e) => Err(e),
             };
-            drop(guard);
             let _ = done_tx.send(outcome);
         });
         Ok(StreamAnswer {
@@ -278,27 +276,25 @@ impl Payer {
     /// and posts the request; a refusal or an unreachable provider is an error.
     async fn post(
         &self,
-        guard: &mut AccountGuard,
+        ticket: &Ticket,
         service: &Service,
         path: &str,
         body: Bytes,
-    ) -> Result<(reqwest::Response, B256, U256), ClientError> {
-        let account = guard.account();
+    ) -> Result<(reqwest::Response, B256), ClientError> {
         let nonce = Nonce::random();
         let digest = request_digest(&nonce, &body);
         let voucher = Voucher {
             user: self.inner.user,
             provider: service.provider,
-            cumulative: account.owed,
+            cumulative: ticket.cumulative(),
             request_digest: digest,
         };
         let payment = PaymentHeaders {
             user: self.inner.user,
-            cumulative: account.owed,
+            cumulative: ticket.cumulative(),
             nonce,
             signature: voucher.sign(&self.inner.key, &self.inner.domain),
         };
-        self.inner.book.authorize(guard, account.owed);
         let span = tracing::debug_span!("paid_request", user = %self.inner.user, provider = %service.provider, service = %service.name);
         let _enter = span.enter();
         let mut request = self
@@ -314,12 +310,14 @@ impl Payer {
         if !response.status().is_success() {
             return Err(refused(service.provider, response).await);
         }
-        Ok((response, digest, account.owed))
+        Ok((response, digest))
     }
 
+    /// Checks the receipt, records it (paid, or refused as evidence), ends
+    /// the request, then acknowledges as the policy says.
     async fn settle_receipt(
         &self,
-        guard: &mut AccountGuard,
+        ticket: Ticket,
         service: &Service,
         signed: SignedReceipt,
         expected: &Expected<'_>,
@@ -327,19 +325,25 @@ impl Payer {
         let book = &self.inner.book;
         match check_receipt(&signed, expected, &self.inner.domain) {
             Ok(fee) => {
-                let id = book
-                    .record(guard, &signed, &service.name, &service.model, Verdict::Paid)
+                let (id, owed) = book
+                    .record(
+                        &ticket,
+                        &signed,
+                        &service.name,
+                        &service.model,
+                        Verdict::Paid,
+                    )
                     .await?;
-                let owed = guard.account().owed;
+                drop(ticket);
                 let receipt_hash = signed.receipt.signing_hash(&self.inner.domain);
                 match self.inner.ack {
                     AckPolicy::Immediate => {
-                        if let Err(e) = self.acknowledge(guard, service, receipt_hash).await {
+                        if let Err(e) = self.acknowledge(service, receipt_hash).await {
                             tracing::warn!(provider = %service.provider, error = %e, "acknowledgement voucher failed");
                         }
                     }
                     AckPolicy::WhenIdle(after) => {
-                        self.ack_when_idle(service.clone(), owed, receipt_hash, after)
+                        self.ack_when_idle(service.clone(), receipt_hash, after)
                     }
                     AckPolicy::Never => {}
                 }
@@ -354,7 +358,7 @@ impl Payer {
             Err(fault) => {
                 tracing::warn!(provider = %service.provider, fault = %fault, "receipt refused, not paid");
                 book.record(
-                    guard,
+                    &ticket,
                     &signed,
                     &service.name,
                     &service.model,
@@ -371,11 +375,10 @@ impl Payer {
 
     /// Notes the newest good receipt for a provider; one timer per provider
     /// (not one per request) acknowledges it once the provider went idle.
-    fn ack_when_idle(&self, service: Service, owed: U256, receipt_hash: B256, after: Duration) {
+    fn ack_when_idle(&self, service: Service, receipt_hash: B256, after: Duration) {
         let provider = service.provider;
         let pending = IdleAck {
             service,
-            owed,
             receipt_hash,
             due: Instant::now() + after,
         };
@@ -401,16 +404,8 @@ impl Payer {
                 None => return,
             }
         };
-        let Ok(mut guard) = self.inner.book.lock(provider).await else {
-            return;
-        };
-        // A later request signed (or will sign) a voucher covering this fee.
-        let account = guard.account();
-        if account.owed != pending.owed || account.authorized >= pending.owed {
-            return;
-        }
         if let Err(e) = self
-            .acknowledge(&mut guard, &pending.service, pending.receipt_hash)
+            .acknowledge(&pending.service, pending.receipt_hash)
             .await
         {
             tracing::warn!(%provider, error = %e, "acknowledgement voucher failed");
@@ -421,15 +416,14 @@ impl Payer {
         self.inner.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Signs and posts an acknowledgement voucher: cumulative = the tally
-    /// including the receipt `receipt_hash`, bound to that receipt.
-    async fn acknowledge(
-        &self,
-        guard: &mut AccountGuard,
-        service: &Service,
-        receipt_hash: B256,
-    ) -> Result<(), ClientError> {
-        let account = guard.account();
+    /// Signs and posts an acknowledgement voucher: cumulative = the tally,
+    /// bound to the receipt `receipt_hash`. Only while no request to the
+    /// provider is in flight (a higher cumulative would make the provider
+    /// refuse their vouchers); the next request's voucher pays otherwise.
+    async fn acknowledge(&self, service: &Service, receipt_hash: B256) -> Result<(), ClientError> {
+        let Some(account) = self.inner.book.quiet_account(service.provider).await? else {
+            return Ok(());
+        };
         if account.authorized >= account.owed {
             return Ok(());
         }
@@ -455,8 +449,10 @@ impl Payer {
         if !response.status().is_success() {
             return Err(refused(service.provider, response).await);
         }
-        self.inner.book.authorize(guard, account.owed);
-        self.inner.book.persist(guard).await
+        self.inner
+            .book
+            .authorize(service.provider, account.owed)
+            .await
     }
 
     async fn fetch_receipt(

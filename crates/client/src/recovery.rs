@@ -138,14 +138,13 @@ pub async fn recover_one(
         )));
     }
     let book = payer.book();
-    let mut guard = book.lock(provider).await?;
-    let current = guard.account();
+    let current = book.account(provider).await?;
     let account = Account {
         provider,
         authorized: authorized.max(current.authorized),
         owed: statement.owed.max(current.owed),
     };
-    book.restore(&mut guard, account).await?;
+    book.restore(account).await?;
     Ok(Recovered {
         provider,
         authorized: account.authorized,

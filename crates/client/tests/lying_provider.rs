@@ -142,13 +142,7 @@ async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
     ] {
         *fake.lie.lock().unwrap() = lie;
         // The fake's own tally follows the honest one so only this lie shows.
-        *fake.owed.lock().unwrap() = payer
-            .book()
-            .lock(service.provider)
-            .await
-            .unwrap()
-            .account()
-            .owed;
+        *fake.owed.lock().unwrap() = payer.book().account(service.provider).await.unwrap().owed;
         let answer = payer
             .send(&service, "/v1/chat/completions", body.clone())
             .await
@@ -159,7 +153,7 @@ async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
             }
             other => panic!("{lie:?} was not caught: {other:?}"),
         }
-        let account = payer.book().lock(service.provider).await.unwrap().account();
+        let account = payer.book().account(service.provider).await.unwrap();
         assert_eq!(
             account.owed, honest_fee,
             "{lie:?} added nothing to the tally"

@@ -17,7 +17,7 @@ use crate::{
     error::ApiError,
     escrow::ChainView,
     server::StartError,
-    store::{Charge, Store, random_id},
+    store::{Charge, Store, new_id},
 };
 
 /// A configured service, ready to proxy.
@@ -141,7 +141,7 @@ impl Broker {
         };
         self.check_signature(&voucher, &payment.signature).await?;
         let mut admission = Admission {
-            id: random_id(),
+            id: new_id(),
             replica: self.config.replica.clone(),
             service: service.config.name.clone(),
             voucher,

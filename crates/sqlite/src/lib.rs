@@ -1,13 +1,14 @@
-//! One SQLite file owned by one writer thread that commits in groups: the
-//! broker's store and the user's voucher book both keep every paid request
-//! on disk before they go on, and both serve many concurrent requests.
+//! One SQLite file whose writes commit in groups: the broker's store and the
+//! user's voucher book both keep every paid request on disk before they go
+//! on, and both serve many concurrent requests.
 //!
-//! Concurrent steps queue up while the previous group commits, then run one
-//! after the other in the next transaction, each in its own savepoint (a
-//! failed step undoes only its own writes), and get their answers once that
-//! transaction has committed. So a step is durable before its caller goes on,
-//! at one commit per group instead of one per step, and with no thread hop
-//! per statement (the cost that dominated through an async driver).
+//! A step queues up; whoever finds the connection free becomes the leader
+//! and runs every queued step one after the other in one transaction, each
+//! in its own savepoint (a failed step undoes only its own writes), commits,
+//! and answers them all. So a step is durable before its caller goes on, at
+//! one commit per group instead of one per step, with no thread hop per
+//! statement (the cost that dominated through an async driver) and none at
+//! all for a step that finds the connection free.
 //!
 //! Durability: WAL with synchronous=NORMAL survives a killed process (the OS
 //! has every committed page); only a power cut can lose the newest groups.
@@ -15,8 +16,12 @@
 //! thread of their own, so no step ever waits for one.
 
 use std::{
+    collections::VecDeque,
     path::Path,
-    sync::mpsc::{self, Receiver, RecvTimeoutError, Sender},
+    sync::{
+        Mutex, MutexGuard, TryLockError,
+        mpsc::{self, Receiver, RecvTimeoutError, Sender},
+    },
     time::Duration,
 };
 
@@ -28,6 +33,8 @@ use tokio::sync::oneshot;
 const MAX_GROUP: usize = 256;
 /// How often the checkpointer copies the WAL into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// Bytes per database page, for new files.
+const PAGE_SIZE: u32 = 1024;
 /// How long a step waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -46,10 +53,10 @@ pub enum OpenError {
     Thread(#[from] std::io::Error),
 }
 
-/// The handle that queues steps for the writer thread. Dropping it stops
-/// the thread once the queued steps are done.
+/// The database and the steps waiting for it.
 pub struct Writer {
-    jobs: Sender<Box<dyn Job>>,
+    db: Mutex<Connection>,
+    queue: Mutex<VecDeque<Box<dyn Job>>>,
     /// Dropped with the writer: tells the checkpointer to stop.
     _checkpoints: Option<Sender<()>>,
 }
@@ -67,6 +74,9 @@ impl Writer {
             Connection::open(path)?
         };
         db.busy_timeout(BUSY_TIMEOUT)?;
+        // Small pages: a commit writes each page it dirtied whole into the
+        // WAL, and a paid request dirties a few index leaves (new files only).
+        db.pragma_update(None, "page_size", PAGE_SIZE)?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
         migrate(&mut db, migrations)?;
@@ -82,18 +92,17 @@ impl Writer {
                 .spawn(move || checkpoint(checkpointer, stopped))?;
             Some(stop)
         };
-        let (jobs, queue) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("zg-sqlite-writer".into())
-            .spawn(move || writer(db, queue))?;
         Ok(Self {
-            jobs,
+            db: Mutex::new(db),
+            queue: Mutex::default(),
             _checkpoints: checkpoints,
         })
     }
 
     /// Runs `work` in the next group's transaction and answers once that
-    /// group committed. An error from `work` undoes its writes only.
+    /// group committed. An error from `work` undoes its writes only. The
+    /// caller that finds the connection free runs the group on its own
+    /// thread (a short block: a group is a few hundred microseconds).
     pub async fn call<T, E>(
         &self,
         work: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
@@ -102,15 +111,65 @@ impl Writer {
         T: Send + 'static,
         E: From<Stopped> + Send + 'static,
     {
+        self.submit(work).await
+    }
+
+    /// As [`Writer::call`], but the step is queued before this returns, so
+    /// steps submitted one after the other (under a caller's lock, say)
+    /// commit in that order.
+    pub fn submit<T, E>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    ) -> impl Future<Output = Result<T, E>> + Send + '_
+    where
+        T: Send + 'static,
+        E: From<Stopped> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
-        let job = Box::new(Task {
+        self.queued().push_back(Box::new(Task {
             work: Some(work),
             out: None,
             reply,
-        });
-        let gone = || Stopped("the SQLite writer thread stopped".into());
-        self.jobs.send(job).map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        }));
+        async move {
+            self.lead();
+            answer
+                .await
+                .map_err(|_| Stopped("the step was dropped unanswered".into()))?
+        }
+    }
+
+    /// Runs groups while steps are queued and nobody else is running them.
+    /// A step queued while another caller leads is seen by that leader: it
+    /// looks at the queue again after letting go of the connection.
+    fn lead(&self) {
+        loop {
+            let db = match self.db.try_lock() {
+                Ok(db) => db,
+                // A step that panicked leaves the transaction to the next BEGIN's failure.
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(TryLockError::WouldBlock) => return,
+            };
+            loop {
+                let mut group: Vec<Box<dyn Job>> = {
+                    let mut queue = self.queued();
+                    let n = queue.len().min(MAX_GROUP);
+                    queue.drain(..n).collect()
+                };
+                if group.is_empty() {
+                    break;
+                }
+                commit_group(&db, &mut group);
+            }
+            drop(db);
+            if self.queued().is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn queued(&self) -> MutexGuard<'_, VecDeque<Box<dyn Job>>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -173,25 +232,15 @@ where
     }
 }
 
-/// The writer thread: takes every step queued, runs them in one
-/// transaction, commits, answers; until the handle is dropped.
-fn writer(db: Connection, queue: Receiver<Box<dyn Job>>) {
-    while let Ok(first) = queue.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match queue.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        let committed = run_group(&db, &mut group).map_err(|e| e.to_string());
-        if committed.is_err() && !db.is_autocommit() {
-            let _ = db.execute_batch("ROLLBACK");
-        }
-        let committed = committed.as_ref().map(|_| ()).map_err(String::as_str);
-        for job in group {
-            job.finish(committed);
-        }
+/// Runs one group in one transaction and answers its steps.
+fn commit_group(db: &Connection, group: &mut Vec<Box<dyn Job>>) {
+    let committed = run_group(db, group).map_err(|e| e.to_string());
+    if committed.is_err() && !db.is_autocommit() {
+        let _ = db.execute_batch("ROLLBACK");
+    }
+    let committed = committed.as_ref().map(|_| ()).map_err(String::as_str);
+    for job in group.drain(..) {
+        job.finish(committed);
     }
 }
 

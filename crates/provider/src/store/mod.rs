@@ -161,9 +161,14 @@ pub async fn open(url: &str, provider: Address) -> Result<Arc<dyn Store>, StoreE
     }
 }
 
-/// 16 random bytes as hex: request ids.
-pub fn random_id() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
+/// A new request id: the time in nanoseconds, then 8 random bytes, as hex.
+/// New rows land at the end of the id index (few pages written per commit)
+/// and ids stay unguessable.
+pub fn new_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!("{nanos:016x}{}", hex::encode(rand::random::<[u8; 8]>()))
 }
 
 // Encodings shared by both databases: addresses and digests as 0x lowercase

@@ -216,7 +216,7 @@ impl crate::store::Store for PgStore {
             return Ok(Err(crate::admission::Refusal::UnknownReceipt));
         }
         let inserted = sqlx::query(INSERT_REQUEST)
-            .bind(crate::store::random_id())
+            .bind(crate::store::new_id())
             .bind(crate::store::hex_addr(v.user))
             .bind(crate::store::hex_b256(v.request_digest))
             .bind("")

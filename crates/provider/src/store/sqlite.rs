@@ -16,7 +16,10 @@ use super::{
 use crate::admission::{self, Admission, Refusal};
 
 /// The schema, one entry per version (`PRAGMA user_version`).
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_partial_indexes.sql"),
+];
 
 const SELECT_ACCOUNT: &str = "SELECT user_addr, owed, reserved, settled, cumulative, request_digest, signature FROM accounts";
 
@@ -224,7 +227,7 @@ fn ack(db: &Connection, ack: &Ack, provider: Address) -> Result<Result<(), Refus
     };
     insert_request(
         db,
-        &super::random_id(),
+        &super::new_id(),
         v,
         &ack.signature,
         "",
