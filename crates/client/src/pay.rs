@@ -94,6 +94,8 @@ struct Inner {
     /// Per provider, the newest good receipt not yet acknowledged and when
     /// to acknowledge it if no request comes first (`AckPolicy::WhenIdle`).
     idle: std::sync::Mutex<HashMap<Address, IdleAck>>,
+    /// Parsed request URLs by (service URL, path).
+    urls: std::sync::Mutex<HashMap<(String, String), reqwest::Url>>,
 }
 
 struct IdleAck {
@@ -120,6 +122,7 @@ impl Payer {
                 book,
                 ack,
                 idle: Default::default(),
+                urls: Default::default(),
             }),
         }
     }
@@ -300,7 +303,7 @@ impl Payer {
         let mut request = self
             .inner
             .http
-            .post(endpoint(&service.url, path))
+            .post(self.url(service, path)?)
             .header("content-type", "application/json")
             .body(body);
         for (name, value) in payment.encode() {
@@ -414,6 +417,22 @@ impl Payer {
 
     fn idle(&self) -> std::sync::MutexGuard<'_, HashMap<Address, IdleAck>> {
         self.inner.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `service.url` joined with `path`, parsed once per pair.
+    fn url(&self, service: &Service, path: &str) -> Result<reqwest::Url, ClientError> {
+        let key = (service.url.clone(), path.to_owned());
+        if let Some(url) = self.urls().get(&key) {
+            return Ok(url.clone());
+        }
+        let url = reqwest::Url::parse(&endpoint(&service.url, path))
+            .map_err(|e| unreachable_msg(service, &format!("the listed URL is not a URL: {e}")))?;
+        self.urls().insert(key, url.clone());
+        Ok(url)
+    }
+
+    fn urls(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), reqwest::Url>> {
+        self.inner.urls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Signs and posts an acknowledgement voucher: cumulative = the tally,

@@ -26,8 +26,8 @@ pub struct ServiceRuntime {
     pub config: ServiceConfig,
     pub id: B256,
     pub prices: Prices,
-    /// `{upstream}/chat/completions` or `{upstream}/embeddings`.
-    pub url: String,
+    /// `{upstream}/chat/completions` or `{upstream}/embeddings`, parsed once.
+    pub url: reqwest::Url,
     pub headers: HeaderMap,
 }
 
@@ -284,6 +284,12 @@ fn runtime(config: ServiceConfig) -> Result<Arc<ServiceRuntime>, StartError> {
     } else {
         format!("{base}/embeddings")
     };
+    let url = reqwest::Url::parse(&url).map_err(|e| {
+        StartError::Config(format!(
+            "service {:?}: upstream {url:?} is not a URL: {e}",
+            config.name
+        ))
+    })?;
     Ok(Arc::new(ServiceRuntime {
         id: service_id(&config.name),
         prices: Prices::new(config.input_price, config.output_price),

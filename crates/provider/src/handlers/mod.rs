@@ -165,7 +165,7 @@ pub(crate) async fn send_upstream(
     let started = Instant::now();
     let sent = broker
         .http
-        .post(&paid.service.url)
+        .post(paid.service.url.clone())
         .headers(paid.service.headers.clone())
         .header(header::CONTENT_TYPE, "application/json")
         .body(body)
