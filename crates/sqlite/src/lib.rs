@@ -132,6 +132,9 @@ impl Writer {
             reply,
         }));
         async move {
+            // Let the other ready tasks queue their steps first: one commit
+            // for more of them (alone, this costs a reschedule).
+            tokio::task::yield_now().await;
             self.lead();
             answer
                 .await
