@@ -111,6 +111,25 @@ async fn write_account<'c>(
     Ok(())
 }
 
+/// The end of an admission or an acknowledgement: a replay (nothing
+/// inserted) or a refusal rolls back; else the account is written, committed.
+async fn conclude(
+    mut tx: sqlx::Transaction<'_, Db>,
+    inserted: u64,
+    next: Result<crate::store::Account, crate::admission::Refusal>,
+) -> Result<Result<(), crate::admission::Refusal>, crate::store::StoreError> {
+    if inserted == 0 {
+        return Ok(Err(crate::admission::Refusal::Replayed));
+    }
+    let next = match next {
+        Ok(next) => next,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    write_account(&mut tx, &next).await?;
+    tx.commit().await?;
+    Ok(Ok(()))
+}
+
 #[async_trait::async_trait]
 impl crate::store::Store for PgStore {
     async fn admit(
@@ -134,16 +153,7 @@ impl crate::store::Store for PgStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        if inserted == 0 {
-            return Ok(Err(crate::admission::Refusal::Replayed));
-        }
-        let next = match crate::admission::decide(&account, a) {
-            Ok(next) => next,
-            Err(refusal) => return Ok(Err(refusal)),
-        };
-        write_account(&mut tx, &next).await?;
-        tx.commit().await?;
-        Ok(Ok(()))
+        conclude(tx, inserted, crate::admission::decide(&account, a)).await
     }
 
     async fn charge(
@@ -229,16 +239,12 @@ impl crate::store::Store for PgStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
-        if inserted == 0 {
-            return Ok(Err(crate::admission::Refusal::Replayed));
-        }
-        let next = match crate::admission::decide_ack(&account, v, ack.signature) {
-            Ok(next) => next,
-            Err(refusal) => return Ok(Err(refusal)),
-        };
-        write_account(&mut tx, &next).await?;
-        tx.commit().await?;
-        Ok(Ok(()))
+        conclude(
+            tx,
+            inserted,
+            crate::admission::decide_ack(&account, v, ack.signature),
+        )
+        .await
     }
 
     async fn request(
