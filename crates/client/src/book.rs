@@ -121,6 +121,8 @@ struct Page {
     /// The cumulative the vouchers of the current epoch carry.
     epoch: U256,
     signed_in_epoch: u32,
+    /// The epoch takes no new requests (the provider's credit limit).
+    closed: bool,
     /// Requests begun so far (tells a request whether another began after it).
     begun: u64,
     /// Highest `owed` the current epoch's paid receipts claimed.
@@ -134,6 +136,7 @@ impl Page {
             in_flight: 0,
             epoch: account.authorized,
             signed_in_epoch: 0,
+            closed: false,
             begun: 0,
             max_owed: account.owed,
         }
@@ -210,6 +213,15 @@ impl Ticket {
     /// The voucher's cumulative.
     pub fn cumulative(&self) -> U256 {
         self.cumulative
+    }
+
+    /// Ends this request's epoch early: new requests wait until the ones in
+    /// flight are done, then carry the tally (the provider refused a
+    /// voucher this far below what it is owed: its credit limit).
+    pub fn close_epoch(&self) {
+        if let Some(p) = self.slot.lock().as_mut() {
+            p.closed = true;
+        }
     }
 
     /// How this request's receipt is to be checked, as of now.
@@ -326,9 +338,10 @@ impl Book {
                 if p.in_flight == 0 {
                     p.epoch = p.account.owed.max(p.epoch);
                     p.signed_in_epoch = 0;
+                    p.closed = false;
                     p.max_owed = p.account.owed;
                 }
-                if p.signed_in_epoch < EPOCH_MAX {
+                if p.signed_in_epoch < EPOCH_MAX && !p.closed {
                     let alone_at_start = p.in_flight == 0;
                     p.in_flight += 1;
                     p.signed_in_epoch += 1;
@@ -687,5 +700,16 @@ mod tests {
         let next = tokio::spawn(async move { book2.begin(provider).await.map(|t| t.cumulative()) });
         drop(epoch);
         assert_eq!(next.await.unwrap().unwrap(), U256::from(10u64));
+
+        // A closed epoch takes no one new, however few it holds.
+        let open = book.begin(provider).await.unwrap();
+        open.close_epoch();
+        let waiting = tokio::time::timeout(Duration::from_millis(50), book.begin(provider)).await;
+        assert!(
+            waiting.is_err(),
+            "a closed epoch must make the next request wait"
+        );
+        drop(open);
+        assert!(book.begin(provider).await.is_ok(), "the next epoch is open");
     }
 }

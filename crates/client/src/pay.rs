@@ -155,8 +155,7 @@ impl Payer {
         path: &str,
         body: Bytes,
     ) -> Result<Answer, ClientError> {
-        let ticket = self.inner.book.begin(service.provider).await?;
-        let (response, digest) = self.post(&ticket, service, path, body).await?;
+        let (ticket, response, digest) = self.begin_and_post(service, path, body).await?;
         let status = response.status().as_u16();
         let content_type = content_type(&response);
         let receipt_header = response
@@ -205,8 +204,7 @@ impl Payer {
         path: &str,
         body: Bytes,
     ) -> Result<StreamAnswer, ClientError> {
-        let ticket = self.inner.book.begin(service.provider).await?;
-        let (mut response, digest) = self.post(&ticket, service, path, body).await?;
+        let (ticket, mut response, digest) = self.begin_and_post(service, path, body).await?;
         let status = response.status().as_u16();
         let content_type = content_type(&response);
         let request_id = response
@@ -273,6 +271,32 @@ impl Payer {
             body: BodyStream(rx),
             receipt: done_rx,
         })
+    }
+
+    /// Begins a request and posts it. When the provider refuses the voucher
+    /// for being too far below what it is owed (`credit_exceeded`: a long
+    /// epoch of costly requests), closes the epoch and tries once more with
+    /// a voucher for the whole tally, once the epoch's requests are done.
+    async fn begin_and_post(
+        &self,
+        service: &Service,
+        path: &str,
+        body: Bytes,
+    ) -> Result<(Ticket, reqwest::Response, B256), ClientError> {
+        let ticket = self.inner.book.begin(service.provider).await?;
+        match self.post(&ticket, service, path, body.clone()).await {
+            Err(ClientError::Refused {
+                code: Some(ErrorCode::CreditExceeded),
+                ..
+            }) => {
+                ticket.close_epoch();
+                drop(ticket);
+                let ticket = self.inner.book.begin(service.provider).await?;
+                let (response, digest) = self.post(&ticket, service, path, body).await?;
+                Ok((ticket, response, digest))
+            }
+            sent => sent.map(|(response, digest)| (ticket, response, digest)),
+        }
     }
 
     /// Signs the voucher (cumulative = every fee of earlier good receipts)
