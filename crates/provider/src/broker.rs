@@ -17,7 +17,7 @@ use crate::{
     error::ApiError,
     escrow::ChainView,
     server::StartError,
-    store::{Charge, Store, new_id},
+    store::{Charge, Issued, Store, new_id},
 };
 
 /// A configured service, ready to proxy.
@@ -210,7 +210,7 @@ impl Broker {
         paid: &Paid,
         usage: Usage,
         response_digest: B256,
-    ) -> Result<SignedReceipt, ApiError> {
+    ) -> Result<Issued, ApiError> {
         let prices = paid.service.prices;
         let fee = prices.fee(usage).map_err(ApiError::internal)?;
         let template = Receipt {
@@ -232,7 +232,8 @@ impl Broker {
             let receipt = Receipt { owed, ..template };
             let hash = receipt.signing_hash(&domain);
             let signature = signer.sign_hash(&hash);
-            (SignedReceipt::new(receipt, &signature), hash)
+            let json = SignedReceipt::new(receipt, &signature).to_header();
+            Issued { hash, json }
         };
         let receipt = self
             .store

@@ -113,7 +113,7 @@ pub(crate) async fn proxy_plain(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(v) = HeaderValue::from_str(&receipt.to_header()) {
+    if let Ok(v) = HeaderValue::from_str(&receipt.json) {
         headers.insert(zh::RECEIPT, v);
     }
     if let Ok(v) = HeaderValue::from_str(paid.id()) {

@@ -70,6 +70,13 @@ impl Account {
     }
 }
 
+/// A signed receipt as the broker stores and sends it: its EIP-712 hash (what
+/// acknowledgement vouchers name) and its JSON (`X-ZG-Receipt`, serialized once).
+pub struct Issued {
+    pub hash: B256,
+    pub json: String,
+}
+
 /// A completed request's charge: the store adds `fee` to what the user owes
 /// and hands the new total to `sign`, which builds and signs the receipt.
 pub struct Charge {
@@ -77,7 +84,7 @@ pub struct Charge {
     pub user: Address,
     pub worst: U256,
     pub fee: U256,
-    pub sign: Box<dyn FnOnce(U256) -> (SignedReceipt, B256) + Send>,
+    pub sign: Box<dyn FnOnce(U256) -> Issued + Send>,
 }
 
 /// A stored request as `GET /v1/receipts/{id}` needs it.
@@ -136,7 +143,7 @@ pub trait Store: Send + Sync + 'static {
     /// Stores the voucher and reserves the request's worst case, or refuses.
     async fn admit(&self, admission: &Admission) -> Result<Result<(), Refusal>, StoreError>;
     /// Stores the charge and the receipt `sign` builds; returns the receipt.
-    async fn charge(&self, charge: Charge) -> Result<SignedReceipt, StoreError>;
+    async fn charge(&self, charge: Charge) -> Result<Issued, StoreError>;
     /// Frees the reservation of a request that failed upstream: it costs nothing.
     async fn release(&self, id: &str, user: Address, worst: U256) -> Result<(), StoreError>;
     /// Accepts an acknowledgement voucher.

@@ -159,21 +159,20 @@ impl crate::store::Store for PgStore {
     async fn charge(
         &self,
         c: crate::store::Charge,
-    ) -> Result<zg_core::headers::SignedReceipt, crate::store::StoreError> {
+    ) -> Result<crate::store::Issued, crate::store::StoreError> {
         let mut tx = self.begin().await?;
         let mut account = lock_account(&mut tx, c.user, self.provider).await?;
         account.owed = account.owed.saturating_add(c.fee);
         account.reserved = account.reserved.saturating_sub(c.worst);
-        let (receipt, hash) = (c.sign)(account.owed);
-        let text = serde_json::to_string(&receipt).unwrap_or_default();
+        let issued = (c.sign)(account.owed);
         let updated = sqlx::query(
             "UPDATE requests SET state = 'charged', fee = $2, receipt = $3, receipt_hash = $4 \
              WHERE id = $1 AND state = 'admitted'",
         )
         .bind(&c.id)
         .bind(c.fee.to_string())
-        .bind(text)
-        .bind(crate::store::hex_b256(hash))
+        .bind(&issued.json)
+        .bind(crate::store::hex_b256(issued.hash))
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -182,7 +181,7 @@ impl crate::store::Store for PgStore {
         }
         write_account(&mut tx, &account).await?;
         tx.commit().await?;
-        Ok(receipt)
+        Ok(issued)
     }
 
     async fn release(

@@ -6,12 +6,12 @@
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use zg_core::{Address, U256, headers::SignedReceipt};
+use zg_core::{Address, U256};
 use zg_sqlite::Writer;
 
 use super::{
-    Account, AccountRow, Ack, Charge, RequestRecord, RequestState, Store, StoreError, hex_addr,
-    hex_b256, now_unix, parse_addr, parse_receipt, parse_u256,
+    Account, AccountRow, Ack, Charge, Issued, RequestRecord, RequestState, Store, StoreError,
+    hex_addr, hex_b256, now_unix, parse_addr, parse_receipt, parse_u256,
 };
 use crate::admission::{self, Admission, Refusal};
 
@@ -200,12 +200,18 @@ fn close_request(
     write_account(db, &account)
 }
 
-fn charge(db: &Connection, c: Charge, provider: Address) -> Result<SignedReceipt, StoreError> {
+fn charge(db: &Connection, c: Charge, provider: Address) -> Result<Issued, StoreError> {
     let account = read_account(db, c.user, provider)?.unwrap_or_else(|| Account::new(c.user));
-    let (receipt, hash) = (c.sign)(account.owed.saturating_add(c.fee));
-    let text = serde_json::to_string(&receipt).unwrap_or_default();
-    close_request(db, &c.id, account, c.worst, c.fee, Some((&text, hash)))?;
-    Ok(receipt)
+    let issued = (c.sign)(account.owed.saturating_add(c.fee));
+    close_request(
+        db,
+        &c.id,
+        account,
+        c.worst,
+        c.fee,
+        Some((&issued.json, issued.hash)),
+    )?;
+    Ok(issued)
 }
 
 fn ack(db: &Connection, ack: &Ack, provider: Address) -> Result<Result<(), Refusal>, StoreError> {
@@ -246,7 +252,7 @@ impl Store for SqliteStore {
         self.call(move |db| admit(db, &a, provider)).await
     }
 
-    async fn charge(&self, c: Charge) -> Result<SignedReceipt, StoreError> {
+    async fn charge(&self, c: Charge) -> Result<Issued, StoreError> {
         let provider = self.provider;
         self.call(move |db| charge(db, c, provider)).await
     }
