@@ -3,16 +3,8 @@
 //! evidence), in a local SQLite file (zg-sqlite, so the gateway's concurrent
 //! requests share commits).
 //!
-//! Concurrent requests to one provider never sign conflicting vouchers: the
-//! provider refuses a cumulative below one it accepted, and requests can
-//! arrive in any order, so every request of an *epoch* carries the same
-//! cumulative. An epoch starts when a request finds none in flight, at the
-//! tally then; after [`EPOCH_MAX`] requests, new ones wait for the epoch's
-//! to finish, which bounds what is owed beyond the newest voucher. A request
-//! alone in flight from start to receipt has its receipt's `owed` checked
-//! exactly; one with company, as at least its own fee above the tally when
-//! it was sent; and when an epoch ends, the highest `owed` its receipts
-//! claimed must not exceed the tally.
+//! Concurrent requests to one provider never sign conflicting vouchers:
+//! see [`epoch`].
 
 use crate::ClientError;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -25,6 +17,10 @@ use std::{
 };
 use zg_core::{Address, U256, headers::SignedReceipt};
 use zg_sqlite::Writer;
+
+pub mod epoch;
+use epoch::Slot;
+pub use epoch::{EPOCH_MAX, OwedBefore, Ticket};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS accounts (
@@ -110,52 +106,6 @@ pub enum Verdict<'a> {
     Rejected(&'a str),
 }
 
-/// Requests sent to one provider with the same voucher cumulative before
-/// new ones wait for them to finish.
-pub const EPOCH_MAX: u32 = 64;
-
-/// One provider's page, in memory while the book is open.
-struct Page {
-    account: Account,
-    in_flight: u32,
-    /// The cumulative the vouchers of the current epoch carry.
-    epoch: U256,
-    signed_in_epoch: u32,
-    /// The epoch takes no new requests (the provider's credit limit).
-    closed: bool,
-    /// Requests begun so far (tells a request whether another began after it).
-    begun: u64,
-    /// Highest `owed` the current epoch's paid receipts claimed.
-    max_owed: U256,
-}
-
-impl Page {
-    fn new(account: Account) -> Self {
-        Self {
-            account,
-            in_flight: 0,
-            epoch: account.authorized,
-            signed_in_epoch: 0,
-            closed: false,
-            begun: 0,
-            max_owed: account.owed,
-        }
-    }
-}
-
-#[derive(Default)]
-struct Slot {
-    page: std::sync::Mutex<Option<Page>>,
-    /// Woken when a provider's requests in flight drop to none.
-    idle: tokio::sync::Notify,
-}
-
-impl Slot {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Page>> {
-        self.page.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
 /// What went wrong in the book's file.
 #[derive(Debug, thiserror::Error)]
 pub enum BookError {
@@ -186,72 +136,6 @@ impl std::fmt::Debug for Book {
             .field("path", &self.path)
             .field("user", &self.user)
             .finish_non_exhaustive()
-    }
-}
-
-/// How a receipt's `owed` is checked against the client's tally.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OwedBefore {
-    /// The request was alone in flight: the provider was owed exactly this.
-    Exact(U256),
-    /// Others were in flight too: the provider was owed at least this.
-    AtLeast(U256),
-}
-
-/// One request in flight to a provider, from its voucher to its receipt.
-/// Dropping it ends the request (and maybe the epoch).
-pub struct Ticket {
-    slot: Arc<Slot>,
-    provider: Address,
-    cumulative: U256,
-    owed_at_start: U256,
-    begun: u64,
-    alone_at_start: bool,
-}
-
-impl Ticket {
-    /// The voucher's cumulative.
-    pub fn cumulative(&self) -> U256 {
-        self.cumulative
-    }
-
-    /// Ends this request's epoch early: new requests wait until the ones in
-    /// flight are done, then carry the tally (the provider refused a
-    /// voucher this far below what it is owed: its credit limit).
-    pub fn close_epoch(&self) {
-        if let Some(p) = self.slot.lock().as_mut() {
-            p.closed = true;
-        }
-    }
-
-    /// How this request's receipt is to be checked, as of now.
-    pub fn owed_before(&self) -> OwedBefore {
-        let page = self.slot.lock();
-        match page.as_ref() {
-            Some(p) if self.alone_at_start && p.begun == self.begun => {
-                OwedBefore::Exact(p.account.owed)
-            }
-            _ => OwedBefore::AtLeast(self.owed_at_start),
-        }
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        let mut page = self.slot.lock();
-        let Some(p) = page.as_mut() else { return };
-        p.in_flight = p.in_flight.saturating_sub(1);
-        if p.in_flight > 0 {
-            return;
-        }
-        if p.max_owed > p.account.owed {
-            tracing::warn!(
-                provider = %self.provider, claimed = %p.max_owed, tally = %p.account.owed,
-                "the provider's receipts claim more owed than they add up to"
-            );
-        }
-        drop(page);
-        self.slot.idle.notify_waiters();
     }
 }
 
@@ -297,22 +181,25 @@ impl Book {
 
     /// `provider`'s page, read from the file the first time.
     async fn slot(&self, provider: Address) -> Result<Arc<Slot>, ClientError> {
-        let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-            slots.entry(provider).or_default().clone()
-        };
-        if slot.lock().is_none() {
-            let account = self.load(provider).await?;
-            slot.lock().get_or_insert(Page::new(account));
+        if let Some(slot) = self.slots().get(&provider) {
+            return Ok(slot.clone());
         }
-        Ok(slot)
+        let account = self.load(provider).await?;
+        // Another request may have loaded it meanwhile: theirs counts.
+        Ok(self
+            .slots()
+            .entry(provider)
+            .or_insert_with(|| Arc::new(Slot::new(account)))
+            .clone())
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<Address, Arc<Slot>>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// `provider`'s account as the book has it now.
     pub async fn account(&self, provider: Address) -> Result<Account, ClientError> {
-        let slot = self.slot(provider).await?;
-        let page = slot.lock();
-        Ok(page.as_ref().map(|p| p.account).unwrap_or_default())
+        Ok(self.slot(provider).await?.lock().account)
     }
 
     /// `provider`'s account if no request to it is in flight (the moment to
@@ -320,45 +207,12 @@ impl Book {
     pub async fn quiet_account(&self, provider: Address) -> Result<Option<Account>, ClientError> {
         let slot = self.slot(provider).await?;
         let page = slot.lock();
-        Ok(page
-            .as_ref()
-            .filter(|p| p.in_flight == 0)
-            .map(|p| p.account))
+        Ok(page.quiet().then_some(page.account))
     }
 
-    /// Starts a request to `provider`: the cumulative its voucher carries.
-    /// Waits while the current epoch is full.
+    /// Starts a request to `provider` (see [`epoch`]).
     pub async fn begin(&self, provider: Address) -> Result<Ticket, ClientError> {
-        let slot = self.slot(provider).await?;
-        loop {
-            let idle = slot.idle.notified();
-            {
-                let mut page = slot.lock();
-                let p = page.get_or_insert_with(|| Page::new(Account::of(provider)));
-                if p.in_flight == 0 {
-                    p.epoch = p.account.owed.max(p.epoch);
-                    p.signed_in_epoch = 0;
-                    p.closed = false;
-                    p.max_owed = p.account.owed;
-                }
-                if p.signed_in_epoch < EPOCH_MAX && !p.closed {
-                    let alone_at_start = p.in_flight == 0;
-                    p.in_flight += 1;
-                    p.signed_in_epoch += 1;
-                    p.begun += 1;
-                    p.account.authorized = p.account.authorized.max(p.epoch);
-                    return Ok(Ticket {
-                        slot: slot.clone(),
-                        provider,
-                        cumulative: p.epoch,
-                        owed_at_start: p.account.owed,
-                        begun: p.begun,
-                        alone_at_start,
-                    });
-                }
-            }
-            idle.await;
-        }
+        Ok(self.slot(provider).await?.begin().await)
     }
 
     async fn load(&self, provider: Address) -> Result<Account, ClientError> {
@@ -401,12 +255,9 @@ impl Book {
     ) -> Result<(), ClientError> {
         let slot = self.slot(provider).await?;
         let saved = {
-            let mut page = slot.lock();
-            let p = page.get_or_insert_with(|| Page::new(Account::of(provider)));
+            let mut p = slot.lock();
             change(&mut p.account);
-            if p.in_flight == 0 {
-                p.epoch = p.account.authorized;
-            }
+            p.reset_epoch();
             let a = p.account;
             let values = [
                 self.user.to_string(),
@@ -446,7 +297,7 @@ impl Book {
         };
         let mut values = [
             self.user.to_string(),
-            ticket.provider.to_string(),
+            ticket.provider().to_string(),
             service.to_owned(),
             model.to_owned(),
             r.fee.to_string(),
@@ -459,11 +310,9 @@ impl Book {
             String::new(),
         ];
         let (inserted, tally) = {
-            let mut page = ticket.slot.lock();
-            let p = page.get_or_insert_with(|| Page::new(Account::of(ticket.provider)));
+            let mut p = ticket.slot.lock();
             if verdict == Verdict::Paid {
-                p.account.owed = p.account.owed.saturating_add(r.fee);
-                p.max_owed = p.max_owed.max(r.owed);
+                p.paid(r.fee, r.owed);
             }
             values[10] = p.account.authorized.to_string();
             values[11] = p.account.owed.to_string();
