@@ -9,6 +9,9 @@ use crate::{
     book::{Book, Ticket, Verdict},
     checks::{Expected, check_receipt},
 };
+mod ack;
+pub use ack::AckPolicy;
+
 use alloy_primitives::utils::Keccak256;
 use bytes::Bytes;
 use futures::Stream;
@@ -18,7 +21,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::{Duration, Instant},
+    time::Duration,
 };
 use tokio::sync::{mpsc, oneshot};
 use zg_core::{
@@ -26,17 +29,6 @@ use zg_core::{
     headers::{self, SignedReceipt},
     keccak256, request_digest,
 };
-
-/// When to send an acknowledgement voucher after a good receipt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckPolicy {
-    /// Right after the check (one-shot tools: the CLI).
-    Immediate,
-    /// When no other request went to the provider for this long: the next
-    /// request's voucher pays the fee anyway, so a busy gateway sends none.
-    WhenIdle(Duration),
-    Never,
-}
 
 /// A receipt that passed every check and was paid.
 #[derive(Debug, Clone, Serialize)]
@@ -93,15 +85,9 @@ struct Inner {
     ack: AckPolicy,
     /// Per provider, the newest good receipt not yet acknowledged and when
     /// to acknowledge it if no request comes first (`AckPolicy::WhenIdle`).
-    idle: std::sync::Mutex<HashMap<Address, IdleAck>>,
-    /// Parsed request URLs by (service URL, path).
-    urls: std::sync::Mutex<HashMap<(String, String), reqwest::Url>>,
-}
-
-struct IdleAck {
-    service: Service,
-    receipt_hash: B256,
-    due: Instant,
+    idle: std::sync::Mutex<HashMap<Address, ack::IdleAck>>,
+    /// Parsed request URLs by service URL, then path.
+    urls: std::sync::Mutex<HashMap<String, HashMap<String, reqwest::Url>>>,
 }
 
 impl Payer {
@@ -362,18 +348,7 @@ impl Payer {
                     )
                     .await?;
                 drop(ticket);
-                let receipt_hash = signed.receipt.signing_hash(&self.inner.domain);
-                match self.inner.ack {
-                    AckPolicy::Immediate => {
-                        if let Err(e) = self.acknowledge(service, receipt_hash).await {
-                            tracing::warn!(provider = %service.provider, error = %e, "acknowledgement voucher failed");
-                        }
-                    }
-                    AckPolicy::WhenIdle(after) => {
-                        self.ack_when_idle(service.clone(), receipt_hash, after)
-                    }
-                    AckPolicy::Never => {}
-                }
+                self.acknowledge_as_policy(service, &signed).await;
                 Ok(PaidReceipt {
                     id,
                     provider: service.provider,
@@ -400,102 +375,26 @@ impl Payer {
         }
     }
 
-    /// Notes the newest good receipt for a provider; one timer per provider
-    /// (not one per request) acknowledges it once the provider went idle.
-    fn ack_when_idle(&self, service: Service, receipt_hash: B256, after: Duration) {
-        let provider = service.provider;
-        let pending = IdleAck {
-            service,
-            receipt_hash,
-            due: Instant::now() + after,
-        };
-        let first = self.idle().insert(provider, pending).is_none();
-        if first {
-            let payer = self.clone();
-            tokio::spawn(async move { payer.acknowledge_when_due(provider).await });
-        }
-    }
-
-    async fn acknowledge_when_due(&self, provider: Address) {
-        let pending = loop {
-            let due = match self.idle().get(&provider) {
-                Some(p) => p.due,
-                None => return,
-            };
-            if due > Instant::now() {
-                tokio::time::sleep_until(due.into()).await;
-                continue;
-            }
-            match self.idle().remove(&provider) {
-                Some(p) => break p,
-                None => return,
-            }
-        };
-        if let Err(e) = self
-            .acknowledge(&pending.service, pending.receipt_hash)
-            .await
-        {
-            tracing::warn!(%provider, error = %e, "acknowledgement voucher failed");
-        }
-    }
-
-    fn idle(&self) -> std::sync::MutexGuard<'_, HashMap<Address, IdleAck>> {
-        self.inner.idle.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// `service.url` joined with `path`, parsed once per pair.
     fn url(&self, service: &Service, path: &str) -> Result<reqwest::Url, ClientError> {
-        let key = (service.url.clone(), path.to_owned());
-        if let Some(url) = self.urls().get(&key) {
+        if let Some(url) = self
+            .urls()
+            .get(&service.url)
+            .and_then(|paths| paths.get(path))
+        {
             return Ok(url.clone());
         }
         let url = reqwest::Url::parse(&endpoint(&service.url, path))
             .map_err(|e| unreachable_msg(service, &format!("the listed URL is not a URL: {e}")))?;
-        self.urls().insert(key, url.clone());
+        self.urls()
+            .entry(service.url.clone())
+            .or_default()
+            .insert(path.to_owned(), url.clone());
         Ok(url)
     }
 
-    fn urls(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), reqwest::Url>> {
+    fn urls(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, reqwest::Url>>> {
         self.inner.urls.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Signs and posts an acknowledgement voucher: cumulative = the tally,
-    /// bound to the receipt `receipt_hash`. Only while no request to the
-    /// provider is in flight (a higher cumulative would make the provider
-    /// refuse their vouchers); the next request's voucher pays otherwise.
-    async fn acknowledge(&self, service: &Service, receipt_hash: B256) -> Result<(), ClientError> {
-        let Some(account) = self.inner.book.quiet_account(service.provider).await? else {
-            return Ok(());
-        };
-        if account.authorized >= account.owed {
-            return Ok(());
-        }
-        let voucher = Voucher {
-            user: self.inner.user,
-            provider: service.provider,
-            cumulative: account.owed,
-            request_digest: receipt_hash,
-        };
-        let signature = voucher.sign(&self.inner.key, &self.inner.domain);
-        let body = AckBody {
-            voucher,
-            signature: signature.to_string(),
-        };
-        let response = self
-            .inner
-            .http
-            .post(endpoint(&service.url, "/v1/vouchers"))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| unreachable(service, e))?;
-        if !response.status().is_success() {
-            return Err(refused(service.provider, response).await);
-        }
-        self.inner
-            .book
-            .authorize(service.provider, account.owed)
-            .await
     }
 
     async fn fetch_receipt(
@@ -536,14 +435,6 @@ impl Payer {
         }
         Err(missing(service, format!("receipt {id} never appeared")))
     }
-}
-
-/// Body of `POST /v1/vouchers`: the voucher's requestDigest is the EIP-712
-/// hash of the receipt it acknowledges.
-#[derive(Debug, Serialize)]
-struct AckBody {
-    voucher: Voucher,
-    signature: String,
 }
 
 /// `service.url` joined with an API path, whether the URL ends in `/v1` or not.
