@@ -6,24 +6,22 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Market, chat_body, engine, neuron};
+use common::{Market, PaidChat, chat_body, engine};
 use zg_client::{AckPolicy, pay::endpoint};
 use zg_core::SignedStatement;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_to_one_provider_are_all_paid_and_tallied() {
     let e = engine();
+    // The market (anvil, temp dirs) lives as long as the test.
     let mut market = Market::start().await;
-    let provider = market
-        .broker(1, &e.url, &e.model, e.digest, "0.000000001", "0.000000002")
-        .await;
-    let (key, chain) = market.user(2, neuron("0.1"), &[provider.address()]).await;
-    let (payer, _) = market.payer(&key, AckPolicy::Never).await;
-    let service = chain
-        .service(provider.address(), "chat")
-        .await
-        .unwrap()
-        .expect("listed");
+    let PaidChat {
+        provider,
+        key,
+        payer,
+        service,
+        ..
+    } = market.one_paid_chat(AckPolicy::Never).await;
     let body = Bytes::from(serde_json::to_vec(&chat_body(&e.model, "Say hi.", 4)).unwrap());
     // Two waves: the second starts a new epoch at the first's tally.
     for _ in 0..2 {

@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{Market, chat_body, engine, neuron};
+use common::{Market, PaidChat, chat_body, engine};
 use zg_client::{AckPolicy, Book, Payer, recover};
 use zg_core::U256;
 
@@ -13,16 +13,14 @@ use zg_core::U256;
 async fn books_are_recovered_after_deleting_the_local_database() {
     let e = engine();
     let mut market = Market::start().await;
-    let provider = market
-        .broker(1, &e.url, &e.model, e.digest, "0.000000001", "0.000000002")
-        .await;
-    let (key, chain) = market.user(2, neuron("0.1"), &[provider.address()]).await;
-    let (payer, path) = market.payer(&key, AckPolicy::Immediate).await;
-    let service = chain
-        .service(provider.address(), "chat")
-        .await
-        .unwrap()
-        .expect("listed");
+    let PaidChat {
+        provider,
+        key,
+        chain,
+        payer,
+        book: path,
+        service,
+    } = market.one_paid_chat(AckPolicy::Immediate).await;
     let body = Bytes::from(serde_json::to_vec(&chat_body(&e.model, "Say hi.", 6)).unwrap());
     for _ in 0..3 {
         payer

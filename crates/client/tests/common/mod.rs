@@ -81,6 +81,17 @@ impl Provider {
     }
 }
 
+/// What [`Market::one_paid_chat`] sets up.
+pub struct PaidChat {
+    pub provider: Provider,
+    pub key: SigningKey,
+    pub chain: ChainClient,
+    pub payer: Payer,
+    /// The payer's book file.
+    pub book: PathBuf,
+    pub service: zg_core::Service,
+}
+
 pub fn neuron(amount: &str) -> U256 {
     parse_amount(amount).expect("amount")
 }
@@ -195,6 +206,31 @@ max_output_tokens = 64
             client.fund(*p, escrow).await.expect("fund");
         }
         (SigningKey::from_bytes(&bytes).expect("key"), client)
+    }
+
+    /// One broker (dev account 1) on the engine at 1e-9 / 2e-9 0G per token,
+    /// one user (dev account 2) with 0.1 0G of escrow at it, the user's
+    /// payer with its book, and the broker's chat service as listed.
+    pub async fn one_paid_chat(&mut self, ack: AckPolicy) -> PaidChat {
+        let e = engine();
+        let provider = self
+            .broker(1, &e.url, &e.model, e.digest, "0.000000001", "0.000000002")
+            .await;
+        let (key, chain) = self.user(2, neuron("0.1"), &[provider.address()]).await;
+        let (payer, book) = self.payer(&key, ack).await;
+        let service = chain
+            .service(provider.address(), "chat")
+            .await
+            .expect("registry")
+            .expect("listed");
+        PaidChat {
+            provider,
+            key,
+            chain,
+            payer,
+            book,
+            service,
+        }
     }
 
     /// A payer for `key` with its book in a fresh temp dir.
