@@ -38,7 +38,7 @@ pub struct GatewayArgs {
 
 /// Runs the gateway until killed, built as `zg-serving gateway` builds it.
 pub fn serve(args: GatewayArgs) -> Result<()> {
-    tokio::runtime::Runtime::new()
+    zg_client::gateway::runtime()
         .context("could not start the async runtime")?
         .block_on(serve_async(args))
 }

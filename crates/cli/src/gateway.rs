@@ -160,7 +160,7 @@ enum KeysCommand {
 }
 
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("could not start the async runtime")?;
+    let runtime = zg_client::gateway::runtime().context("could not start the async runtime")?;
     runtime.block_on(async move {
         let out = Out { json: args.json };
         match args.command {
