@@ -190,7 +190,8 @@ async fn kill_9_and_restart_loses_nothing() {
     for key in &users {
         let user = format!("{:#x}", key.address());
         let charged = text(
-            "SELECT fee FROM requests WHERE user_addr = ?1 AND state = 'charged'",
+            "SELECT o.fee FROM outcomes o JOIN requests q ON q.seq = o.request \
+             WHERE q.user_addr = unhex(substr(?1, 3)) AND o.state = 'charged'",
             &user,
         )
         .iter()

@@ -2,16 +2,22 @@
 //! writer thread, which commits concurrent requests' steps (admit, charge,
 //! release, ack) in groups. A step is on disk before its request goes
 //! upstream or its receipt goes out; a killed process loses none.
+//!
+//! A paid request touches few B-trees, for few pages per commit (migration
+//! 0003): admission adds its voucher to `requests` (ids, addresses, digests
+//! and signatures as bytes) and never changes it again; the charge or the
+//! release adds its row to `outcomes`. A request with no outcome is in
+//! flight, or was when its broker stopped (released at the next start).
 
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use zg_core::{Address, U256};
+use zg_core::{Address, B256, U256};
 use zg_sqlite::Writer;
 
 use super::{
     Account, AccountRow, Ack, Charge, Issued, RequestRecord, RequestState, Store, StoreError,
-    hex_addr, hex_b256, now_unix, parse_addr, parse_receipt, parse_u256,
+    hex_addr, hex_b256, now_unix, parse_receipt, parse_u256,
 };
 use crate::admission::{self, Admission, Refusal};
 
@@ -19,6 +25,7 @@ use crate::admission::{self, Admission, Refusal};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_partial_indexes.sql"),
+    include_str!("../../migrations/sqlite/0003_outcomes.sql"),
 ];
 
 const SELECT_ACCOUNT: &str = "SELECT user_addr, owed, reserved, settled, cumulative, request_digest, signature FROM accounts";
@@ -106,16 +113,42 @@ fn write_account(db: &Connection, a: &Account) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn seen(db: &Connection, user: Address, digest: zg_core::B256) -> Result<bool, StoreError> {
+fn seen(db: &Connection, user: Address, digest: B256) -> Result<bool, StoreError> {
     let found = db
         .prepare_cached("SELECT 1 FROM requests WHERE user_addr = ?1 AND request_digest = ?2")?
-        .query_row([hex_addr(user), hex_b256(digest)], |_| Ok(()))
+        .query_row(params![user.as_slice(), digest.as_slice()], |_| Ok(()))
         .optional()?;
     Ok(found.is_some())
 }
 
-/// Stores an accepted voucher as a request row.
-#[allow(clippy::too_many_arguments)]
+/// Whether this broker issued `user` a receipt whose EIP-712 hash is `hash`.
+fn issued(db: &Connection, user: Address, hash: B256) -> Result<bool, StoreError> {
+    let found = db
+        .prepare_cached(
+            "SELECT 1 FROM outcomes o JOIN requests q ON q.seq = o.request \
+             WHERE o.receipt_hash = ?1 AND q.user_addr = ?2",
+        )?
+        .query_row(params![hash.as_slice(), user.as_slice()], |_| Ok(()))
+        .optional()?;
+    Ok(found.is_some())
+}
+
+/// A request id as stored: its bytes when it is hex (every id `new_id`
+/// makes), else its text's bytes.
+fn id_key(id: &str) -> Vec<u8> {
+    hex::decode(id).unwrap_or_else(|_| id.as_bytes().to_vec())
+}
+
+fn blob_addr(bytes: &[u8]) -> Result<Address, StoreError> {
+    <[u8; 20]>::try_from(bytes)
+        .map(Address::from)
+        .map_err(|_| StoreError::Corrupt {
+            what: "address",
+            value: hex::encode(bytes),
+        })
+}
+
+/// Stores an accepted voucher as a request row; returns its `seq`.
 fn insert_request(
     db: &Connection,
     id: &str,
@@ -123,26 +156,47 @@ fn insert_request(
     signature: &zg_core::Signature,
     service: &str,
     worst: U256,
-    state: RequestState,
     replica: &str,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     db.prepare_cached(
-        "INSERT INTO requests (id, user_addr, request_digest, service, cumulative, signature, worst, state, replica, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO requests (id, user_addr, request_digest, service, cumulative, signature, worst, replica, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
-        id,
-        hex_addr(voucher.user),
-        hex_b256(voucher.request_digest),
+        id_key(id),
+        voucher.user.as_slice(),
+        voucher.request_digest.as_slice(),
         service,
         voucher.cumulative.to_string(),
-        signature.to_string(),
+        signature.as_bytes().as_slice(),
         worst.to_string(),
-        state.as_str(),
         replica,
         now_unix()
     ])?;
-    Ok(())
+    Ok(db.last_insert_rowid())
+}
+
+/// Records how request `seq` ended; false if it already had an outcome.
+fn insert_outcome(
+    db: &Connection,
+    seq: i64,
+    state: RequestState,
+    fee: U256,
+    receipt: Option<&Issued>,
+) -> Result<bool, StoreError> {
+    let inserted = db
+        .prepare_cached(
+            "INSERT OR IGNORE INTO outcomes (request, state, fee, receipt_hash, receipt) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            seq,
+            state.as_str(),
+            fee.to_string(),
+            receipt.map(|r| r.hash.as_slice()),
+            receipt.map(|r| r.json.as_str())
+        ])?;
+    Ok(inserted == 1)
 }
 
 fn admit(
@@ -166,34 +220,33 @@ fn admit(
         &a.signature,
         &a.service,
         a.worst,
-        RequestState::Admitted,
         &a.replica,
     )?;
     write_account(db, &next)?;
     Ok(Ok(()))
 }
 
-/// Moves an admitted request to `charged` (with its receipt) or `failed`.
+/// Ends an admitted request (`id` as stored): `charged` with its receipt,
+/// or `failed` (free). A request already ended is refused.
 fn close_request(
     db: &Connection,
-    id: &str,
+    id: &[u8],
     mut account: Account,
     worst: U256,
     fee: U256,
-    receipt: Option<(&str, zg_core::B256)>,
+    receipt: Option<&Issued>,
 ) -> Result<(), StoreError> {
-    let (state, text, hash) = match receipt {
-        Some((text, hash)) => (RequestState::Charged, Some(text), Some(hex_b256(hash))),
-        None => (RequestState::Failed, None, None),
+    let seq: i64 = db
+        .prepare_cached("SELECT seq FROM requests WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotAdmitted(hex::encode(id)))?;
+    let state = match receipt {
+        Some(_) => RequestState::Charged,
+        None => RequestState::Failed,
     };
-    let updated = db
-        .prepare_cached(
-            "UPDATE requests SET state = ?2, fee = ?3, receipt = ?4, receipt_hash = ?5 \
-             WHERE id = ?1 AND state = 'admitted'",
-        )?
-        .execute(params![id, state.as_str(), fee.to_string(), text, hash])?;
-    if updated == 0 {
-        return Err(StoreError::NotAdmitted(id.to_string()));
+    if !insert_outcome(db, seq, state, fee, receipt)? {
+        return Err(StoreError::NotAdmitted(hex::encode(id)));
     }
     account.owed = account.owed.saturating_add(fee);
     account.reserved = account.reserved.saturating_sub(worst);
@@ -203,24 +256,13 @@ fn close_request(
 fn charge(db: &Connection, c: Charge, provider: Address) -> Result<Issued, StoreError> {
     let account = read_account(db, c.user, provider)?.unwrap_or_else(|| Account::new(c.user));
     let issued = (c.sign)(account.owed.saturating_add(c.fee));
-    close_request(
-        db,
-        &c.id,
-        account,
-        c.worst,
-        c.fee,
-        Some((&issued.json, issued.hash)),
-    )?;
+    close_request(db, &id_key(&c.id), account, c.worst, c.fee, Some(&issued))?;
     Ok(issued)
 }
 
 fn ack(db: &Connection, ack: &Ack, provider: Address) -> Result<Result<(), Refusal>, StoreError> {
     let v = &ack.voucher;
-    let known = db
-        .prepare_cached("SELECT 1 FROM requests WHERE user_addr = ?1 AND receipt_hash = ?2")?
-        .query_row([hex_addr(v.user), hex_b256(v.request_digest)], |_| Ok(()))
-        .optional()?;
-    if known.is_none() {
+    if !issued(db, v.user, v.request_digest)? {
         return Ok(Err(Refusal::UnknownReceipt));
     }
     if seen(db, v.user, v.request_digest)? {
@@ -231,16 +273,8 @@ fn ack(db: &Connection, ack: &Ack, provider: Address) -> Result<Result<(), Refus
         Ok(next) => next,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    insert_request(
-        db,
-        &super::new_id(),
-        v,
-        &ack.signature,
-        "",
-        U256::ZERO,
-        RequestState::Ack,
-        "",
-    )?;
+    let seq = insert_request(db, &super::new_id(), v, &ack.signature, "", U256::ZERO, "")?;
+    insert_outcome(db, seq, RequestState::Ack, U256::ZERO, None)?;
     write_account(db, &next)?;
     Ok(Ok(()))
 }
@@ -261,7 +295,7 @@ impl Store for SqliteStore {
         let (id, provider) = (id.to_owned(), self.provider);
         self.call(move |db| {
             let account = read_account(db, user, provider)?.unwrap_or_else(|| Account::new(user));
-            close_request(db, &id, account, worst, U256::ZERO, None)
+            close_request(db, &id_key(&id), account, worst, U256::ZERO, None)
         })
         .await
     }
@@ -274,15 +308,21 @@ impl Store for SqliteStore {
     async fn request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError> {
         let id = id.to_owned();
         self.call(move |db| {
-            let row: Option<(String, String, String, Option<String>)> = db
-                .prepare_cached("SELECT id, user_addr, state, receipt FROM requests WHERE id = ?1")?
-                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            let row: Option<(Vec<u8>, Option<String>, Option<String>)> = db
+                .prepare_cached(
+                    "SELECT q.user_addr, o.state, o.receipt FROM requests q \
+                     LEFT JOIN outcomes o ON o.request = q.seq WHERE q.id = ?1",
+                )?
+                .query_row([id_key(&id)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()?;
-            row.map(|(id, user, state, receipt)| {
+            row.map(|(user, state, receipt)| {
                 Ok(RequestRecord {
                     id,
-                    user: parse_addr(&user)?,
-                    state: RequestState::parse(&state)?,
+                    user: blob_addr(&user)?,
+                    // No outcome yet: in flight.
+                    state: state
+                        .as_deref()
+                        .map_or(Ok(RequestState::Admitted), RequestState::parse)?,
                     receipt: receipt.as_deref().map(parse_receipt).transpose()?,
                 })
             })
@@ -330,19 +370,34 @@ impl Store for SqliteStore {
     async fn release_abandoned(&self, replica: &str) -> Result<u64, StoreError> {
         let (replica, provider) = (replica.to_owned(), self.provider);
         self.call(move |db| {
-            let rows: Vec<(String, String, String)> = db
+            // Every request up to the mark was ended or released at an
+            // earlier start: look only at those after it.
+            let mark: i64 = db
+                .prepare_cached("SELECT seq FROM release_marks WHERE replica = ?1")?
+                .query_row([&replica], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            let rows: Vec<(i64, Vec<u8>, String)> = db
                 .prepare_cached(
-                    "SELECT id, user_addr, worst FROM requests WHERE state = 'admitted' AND replica = ?1",
+                    "SELECT q.seq, q.user_addr, q.worst FROM requests q \
+                     WHERE q.seq > ?1 AND q.replica = ?2 \
+                     AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.request = q.seq)",
                 )?
-                .query_map([replica], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .query_map(params![mark, replica], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect::<Result<_, _>>()?;
-            for (id, user, worst) in &rows {
-                let user = parse_addr(user)?;
-                let account =
+            for (seq, user, worst) in &rows {
+                let user = blob_addr(user)?;
+                let mut account =
                     read_account(db, user, provider)?.unwrap_or_else(|| Account::new(user));
-                let worst = parse_u256("worst", worst)?;
-                close_request(db, id, account, worst, U256::ZERO, None)?;
+                insert_outcome(db, *seq, RequestState::Failed, U256::ZERO, None)?;
+                account.reserved = account.reserved.saturating_sub(parse_u256("worst", worst)?);
+                write_account(db, &account)?;
             }
+            db.prepare_cached(
+                "INSERT INTO release_marks (replica, seq) SELECT ?1, coalesce(max(seq), 0) FROM requests WHERE true \
+                 ON CONFLICT (replica) DO UPDATE SET seq = excluded.seq",
+            )?
+            .execute([&replica])?;
             Ok(rows.len() as u64)
         })
         .await
@@ -352,6 +407,97 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zg_core::{Receipt, SigningKey, headers::SignedReceipt};
+
+    /// A broker's file from before migration 0003 (text ids, addresses and
+    /// digests, the receipt in its request's row) reads the same after it.
+    #[tokio::test]
+    async fn a_version_2_file_keeps_its_requests_and_receipts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broker.db");
+        let (user, provider) = (Address::repeat_byte(1), Address::repeat_byte(9));
+        let key = SigningKey::random();
+        let signature = key.sign_hash(&B256::repeat_byte(7));
+        let receipt = SignedReceipt::new(
+            Receipt {
+                user,
+                provider,
+                service: B256::repeat_byte(4),
+                model_digest: B256::repeat_byte(5),
+                request_digest: B256::repeat_byte(2),
+                response_digest: B256::repeat_byte(6),
+                input_tokens: U256::from(3u64),
+                output_tokens: U256::from(4u64),
+                input_price: U256::from(1u64),
+                output_price: U256::from(1u64),
+                fee: U256::from(7u64),
+                owed: U256::from(7u64),
+            },
+            &signature,
+        );
+        let hash = B256::repeat_byte(3);
+        drop(Writer::open(&path, &MIGRATIONS[..2]).unwrap());
+        let old = Connection::open(&path).unwrap();
+        let insert = "INSERT INTO requests (id, user_addr, request_digest, service, cumulative, \
+             signature, worst, state, replica, created_at, fee, receipt, receipt_hash) \
+             VALUES (?1, ?2, ?3, 'chat', '7', ?4, '10', ?5, 'r', 0, ?6, ?7, ?8)";
+        let charged = "0000000000000001aaaaaaaaaaaaaaaa";
+        let in_flight = "0000000000000002bbbbbbbbbbbbbbbb";
+        old.execute(
+            insert,
+            params![
+                charged,
+                hex_addr(user),
+                hex_b256(B256::repeat_byte(2)),
+                signature.to_string(),
+                "charged",
+                "7",
+                receipt.to_header(),
+                hex_b256(hash)
+            ],
+        )
+        .unwrap();
+        old.execute(
+            insert,
+            params![
+                in_flight,
+                hex_addr(user),
+                hex_b256(B256::repeat_byte(8)),
+                signature.to_string(),
+                "admitted",
+                None::<String>,
+                None::<String>,
+                None::<String>
+            ],
+        )
+        .unwrap();
+        drop(old);
+
+        let store = SqliteStore::open(&format!("sqlite://{}", path.display()), provider)
+            .await
+            .unwrap();
+        let record = store.request(charged).await.unwrap().unwrap();
+        assert_eq!(record.user, user);
+        assert_eq!(record.state, RequestState::Charged);
+        assert_eq!(record.receipt, Some(receipt));
+        let (replayed, acknowledgeable, other) = store
+            .call(move |db| {
+                Ok((
+                    seen(db, user, B256::repeat_byte(2))?,
+                    issued(db, user, hash)?,
+                    issued(db, provider, hash)?,
+                ))
+            })
+            .await
+            .unwrap();
+        assert!(replayed && acknowledgeable && !other);
+        assert_eq!(store.release_abandoned("r").await.unwrap(), 1);
+        // The next start looks only at requests after this one's mark.
+        assert_eq!(store.release_abandoned("r").await.unwrap(), 0);
+        let released = store.request(in_flight).await.unwrap().unwrap();
+        assert_eq!(released.state, RequestState::Failed);
+        assert!(released.receipt.is_none());
+    }
 
     #[tokio::test]
     async fn releasing_an_unknown_request_changes_nothing() {
