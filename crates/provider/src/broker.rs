@@ -2,9 +2,9 @@
 //! the voucher, store it with the worst case reserved), then either charge
 //! (store the fee, sign the receipt) or release (the upstream failed: free).
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use tracing::Instrument;
 use zg_core::{
     Address, B256, Domain, ErrorCode, PaymentHeaders, Prices, Receipt, SigningKey, U256, Usage,
@@ -18,6 +18,7 @@ use crate::{
     escrow::ChainView,
     server::StartError,
     store::{Charge, Issued, Store, new_id},
+    upstream::Upstream,
 };
 
 /// A configured service, ready to proxy.
@@ -27,7 +28,7 @@ pub struct ServiceRuntime {
     pub id: B256,
     pub prices: Prices,
     /// `{upstream}/chat/completions` or `{upstream}/embeddings`, parsed once.
-    pub url: reqwest::Url,
+    pub url: Uri,
     pub headers: HeaderMap,
 }
 
@@ -39,7 +40,7 @@ pub struct Broker {
     pub domain: Domain,
     pub provider: Address,
     pub signer: SigningKey,
-    pub http: reqwest::Client,
+    pub http: Upstream,
 }
 
 /// An admitted request: what its charge or release needs.
@@ -68,12 +69,6 @@ impl Broker {
             .iter()
             .map(|s| runtime(s.clone()))
             .collect::<Result<Vec<_>, _>>()?;
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| StartError::Config(format!("could not build the HTTP client: {e}")))?;
         Ok(Self {
             domain: chain.chain().domain(),
             provider: chain.provider(),
@@ -82,7 +77,7 @@ impl Broker {
             store,
             chain,
             config,
-            http,
+            http: Upstream::new(),
         })
     }
 
@@ -285,12 +280,21 @@ fn runtime(config: ServiceConfig) -> Result<Arc<ServiceRuntime>, StartError> {
     } else {
         format!("{base}/embeddings")
     };
-    let url = reqwest::Url::parse(&url).map_err(|e| {
-        StartError::Config(format!(
-            "service {:?}: upstream {url:?} is not a URL: {e}",
-            config.name
-        ))
-    })?;
+    let url = match url.parse::<Uri>() {
+        Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => uri,
+        Ok(_) => {
+            return Err(StartError::Config(format!(
+                "service {:?}: upstream {url:?} must be an http:// URL with a host (a model server on the provider's own network)",
+                config.name
+            )));
+        }
+        Err(e) => {
+            return Err(StartError::Config(format!(
+                "service {:?}: upstream {url:?} is not a URL: {e}",
+                config.name
+            )));
+        }
+    };
     Ok(Arc::new(ServiceRuntime {
         id: service_id(&config.name),
         prices: Prices::new(config.input_price, config.output_price),

@@ -21,6 +21,7 @@ pub mod settle;
 pub mod status;
 pub mod store;
 pub mod stream;
+pub mod upstream;
 
 pub use broker::Broker;
 pub use config::{Config, ConfigError};

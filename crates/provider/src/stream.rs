@@ -15,7 +15,6 @@ use axum::{
     response::Response,
 };
 use bytes::Bytes;
-use futures::StreamExt;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use zg_core::{Usage, headers as zh};
@@ -24,6 +23,7 @@ use crate::{
     broker::{Broker, Paid},
     error::ApiError,
     handlers::{UsageJson, upstream_refused},
+    upstream::UpstreamResponse,
 };
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
@@ -90,7 +90,7 @@ impl Meter {
 async fn pump(
     broker: Arc<Broker>,
     paid: Paid,
-    upstream: reqwest::Response,
+    mut upstream: UpstreamResponse,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     user_wants_usage: bool,
 ) {
@@ -102,12 +102,11 @@ async fn pump(
     };
     let mut held_usage: Option<Bytes> = None;
     let mut buf: Vec<u8> = Vec::new();
-    let mut events = upstream.bytes_stream();
     let mut done = false;
     let mut cut_reason = String::new();
     'read: while !meter.client_gone {
-        match events.next().await {
-            Some(Ok(chunk)) => {
+        match upstream.chunk().await {
+            Ok(Some(chunk)) => {
                 buf.extend_from_slice(&chunk);
                 while let Some(event) = take_event(&mut buf) {
                     match classify(&event) {
@@ -133,17 +132,17 @@ async fn pump(
                     }
                 }
             }
-            Some(Err(e)) => {
+            Err(e) => {
                 cut_reason = e.to_string();
                 break;
             }
-            None => {
+            Ok(None) => {
                 cut_reason = "the upstream closed the stream before [DONE]".into();
                 break;
             }
         }
     }
-    drop(events);
+    drop(upstream);
 
     let complete = done && !meter.client_gone;
     let usage = match (complete, meter.usage) {

@@ -26,6 +26,7 @@ use zg_core::{ErrorCode, Usage, headers as zh};
 use crate::{
     broker::{Broker, Paid},
     error::ApiError,
+    upstream::UpstreamResponse,
 };
 
 /// Largest request body accepted (a long chat history, a batch of inputs).
@@ -161,15 +162,11 @@ pub(crate) async fn send_upstream(
     broker: &Broker,
     paid: &Paid,
     body: Bytes,
-) -> Result<reqwest::Response, ApiError> {
+) -> Result<UpstreamResponse, ApiError> {
     let started = Instant::now();
     let sent = broker
         .http
-        .post(paid.service.url.clone())
-        .headers(paid.service.headers.clone())
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
+        .post(&paid.service.url, &paid.service.headers, body)
         .await;
     match sent {
         Ok(response) => {

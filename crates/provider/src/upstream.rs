@@ -1,0 +1,120 @@
+//! The HTTP client to the model servers: hyper's pooled HTTP/1 client with
+//! each service's URI parsed once. reqwest, which wraps the same client,
+//! re-parsed the URL and built a redirect layer around every request (about
+//! 4% of the broker's CPU per request, docs/bench-broker.md); the broker
+//! needs neither redirects nor TLS to a model server on its own network.
+
+use std::time::Duration;
+
+use axum::http::{HeaderMap, Request, StatusCode, Uri, header};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
+
+/// Pooled keep-alive connections to every upstream.
+#[derive(Clone)]
+pub struct Upstream {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// Why an upstream gave no (complete) answer, with every cause.
+#[derive(Debug)]
+pub struct UpstreamError(String);
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl UpstreamError {
+    fn new(e: impl std::error::Error) -> Self {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        Self(text)
+    }
+}
+
+/// An upstream's answer: status and headers came, the body is read on demand.
+pub struct UpstreamResponse(axum::http::Response<Incoming>);
+
+impl Upstream {
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        Self {
+            client: Client::builder(TokioExecutor::new())
+                .pool_max_idle_per_host(256)
+                .build(connector),
+        }
+    }
+
+    /// POSTs a JSON `body` to `uri` with the service's extra `headers`.
+    pub async fn post(
+        &self,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Bytes,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let mut request = Request::post(uri.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .map_err(UpstreamError::new)?;
+        request
+            .headers_mut()
+            .extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.client
+            .request(request)
+            .await
+            .map(UpstreamResponse)
+            .map_err(UpstreamError::new)
+    }
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UpstreamResponse {
+    pub fn status(&self) -> StatusCode {
+        self.0.status()
+    }
+
+    /// The whole body.
+    pub async fn bytes(self) -> Result<Bytes, UpstreamError> {
+        Ok(self
+            .0
+            .into_body()
+            .collect()
+            .await
+            .map_err(UpstreamError::new)?
+            .to_bytes())
+    }
+
+    /// The body as it comes: the next piece, or None at its end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, UpstreamError> {
+        loop {
+            match self.0.body_mut().frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(UpstreamError::new(e)),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        return Ok(Some(data));
+                    }
+                }
+            }
+        }
+    }
+}
