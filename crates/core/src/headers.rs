@@ -2,7 +2,7 @@
 //! an error naming the header, what was expected and what came.
 
 use crate::{Receipt, Signature};
-use alloy_primitives::{Address, U256};
+use alloy_primitives::{Address, U256, hex};
 use serde::{Deserialize, Serialize};
 use std::{fmt, str::FromStr};
 

@@ -2,7 +2,7 @@
 //! libsecp256k1 (the `secp256k1` crate) because the hot path signs or
 //! recovers once per request and it is several times faster than k256.
 
-use alloy_primitives::{Address, B256, U256, keccak256, uint};
+use alloy_primitives::{Address, B256, U256, hex, keccak256, uint};
 use secp256k1::{
     Message, PublicKey, SECP256K1, SecretKey,
     ecdsa::{RecoverableSignature, RecoveryId},
@@ -70,15 +70,15 @@ impl FromStr for Signature {
     type Err = SignatureError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let text = text.strip_prefix("0x").unwrap_or(text);
-        let bytes = hex::decode(text).map_err(|e| SignatureError::Hex(e.to_string()))?;
+        let bytes: [u8; 65] =
+            hex::decode_to_array(text).map_err(|e| SignatureError::Hex(e.to_string()))?;
         Self::from_slice(&bytes)
     }
 }
 
 impl fmt::Display for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "0x{}", hex::encode(self.0))
+        f.write_str(&hex::encode_prefixed(self.0))
     }
 }
 
