@@ -1,12 +1,15 @@
 -- Fewer B-trees per paid request, for fewer pages per commit. A request's
--- voucher row is written once, at admission, compactly (ids, addresses,
--- digests and signatures as bytes); how it ended (charged with its receipt,
--- failed, or an acknowledgement) goes to `outcomes`, appended once, instead
--- of updating the request's row and two indexes. A request without an
--- outcome is in flight. Ids that are not hex keep their text's bytes.
+-- voucher row is written once, at admission, compactly (addresses, digests
+-- and signatures as bytes), keyed by its id: `seq` is the id's time half
+-- (unique within a broker process), `tag` its random half. How it ended
+-- (charged with its receipt, failed, or an acknowledgement) goes to
+-- `outcomes`, appended once, instead of updating the request's row and two
+-- indexes. A request without an outcome is in flight. Requests from before
+-- this version are numbered in id order and keep their id in `legacy_id`.
 CREATE TABLE requests_v3 (
     seq            INTEGER PRIMARY KEY,
-    id             BLOB NOT NULL UNIQUE,
+    tag            INTEGER NOT NULL,
+    legacy_id      BLOB,
     user_addr      BLOB NOT NULL,
     request_digest BLOB NOT NULL,
     service        TEXT NOT NULL,
@@ -36,17 +39,18 @@ CREATE TABLE release_marks (
     seq     INTEGER NOT NULL
 );
 
-INSERT INTO requests_v3 (id, user_addr, request_digest, service, cumulative, signature,
-                         worst, replica, created_at)
-SELECT coalesce(unhex(id), CAST(id AS BLOB)), unhex(substr(user_addr, 3)),
+INSERT INTO requests_v3 (tag, legacy_id, user_addr, request_digest, service, cumulative,
+                         signature, worst, replica, created_at)
+SELECT 0, CAST(id AS BLOB), unhex(substr(user_addr, 3)),
        unhex(substr(request_digest, 3)), service, cumulative, unhex(substr(signature, 3)),
        worst, replica, created_at
 FROM requests ORDER BY id;
 
 INSERT INTO outcomes (request, state, fee, receipt_hash, receipt)
 SELECT n.seq, o.state, coalesce(o.fee, '0'), unhex(substr(o.receipt_hash, 3)), o.receipt
-FROM requests o JOIN requests_v3 n ON n.id = coalesce(unhex(o.id), CAST(o.id AS BLOB))
+FROM requests o JOIN requests_v3 n ON n.legacy_id = CAST(o.id AS BLOB)
 WHERE o.state <> 'admitted';
 
 DROP TABLE requests;
 ALTER TABLE requests_v3 RENAME TO requests;
+CREATE INDEX requests_legacy ON requests (legacy_id) WHERE legacy_id IS NOT NULL;

@@ -12,7 +12,10 @@ pub use sqlite::SqliteStore;
 
 use crate::admission::{Admission, Refusal};
 use async_trait::async_trait;
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
 use zg_core::{Address, B256, Signature, U256, Voucher, headers::SignedReceipt};
 
 #[derive(Debug, thiserror::Error)]
@@ -171,11 +174,28 @@ pub async fn open(url: &str, provider: Address) -> Result<Arc<dyn Store>, StoreE
 /// A new request id: the time in nanoseconds, then 8 random bytes, as hex.
 /// New rows land at the end of the id index (few pages written per commit)
 /// and ids stay unguessable.
+/// Within a process the time part only grows, one nanosecond at least, so
+/// it alone identifies a request (the SQLite store's row id).
 pub fn new_id() -> String {
-    let nanos = std::time::SystemTime::now()
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
+    let previous = LAST
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+            Some(now.max(last + 1))
+        })
+        .unwrap_or(now);
+    let nanos = now.max(previous + 1);
     format!("{nanos:016x}{}", hex::encode(rand::random::<[u8; 8]>()))
+}
+
+/// The time part of the newest id made; see [`new_id`].
+static LAST: AtomicU64 = AtomicU64::new(0);
+
+/// Makes every later id's time part exceed `nanos` (the newest stored at
+/// start), even if the clock went back across a restart.
+pub(crate) fn ids_after(nanos: u64) {
+    LAST.fetch_max(nanos, Ordering::Relaxed);
 }
 
 // Encodings shared by both databases: addresses and digests as 0x lowercase

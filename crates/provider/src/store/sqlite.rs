@@ -133,10 +133,24 @@ fn issued(db: &Connection, user: Address, hash: B256) -> Result<bool, StoreError
     Ok(found.is_some())
 }
 
-/// A request id as stored: its bytes when it is hex (every id `new_id`
-/// makes), else its text's bytes.
-fn id_key(id: &str) -> Vec<u8> {
-    hex::decode(id).unwrap_or_else(|_| id.as_bytes().to_vec())
+/// A request id (`new_id`: 16 hex digits of time, 16 of chance) as its row:
+/// `seq`, the time (unique within a broker process), and `tag`.
+fn split_id(id: &str) -> Option<(i64, i64)> {
+    let (time, chance) = (id.get(..16)?, id.get(16..)?);
+    let seq = u64::from_str_radix(time, 16).ok()?;
+    let tag = u64::from_str_radix(chance, 16).ok()?;
+    (chance.len() == 16).then_some((seq as i64, tag as i64))
+}
+
+/// The row of request `id`, if there is one.
+fn find_request(db: &Connection, id: &str) -> Result<Option<i64>, StoreError> {
+    let Some((seq, tag)) = split_id(id) else {
+        return Ok(None);
+    };
+    Ok(db
+        .prepare_cached("SELECT seq FROM requests WHERE seq = ?1 AND tag = ?2")?
+        .query_row([seq, tag], |r| r.get(0))
+        .optional()?)
 }
 
 fn blob_addr(bytes: &[u8]) -> Result<Address, StoreError> {
@@ -149,6 +163,8 @@ fn blob_addr(bytes: &[u8]) -> Result<Address, StoreError> {
 }
 
 /// Stores an accepted voucher as a request row; returns its `seq`.
+/// Two brokers sharing one file could, in the same nanosecond, make the
+/// same `seq`: the second insert fails and its request is refused.
 fn insert_request(
     db: &Connection,
     id: &str,
@@ -158,12 +174,17 @@ fn insert_request(
     worst: U256,
     replica: &str,
 ) -> Result<i64, StoreError> {
+    let (seq, tag) = split_id(id).ok_or_else(|| StoreError::Corrupt {
+        what: "request id",
+        value: id.into(),
+    })?;
     db.prepare_cached(
-        "INSERT INTO requests (id, user_addr, request_digest, service, cumulative, signature, worst, replica, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO requests (seq, tag, user_addr, request_digest, service, cumulative, signature, worst, replica, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
-        id_key(id),
+        seq,
+        tag,
         voucher.user.as_slice(),
         voucher.request_digest.as_slice(),
         service,
@@ -173,7 +194,7 @@ fn insert_request(
         replica,
         now_unix()
     ])?;
-    Ok(db.last_insert_rowid())
+    Ok(seq)
 }
 
 /// Records how request `seq` ended; false if it already had an outcome.
@@ -226,27 +247,23 @@ fn admit(
     Ok(Ok(()))
 }
 
-/// Ends an admitted request (`id` as stored): `charged` with its receipt,
-/// or `failed` (free). A request already ended is refused.
+/// Ends an admitted request: `charged` with its receipt, or `failed`
+/// (free). A request already ended is refused.
 fn close_request(
     db: &Connection,
-    id: &[u8],
+    id: &str,
     mut account: Account,
     worst: U256,
     fee: U256,
     receipt: Option<&Issued>,
 ) -> Result<(), StoreError> {
-    let seq: i64 = db
-        .prepare_cached("SELECT seq FROM requests WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| StoreError::NotAdmitted(hex::encode(id)))?;
+    let seq = find_request(db, id)?.ok_or_else(|| StoreError::NotAdmitted(id.into()))?;
     let state = match receipt {
         Some(_) => RequestState::Charged,
         None => RequestState::Failed,
     };
     if !insert_outcome(db, seq, state, fee, receipt)? {
-        return Err(StoreError::NotAdmitted(hex::encode(id)));
+        return Err(StoreError::NotAdmitted(id.into()));
     }
     account.owed = account.owed.saturating_add(fee);
     account.reserved = account.reserved.saturating_sub(worst);
@@ -256,7 +273,7 @@ fn close_request(
 fn charge(db: &Connection, c: Charge, provider: Address) -> Result<Issued, StoreError> {
     let account = read_account(db, c.user, provider)?.unwrap_or_else(|| Account::new(c.user));
     let issued = (c.sign)(account.owed.saturating_add(c.fee));
-    close_request(db, &id_key(&c.id), account, c.worst, c.fee, Some(&issued))?;
+    close_request(db, &c.id, account, c.worst, c.fee, Some(&issued))?;
     Ok(issued)
 }
 
@@ -295,7 +312,7 @@ impl Store for SqliteStore {
         let (id, provider) = (id.to_owned(), self.provider);
         self.call(move |db| {
             let account = read_account(db, user, provider)?.unwrap_or_else(|| Account::new(user));
-            close_request(db, &id_key(&id), account, worst, U256::ZERO, None)
+            close_request(db, &id, account, worst, U256::ZERO, None)
         })
         .await
     }
@@ -308,12 +325,23 @@ impl Store for SqliteStore {
     async fn request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError> {
         let id = id.to_owned();
         self.call(move |db| {
+            // Requests from before migration 0003 keep their id aside.
+            let seq = match find_request(db, &id)? {
+                Some(seq) => Some(seq),
+                None => db
+                    .prepare_cached("SELECT seq FROM requests WHERE legacy_id = ?1")?
+                    .query_row([id.as_bytes()], |r| r.get(0))
+                    .optional()?,
+            };
+            let Some(seq) = seq else {
+                return Ok(None);
+            };
             let row: Option<(Vec<u8>, Option<String>, Option<String>)> = db
                 .prepare_cached(
                     "SELECT q.user_addr, o.state, o.receipt FROM requests q \
-                     LEFT JOIN outcomes o ON o.request = q.seq WHERE q.id = ?1",
+                     LEFT JOIN outcomes o ON o.request = q.seq WHERE q.seq = ?1",
                 )?
-                .query_row([id_key(&id)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()?;
             row.map(|(user, state, receipt)| {
                 Ok(RequestRecord {
@@ -383,7 +411,9 @@ impl Store for SqliteStore {
                      WHERE q.seq > ?1 AND q.replica = ?2 \
                      AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.request = q.seq)",
                 )?
-                .query_map(params![mark, replica], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .query_map(params![mark, replica], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
                 .collect::<Result<_, _>>()?;
             for (seq, user, worst) in &rows {
                 let user = blob_addr(user)?;
@@ -393,11 +423,16 @@ impl Store for SqliteStore {
                 account.reserved = account.reserved.saturating_sub(parse_u256("worst", worst)?);
                 write_account(db, &account)?;
             }
+            let newest: i64 = db
+                .prepare_cached("SELECT coalesce(max(seq), 0) FROM requests")?
+                .query_row([], |r| r.get(0))?;
             db.prepare_cached(
-                "INSERT INTO release_marks (replica, seq) SELECT ?1, coalesce(max(seq), 0) FROM requests WHERE true \
+                "INSERT INTO release_marks (replica, seq) VALUES (?1, ?2) \
                  ON CONFLICT (replica) DO UPDATE SET seq = excluded.seq",
             )?
-            .execute([&replica])?;
+            .execute(params![replica, newest])?;
+            // Requests from now on land after the mark, whatever the clock did.
+            super::ids_after(newest.max(0) as u64);
             Ok(rows.len() as u64)
         })
         .await
@@ -408,6 +443,19 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use zg_core::{Receipt, SigningKey, headers::SignedReceipt};
+
+    #[test]
+    fn request_ids_are_rows_that_only_grow() {
+        let (a, b) = (super::super::new_id(), super::super::new_id());
+        let ((seq_a, _), (seq_b, _)) = (split_id(&a).unwrap(), split_id(&b).unwrap());
+        assert!(seq_b > seq_a, "{a} then {b}");
+        // After a start that found newer rows (a clock that went back).
+        super::super::ids_after(seq_b as u64 + 1_000_000_000_000);
+        let (seq_c, _) = split_id(&super::super::new_id()).unwrap();
+        assert!(seq_c > seq_b + 1_000_000_000_000);
+        assert_eq!(split_id("not an id"), None);
+        assert_eq!(split_id("0123456789abcdef0123456789abcdefff"), None);
+    }
 
     /// A broker's file from before migration 0003 (text ids, addresses and
     /// digests, the receipt in its request's row) reads the same after it.
