@@ -38,7 +38,7 @@ pub fn print(stack: &Stack, data_dir: &std::path::Path) {
     println!();
     println!(
         "  curl -s {}/chat/completions -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' \\\n    -d '{{\"model\": \"{}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Say hello\"}}], \"max_tokens\": 32}}'",
-        stack.gateway_url, stack.chat_model, stack.api_key
+        stack.gateway_url, stack.api_key, stack.chat_model
     );
     println!();
     println!("  python3 - <<'PY'");
