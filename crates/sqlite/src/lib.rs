@@ -88,9 +88,8 @@ impl Writer {
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
         migrate(&mut db, migrations)?;
-        if !memory {
-            db.pragma_update(None, "wal_autocheckpoint", 0)?;
-        }
+        // Checkpoints are the checkpointer's (a private database has none).
+        db.pragma_update(None, "wal_autocheckpoint", 0)?;
         let shared = Arc::new(Shared {
             db: Mutex::new(db),
             queue: Mutex::default(),

@@ -172,10 +172,10 @@ pub async fn open(url: &str, provider: Address) -> Result<Arc<dyn Store>, StoreE
 }
 
 /// A new request id: the time in nanoseconds, then 8 random bytes, as hex.
-/// New rows land at the end of the id index (few pages written per commit)
-/// and ids stay unguessable.
-/// Within a process the time part only grows, one nanosecond at least, so
-/// it alone identifies a request (the SQLite store's row id).
+/// New rows land at the end of the table (few pages written per commit) and
+/// ids stay unguessable. Within a process the time part only grows, one
+/// nanosecond at least, so it alone identifies a request (the SQLite
+/// store's row id).
 pub fn new_id() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -252,22 +252,39 @@ fn admit(
 fn close_request(
     db: &Connection,
     id: &str,
-    mut account: Account,
+    account: Account,
     worst: U256,
     fee: U256,
     receipt: Option<&Issued>,
 ) -> Result<(), StoreError> {
     let seq = find_request(db, id)?.ok_or_else(|| StoreError::NotAdmitted(id.into()))?;
+    if !end_request(db, seq, account, worst, fee, receipt)? {
+        return Err(StoreError::NotAdmitted(id.into()));
+    }
+    Ok(())
+}
+
+/// Records how request `seq` ended and moves its worst case from reserved
+/// to its fee owed; false, writing nothing, if it had ended already.
+fn end_request(
+    db: &Connection,
+    seq: i64,
+    mut account: Account,
+    worst: U256,
+    fee: U256,
+    receipt: Option<&Issued>,
+) -> Result<bool, StoreError> {
     let state = match receipt {
         Some(_) => RequestState::Charged,
         None => RequestState::Failed,
     };
     if !insert_outcome(db, seq, state, fee, receipt)? {
-        return Err(StoreError::NotAdmitted(id.into()));
+        return Ok(false);
     }
     account.owed = account.owed.saturating_add(fee);
     account.reserved = account.reserved.saturating_sub(worst);
-    write_account(db, &account)
+    write_account(db, &account)?;
+    Ok(true)
 }
 
 fn charge(db: &Connection, c: Charge, provider: Address) -> Result<Issued, StoreError> {
@@ -417,11 +434,10 @@ impl Store for SqliteStore {
                 .collect::<Result<_, _>>()?;
             for (seq, user, worst) in &rows {
                 let user = blob_addr(user)?;
-                let mut account =
+                let account =
                     read_account(db, user, provider)?.unwrap_or_else(|| Account::new(user));
-                insert_outcome(db, *seq, RequestState::Failed, U256::ZERO, None)?;
-                account.reserved = account.reserved.saturating_sub(parse_u256("worst", worst)?);
-                write_account(db, &account)?;
+                let worst = parse_u256("worst", worst)?;
+                end_request(db, *seq, account, worst, U256::ZERO, None)?;
             }
             let newest: i64 = db
                 .prepare_cached("SELECT coalesce(max(seq), 0) FROM requests")?
