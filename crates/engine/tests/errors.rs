@@ -50,7 +50,7 @@ async fn malformed_bodies_get_400_in_openai_shape() {
         ("top_p", json!(0)),
         ("max_tokens", json!(0)),
         ("max_tokens", json!(-3)),
-        ("n", json!(2)),
+        ("n", json!(99)),
         ("stop", json!(["a", "b", "c", "d", "e"])),
         ("stop", json!(7)),
         ("messages", json!([])),

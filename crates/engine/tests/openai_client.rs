@@ -1,5 +1,6 @@
 //! The real `openai` Python client (from .venv, `make venv`) talks to the
-//! engine: plain and streamed chat, embeddings, models.
+//! engine: plain and streamed chat, a forced tool call (plain and streamed),
+//! a json_schema answer with logprobs and extra_body extras, embeddings, models.
 
 mod common;
 
@@ -39,5 +40,17 @@ async fn openai_python_client_chats_streams_and_embeds() {
     assert_eq!(
         seen["models"],
         serde_json::json!(["SmolLM2-135M-Instruct.Q4_1", "all-MiniLM-L6-v2"])
+    );
+    assert_eq!(seen["tool_finish"], "tool_calls", "{seen}");
+    assert_eq!(seen["tool_name"], "get_weather");
+    assert!(seen["tool_arguments"]["city"].is_string(), "{seen}");
+    assert_eq!(seen["tool_streamed_arguments"], seen["tool_arguments"]);
+    let color = seen["structured"]["color"].as_str().unwrap_or_default();
+    assert!(["red", "green", "blue"].contains(&color), "{seen}");
+    // One entry per token, less the end-of-turn token.
+    assert_eq!(
+        seen["structured_logprobs"].as_u64().unwrap() + 1,
+        seen["structured_tokens"].as_u64().unwrap(),
+        "{seen}"
     );
 }

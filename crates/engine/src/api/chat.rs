@@ -3,29 +3,101 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::generation::{Generation, TokenLogprob};
+use super::strict::KnownFields;
 use super::{ApiError, Usage};
 
 #[derive(Debug, Deserialize)]
 pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     #[serde(default)]
-    pub max_tokens: Option<u32>,
-    #[serde(default)]
     pub max_completion_tokens: Option<u32>,
     #[serde(default)]
-    pub temperature: Option<f32>,
+    pub tools: Option<Vec<Tool>>,
     #[serde(default)]
-    pub top_p: Option<f32>,
+    pub tool_choice: Option<ToolChoice>,
     #[serde(default)]
-    pub seed: Option<i64>,
+    pub parallel_tool_calls: Option<bool>,
     #[serde(default)]
-    pub stop: Option<Stop>,
+    pub response_format: Option<ResponseFormat>,
     #[serde(default)]
-    pub n: Option<u32>,
+    pub logprobs: Option<bool>,
     #[serde(default)]
-    pub stream: Option<bool>,
+    pub top_logprobs: Option<u32>,
+    #[serde(flatten)]
+    pub generation: Generation,
+}
+
+impl KnownFields for ChatRequest {
+    const FIELDS: &'static [&'static [&'static str]] = &[
+        &[
+            "messages",
+            "max_completion_tokens",
+            "tools",
+            "tool_choice",
+            "parallel_tool_calls",
+            "response_format",
+            "logprobs",
+            "top_logprobs",
+        ],
+        Generation::FIELDS,
+    ];
+}
+
+/// A function the model may call.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Tool {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionDef,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct FunctionDef {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema of the arguments object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
+}
+
+/// `"auto"`, `"none"`, `"required"` or `{"type":"function","function":{"name"}}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ToolChoice {
+    Mode(String),
+    Named(NamedToolChoice),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NamedToolChoice {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionName,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FunctionName {
+    pub name: String,
+}
+
+/// `{"type":"text"}`, `{"type":"json_object"}` or
+/// `{"type":"json_schema","json_schema":{"name","schema","strict"}}`.
+#[derive(Debug, Deserialize)]
+pub struct ResponseFormat {
+    #[serde(rename = "type")]
+    pub kind: String,
     #[serde(default)]
-    pub stream_options: Option<StreamOptions>,
+    pub json_schema: Option<JsonSchemaFormat>,
+}
+
+/// `name` and `strict` are accepted and have no effect: the answer is
+/// always decoded under the schema's grammar, strict or not.
+#[derive(Debug, Deserialize)]
+pub struct JsonSchemaFormat {
+    #[serde(default)]
+    pub schema: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +105,26 @@ pub struct ChatMessage {
     pub role: String,
     #[serde(default)]
     pub content: Option<Content>,
+    /// The calls an earlier assistant turn made.
+    #[serde(default)]
+    pub tool_calls: Option<Vec<ToolCall>>,
+}
+
+/// A function call, as the answer carries it and as later requests send it
+/// back in the assistant's message.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ToolCall {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct FunctionCall {
+    pub name: String,
+    /// The arguments object as JSON text.
+    pub arguments: String,
 }
 
 /// A message's content: a string, or OpenAI's list of parts (text only).
@@ -49,19 +141,6 @@ pub struct ContentPart {
     pub kind: String,
     #[serde(default)]
     pub text: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum Stop {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct StreamOptions {
-    #[serde(default)]
-    pub include_usage: Option<bool>,
 }
 
 impl Content {
@@ -90,20 +169,13 @@ impl Content {
     }
 }
 
-impl Stop {
-    pub fn into_vec(self) -> Vec<String> {
-        match self {
-            Stop::One(s) => vec![s],
-            Stop::Many(v) => v,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FinishReason {
     Stop,
     Length,
+    #[serde(rename = "tool_calls")]
+    ToolCalls,
 }
 
 #[derive(Debug, Serialize)]
@@ -120,13 +192,23 @@ pub struct ChatResponse {
 pub struct Choice {
     pub index: u32,
     pub message: AssistantMessage,
+    pub logprobs: Option<ChoiceLogprobs>,
     pub finish_reason: FinishReason,
 }
 
 #[derive(Debug, Serialize)]
 pub struct AssistantMessage {
     pub role: &'static str,
-    pub content: String,
+    /// `null` when the answer is only tool calls.
+    pub content: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+}
+
+/// `choices[].logprobs`: one entry per generated token.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChoiceLogprobs {
+    pub content: Vec<TokenLogprob>,
 }
 
 /// One `data:` line of a stream.
@@ -145,6 +227,8 @@ pub struct ChatChunk<'a> {
 pub struct ChunkChoice<'a> {
     pub index: u32,
     pub delta: Delta<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<ChoiceLogprobs>,
     pub finish_reason: Option<FinishReason>,
 }
 
@@ -154,4 +238,25 @@ pub struct Delta<'a> {
     pub role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCallDelta<'a>>,
+}
+
+/// A piece of a streamed tool call: the first names the call (`id`, `type`,
+/// `function.name`), later ones add to `function.arguments`.
+#[derive(Debug, Serialize)]
+pub struct ToolCallDelta<'a> {
+    pub index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    pub function: FunctionDelta<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FunctionDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    pub arguments: &'a str,
 }

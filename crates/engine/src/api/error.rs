@@ -15,7 +15,7 @@ pub struct ApiError {
     pub status: StatusCode,
     pub kind: &'static str,
     pub message: String,
-    pub param: Option<&'static str>,
+    pub param: Option<String>,
     pub code: Option<&'static str>,
 }
 
@@ -26,7 +26,7 @@ impl ApiError {
             status: StatusCode::BAD_REQUEST,
             kind: "invalid_request_error",
             message: message.into(),
-            param,
+            param: param.map(str::to_string),
             code: None,
         }
     }
@@ -100,12 +100,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OpenAiJson<T> {
             err.status = e.status();
             err
         })?;
-        serde_json::from_slice(&bytes).map(OpenAiJson).map_err(|e| {
-            ApiError::invalid(
-                format!("the request body is not valid JSON for this endpoint: {e}"),
-                None,
-            )
-            .with_code("invalid_body")
-        })
+        serde_json::from_slice(&bytes)
+            .map(OpenAiJson)
+            .map_err(invalid_body)
     }
+}
+
+/// A body that is JSON but not of the endpoint's shape.
+pub fn invalid_body(e: serde_json::Error) -> ApiError {
+    ApiError::invalid(
+        format!("the request body is not valid JSON for this endpoint: {e}"),
+        None,
+    )
+    .with_code("invalid_body")
 }

@@ -3,10 +3,14 @@
 //! bodies in that shape.
 
 pub mod chat;
+pub mod completions;
 pub mod embeddings;
 pub mod error;
+pub mod generation;
+pub mod strict;
 
 pub use error::{ApiError, OpenAiJson};
+pub use strict::StrictJson;
 
 use serde::Serialize;
 

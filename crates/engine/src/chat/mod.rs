@@ -2,10 +2,13 @@
 //! messages into prompt tokens, and handing generation jobs to the decode
 //! thread ([`scheduler`]).
 
+pub mod grammar;
+mod logprobs;
 mod output;
 mod sampler;
 mod scheduler;
 mod template;
+pub mod tools;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,7 +20,7 @@ use llama_cpp_2::token::LlamaToken;
 
 use crate::api::ApiError;
 use crate::{EngineConfig, EngineError};
-pub use sampler::{Sampling, random_seed};
+pub use sampler::{Grammar, Penalties, Sampling, random_seed};
 pub use scheduler::{Event, Job, Load};
 
 /// llama.cpp's process-wide state; it may be initialised once per process,
@@ -120,6 +123,18 @@ impl ChatModel {
     /// `<|im_start|>` as themselves (that is how a rendered prompt is read).
     pub fn tokenize(&self, text: &str) -> Vec<LlamaToken> {
         self.model.vocab().tokenize(text.as_bytes(), true, true)
+    }
+
+    /// Checks that the decode thread can build the sampler of `sampling`
+    /// (a grammar llama.cpp cannot parse is the request's fault).
+    pub fn check_sampling(&self, sampling: &Sampling) -> Result<(), ApiError> {
+        if sampling.grammar.is_none() {
+            return Ok(());
+        }
+        sampling
+            .sampler(&self.model)
+            .map(drop)
+            .map_err(|e| ApiError::invalid(e, None))
     }
 
     /// Queues a job for the decode thread.

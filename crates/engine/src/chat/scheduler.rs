@@ -23,6 +23,7 @@ use super::output::TextOutput;
 use super::sampler::Sampling;
 use crate::EngineError;
 use crate::api::chat::FinishReason;
+use crate::api::generation::TokenLogprob;
 
 /// Prompt tokens one step reads at most, over all slots: bounds how long a
 /// long prompt stalls the slots that are generating.
@@ -34,13 +35,20 @@ pub struct Job {
     pub max_tokens: u32,
     pub sampling: Sampling,
     pub stop: Vec<String>,
+    /// Alternatives to report per token; `None`: no log-probabilities.
+    pub top_logprobs: Option<usize>,
     pub events: UnboundedSender<Event>,
 }
 
 /// What the decode thread tells the request.
 #[derive(Debug)]
 pub enum Event {
-    Text(String),
+    /// Text now safe to send, and the log-probability of the token just
+    /// generated when the job asked for them.
+    Text {
+        text: String,
+        logprob: Option<TokenLogprob>,
+    },
     Done {
         finish: FinishReason,
         completion_tokens: u32,
@@ -211,9 +219,16 @@ impl<'c, 'm> Decoder<'c, 'm> {
             let Some(job) = self.waiting.pop_front() else {
                 return;
             };
+            let sampler = match job.sampling.sampler(self.model) {
+                Ok(sampler) => sampler,
+                Err(e) => {
+                    let _ = job.events.send(Event::Failed(e));
+                    continue;
+                }
+            };
             *entry = Some(Slot {
                 seq: i as i32,
-                sampler: job.sampling.sampler(),
+                sampler,
                 output: TextOutput::new(&job.stop),
                 job,
                 read: 0,
@@ -280,8 +295,14 @@ impl<'c, 'm> Decoder<'c, 'm> {
             } else {
                 let piece = vocab.token_to_piece(token, false, None);
                 let step = slot.output.push(&piece);
-                if !step.text.is_empty() {
-                    let _ = slot.job.events.send(Event::Text(step.text));
+                let logprob = slot.job.top_logprobs.map(|top| {
+                    super::logprobs::entry(self.model, self.ctx.get_logits_ith(at), token, top)
+                });
+                if !step.text.is_empty() || logprob.is_some() {
+                    let _ = slot.job.events.send(Event::Text {
+                        text: step.text,
+                        logprob,
+                    });
                 }
                 if step.stopped {
                     Some(FinishReason::Stop)
@@ -297,7 +318,10 @@ impl<'c, 'm> Decoder<'c, 'm> {
             if let Some(finish) = finish {
                 let rest = slot.output.finish();
                 if !rest.is_empty() {
-                    let _ = slot.job.events.send(Event::Text(rest));
+                    let _ = slot.job.events.send(Event::Text {
+                        text: rest,
+                        logprob: None,
+                    });
                 }
                 let _ = slot.job.events.send(Event::Done {
                     finish,

@@ -1,298 +1,423 @@
-//! `POST /v1/chat/completions`: checks the request, renders and tokenizes
-//! the prompt, queues the job on the decode thread, and answers with one
-//! JSON body or an SSE stream of chunks ending in `data: [DONE]`.
+//! `POST /v1/chat/completions`: checks the request, renders the messages
+//! (and the tools, see `chat/tools.rs`) into the prompt, picks the grammar
+//! the answer must follow (a forced tool call, `response_format`), and
+//! answers through [`generate`] with chat's shapes.
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
-use axum::response::sse::{Event as SseEvent, Sse};
-use axum::response::{IntoResponse, Response};
-use futures::stream::{self, Stream};
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+use axum::response::Response;
+use serde_json::{Value, json};
 
+use super::generate::{self, Answer, MAX_TOP_LOGPROBS};
 use crate::api::chat::{
-    AssistantMessage, ChatChunk, ChatRequest, ChatResponse, Choice, ChunkChoice, Delta,
-    FinishReason,
+    AssistantMessage, ChatChunk, ChatMessage, ChatRequest, ChatResponse, Choice, ChoiceLogprobs,
+    ChunkChoice, Delta, FinishReason, FunctionDelta, ResponseFormat, Tool, ToolCall, ToolCallDelta,
+    ToolChoice,
 };
-use crate::api::{ApiError, OpenAiJson, Usage, response_id, unix_now};
-use crate::chat::{Event, Job, Sampling, random_seed};
+use crate::api::generation::TokenLogprob;
+use crate::api::{ApiError, StrictJson, Usage, response_id, unix_now};
+use crate::chat::tools::{self, CallSplitter};
+use crate::chat::{Grammar, grammar};
 use crate::server::Engine;
-
-/// Stop sequences one request may give (OpenAI's limit).
-const MAX_STOPS: usize = 4;
 
 pub async fn completions(
     State(engine): State<Arc<Engine>>,
-    OpenAiJson(req): OpenAiJson<ChatRequest>,
+    StrictJson(req): StrictJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let stream = req.stream.unwrap_or(false);
-    let include_usage = req
-        .stream_options
-        .as_ref()
-        .and_then(|o| o.include_usage)
-        .unwrap_or(false);
-    let (job, rx) = prepare(&engine, req)?;
-    let prompt_tokens = job.prompt.len() as u32;
-    engine.chat().submit(job)?;
-    let answer = Answer {
+    let max_tokens = req.max_completion_tokens.or(req.generation.max_tokens);
+    let mut plan = generate::plan(req.generation, max_tokens)?;
+    plan.top_logprobs = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
+        (_, Some(k)) if k > MAX_TOP_LOGPROBS => {
+            return Err(ApiError::invalid(
+                format!("top_logprobs {k} is out of range: expected 0 to {MAX_TOP_LOGPROBS}"),
+                Some("top_logprobs"),
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(ApiError::invalid(
+                "top_logprobs needs logprobs: true",
+                Some("top_logprobs"),
+            ));
+        }
+        (true, k) => Some(k.unwrap_or(0) as usize),
+        (false, None) => None,
+    };
+    let tool_use = ToolUse::new(req.tools, req.tool_choice, req.parallel_tool_calls)?;
+    let format = format_grammar(req.response_format)?;
+    plan.sampling.grammar = match (&tool_use, format) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "response_format json_object / json_schema cannot be combined with tools: send tool_choice \"none\" or no response_format",
+                Some("response_format"),
+            ));
+        }
+        (Some(t), None) => Some(t.grammar.clone()),
+        (None, format) => format,
+    };
+    engine.chat().check_sampling(&plan.sampling)?;
+    let mut prompt_text = engine
+        .chat()
+        .render(messages(req.messages, tool_use.as_ref())?)?;
+    let forced = tool_use.as_ref().is_some_and(|t| t.forced);
+    if forced {
+        // The model's answer starts inside the call list.
+        prompt_text.push_str(tools::OPEN);
+    }
+    let prompt = engine.chat().tokenize(&prompt_text);
+    let prompt_tokens = prompt.len() as u32;
+    let events = generate::submit(&engine, prompt, &plan, "messages")?;
+    let answer = ChatAnswer {
         id: response_id("chatcmpl"),
         created: unix_now(),
         model: engine.chat_model_id().to_string(),
-        prompt_tokens,
+        logprobs: plan.top_logprobs.is_some(),
+        forced,
+        choices: (0..plan.n)
+            .map(|_| ChoiceState {
+                splitter: tool_use.as_ref().map(|_| CallSplitter::new(forced)),
+                content: String::new(),
+                logprobs: Vec::new(),
+                tool_calls: Vec::new(),
+                finish: FinishReason::Stop,
+            })
+            .collect(),
+        tools: tool_use.map(|t| t.tools).unwrap_or_default(),
     };
-    if stream {
-        Ok(Sse::new(answer.stream(rx, include_usage)).into_response())
-    } else {
-        answer.collect(rx).await.map(IntoResponse::into_response)
+    generate::respond(answer, events, prompt_tokens, &plan).await
+}
+
+/// The tools of a request whose `tool_choice` is not `none`.
+struct ToolUse {
+    tools: Vec<Tool>,
+    grammar: Grammar,
+    /// `required` or a named function: the answer is a call.
+    forced: bool,
+}
+
+impl ToolUse {
+    fn new(
+        tools: Option<Vec<Tool>>,
+        choice: Option<ToolChoice>,
+        parallel: Option<bool>,
+    ) -> Result<Option<Self>, ApiError> {
+        let tools = tools.unwrap_or_default();
+        for tool in &tools {
+            if tool.kind != "function" || tool.function.name.is_empty() {
+                return Err(ApiError::invalid(
+                    format!(
+                        "tool {:?} of type {:?} is not supported: tools are {{\"type\": \"function\", \"function\": {{\"name\", \"parameters\"}}}}",
+                        tool.function.name, tool.kind
+                    ),
+                    Some("tools"),
+                ));
+            }
+        }
+        let parallel = parallel.unwrap_or(true);
+        let choice = choice.unwrap_or_else(|| ToolChoice::Mode("auto".into()));
+        let no_tools = || {
+            ApiError::invalid(
+                "tool_choice asks for a tool call, but the request has no tools",
+                Some("tool_choice"),
+            )
+        };
+        let (only, forced): (Vec<&Tool>, bool) = match &choice {
+            ToolChoice::Mode(mode) if mode == "none" => return Ok(None),
+            ToolChoice::Mode(mode) if mode == "auto" && tools.is_empty() => return Ok(None),
+            ToolChoice::Mode(mode) if mode == "auto" => (tools.iter().collect(), false),
+            ToolChoice::Mode(mode) if mode == "required" => {
+                if tools.is_empty() {
+                    return Err(no_tools());
+                }
+                (tools.iter().collect(), true)
+            }
+            ToolChoice::Mode(mode) => {
+                return Err(ApiError::invalid(
+                    format!(
+                        "tool_choice {mode:?} is not one of none, auto, required or a named function"
+                    ),
+                    Some("tool_choice"),
+                ));
+            }
+            ToolChoice::Named(named) if named.kind != "function" => {
+                return Err(ApiError::invalid(
+                    format!(
+                        "tool_choice of type {:?} is not supported: expected function",
+                        named.kind
+                    ),
+                    Some("tool_choice"),
+                ));
+            }
+            ToolChoice::Named(named) => {
+                let name = &named.function.name;
+                let Some(tool) = tools.iter().find(|t| &t.function.name == name) else {
+                    return Err(if tools.is_empty() {
+                        no_tools()
+                    } else {
+                        ApiError::invalid(
+                            format!("tool_choice names {name:?}, which is not among the tools"),
+                            Some("tool_choice"),
+                        )
+                    });
+                };
+                (vec![tool], true)
+            }
+        };
+        // A named function is called once.
+        let parallel = parallel && !matches!(choice, ToolChoice::Named(_));
+        let grammar = tools::calls_grammar(&only, parallel, !forced)?;
+        Ok(Some(Self {
+            tools,
+            grammar,
+            forced,
+        }))
     }
 }
 
-/// Checks every field and builds the decode job.
-fn prepare(engine: &Engine, req: ChatRequest) -> Result<(Job, UnboundedReceiver<Event>), ApiError> {
-    if let Some(n) = req.n
-        && n != 1
-    {
-        return Err(ApiError::invalid(
-            format!("n = {n} is not supported: this engine returns one choice"),
-            Some("n"),
-        ));
-    }
-    let temperature = req.temperature.unwrap_or(1.0);
-    if !(0.0..=2.0).contains(&temperature) {
-        return Err(ApiError::invalid(
-            format!("temperature {temperature} is out of range: expected 0 to 2"),
-            Some("temperature"),
-        ));
-    }
-    let top_p = req.top_p.unwrap_or(1.0);
-    if !(top_p > 0.0 && top_p <= 1.0) {
-        return Err(ApiError::invalid(
-            format!("top_p {top_p} is out of range: expected more than 0, at most 1"),
-            Some("top_p"),
-        ));
-    }
-    let ctx = engine.chat().ctx_per_slot();
-    let max_tokens = match req.max_completion_tokens.or(req.max_tokens) {
-        Some(0) => {
-            return Err(ApiError::invalid(
-                "max_tokens must be at least 1",
-                Some("max_tokens"),
-            ));
-        }
-        Some(n) => n,
-        None => ctx,
+/// The grammar `response_format` asks for, if any.
+fn format_grammar(format: Option<ResponseFormat>) -> Result<Option<Grammar>, ApiError> {
+    let Some(format) = format else {
+        return Ok(None);
     };
-    let stop = req.stop.map(|s| s.into_vec()).unwrap_or_default();
-    if stop.len() > MAX_STOPS {
-        return Err(ApiError::invalid(
-            format!("stop has {} sequences: at most {MAX_STOPS}", stop.len()),
-            Some("stop"),
-        ));
+    match format.kind.as_str() {
+        "text" => Ok(None),
+        "json_object" => grammar::whole(&json!({"type": "object"}), "response_format").map(Some),
+        "json_schema" => {
+            let schema = format.json_schema.and_then(|s| s.schema).ok_or_else(|| {
+                ApiError::invalid(
+                    "response_format json_schema needs json_schema.schema",
+                    Some("response_format"),
+                )
+            })?;
+            grammar::whole(&schema, "response_format").map(Some)
+        }
+        other => Err(ApiError::invalid(
+            format!(
+                "response_format type {other:?} is not supported: expected text, json_object or json_schema"
+            ),
+            Some("response_format"),
+        )),
     }
-    let mut messages = Vec::with_capacity(req.messages.len());
-    for message in req.messages {
+}
+
+/// The (role, text) pairs for the template, with the tools in the system
+/// message and earlier calls written as the model writes them.
+fn messages(
+    messages: Vec<ChatMessage>,
+    tool_use: Option<&ToolUse>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let mut out = Vec::with_capacity(messages.len() + 1);
+    for message in messages {
         let content = match message.content {
             Some(content) => content.into_text()?,
             None => String::new(),
         };
-        messages.push((message.role, content));
+        let text = match &message.tool_calls {
+            Some(calls) => tools::history_text(&content, calls),
+            None => content,
+        };
+        out.push((message.role, text));
     }
-    let prompt_text = engine.chat().render(messages)?;
-    let prompt = engine.chat().tokenize(&prompt_text);
-    if prompt.is_empty() || prompt.len() >= ctx as usize {
-        return Err(ApiError::invalid(
-            format!(
-                "this model's context holds {ctx} tokens per request, but the messages take {} tokens: shorten them",
-                prompt.len()
-            ),
-            Some("messages"),
-        )
-        .with_code("context_length_exceeded"));
+    if let Some(tool_use) = tool_use {
+        let block = tools::prompt_block(&tool_use.tools);
+        match out.first_mut() {
+            Some((role, text)) if role == "system" || role == "developer" => {
+                text.push_str("\n\n");
+                text.push_str(&block);
+            }
+            _ => out.insert(0, ("system".to_string(), block)),
+        }
     }
-    let sampling = Sampling {
-        temperature,
-        top_p,
-        // Only the low 32 bits seed llama.cpp's sampler.
-        seed: req.seed.map_or_else(random_seed, |s| s as u32),
-    };
-    let (events, rx) = unbounded_channel();
-    let job = Job {
-        prompt,
-        max_tokens,
-        sampling,
-        stop,
-        events,
-    };
-    Ok((job, rx))
+    Ok(out)
 }
 
-/// The parts every form of the answer repeats.
-struct Answer {
+struct ChoiceState {
+    /// Present when tools are in play.
+    splitter: Option<CallSplitter>,
+    content: String,
+    logprobs: Vec<TokenLogprob>,
+    tool_calls: Vec<ToolCall>,
+    finish: FinishReason,
+}
+
+struct ChatAnswer {
     id: String,
     created: u64,
     model: String,
-    prompt_tokens: u32,
+    logprobs: bool,
+    forced: bool,
+    tools: Vec<Tool>,
+    choices: Vec<ChoiceState>,
 }
 
-impl Answer {
-    async fn collect(
-        self,
-        mut rx: UnboundedReceiver<Event>,
-    ) -> Result<Json<ChatResponse>, ApiError> {
-        let mut content = String::new();
-        while let Some(event) = rx.recv().await {
-            match event {
-                Event::Text(text) => content.push_str(&text),
-                Event::Done {
-                    finish,
-                    completion_tokens,
-                } => {
-                    let usage = Usage::new(self.prompt_tokens, completion_tokens);
-                    self.log(finish, usage);
-                    return Ok(Json(ChatResponse {
-                        id: self.id,
-                        object: "chat.completion",
-                        created: self.created,
-                        model: self.model,
-                        choices: vec![Choice {
-                            index: 0,
-                            message: AssistantMessage {
-                                role: "assistant",
-                                content,
-                            },
-                            finish_reason: finish,
-                        }],
-                        usage,
-                    }));
-                }
-                Event::Failed(message) => return Err(ApiError::internal(message)),
-            }
-        }
-        Err(ApiError::unavailable("the decode thread stopped"))
-    }
-
-    fn stream(
-        self,
-        rx: UnboundedReceiver<Event>,
-        include_usage: bool,
-    ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
-        let first = self.chunk(
-            Delta {
-                role: Some("assistant"),
-                content: Some(""),
-            },
+impl ChatAnswer {
+    fn chunk(
+        &self,
+        index: u32,
+        delta: Delta<'_>,
+        logprobs: Option<ChoiceLogprobs>,
+        finish_reason: Option<FinishReason>,
+    ) -> Value {
+        self.chunk_of(
+            vec![ChunkChoice {
+                index,
+                delta,
+                logprobs,
+                finish_reason,
+            }],
             None,
-        );
-        let state = StreamState {
-            answer: self,
-            rx,
-            include_usage,
-            queue: VecDeque::from([first]),
-            done: false,
-        };
-        stream::unfold(state, |mut s| async move {
-            loop {
-                if let Some(event) = s.queue.pop_front() {
-                    return Some((Ok(event), s));
-                }
-                if s.done {
-                    return None;
-                }
-                s.next_events().await;
-            }
-        })
+        )
     }
 
-    fn chunk(&self, delta: Delta<'_>, finish_reason: Option<FinishReason>) -> SseEvent {
-        data(&ChatChunk {
+    fn chunk_of(&self, choices: Vec<ChunkChoice<'_>>, usage: Option<Usage>) -> Value {
+        serde_json::to_value(ChatChunk {
             id: &self.id,
             object: "chat.completion.chunk",
             created: self.created,
             model: &self.model,
-            choices: vec![ChunkChoice {
-                index: 0,
-                delta,
-                finish_reason,
-            }],
-            usage: None,
+            choices,
+            usage,
         })
+        .unwrap_or_default()
     }
 
-    fn log(&self, finish: FinishReason, usage: Usage) {
-        tracing::info!(
-            id = %self.id,
-            prompt_tokens = usage.prompt_tokens,
-            completion_tokens = usage.completion_tokens,
-            ?finish,
-            "chat completion"
-        );
+    fn choice(&mut self, index: u32) -> Option<&mut ChoiceState> {
+        self.choices.get_mut(index as usize)
     }
 }
 
-struct StreamState {
-    answer: Answer,
-    rx: UnboundedReceiver<Event>,
-    include_usage: bool,
-    queue: VecDeque<SseEvent>,
-    done: bool,
-}
+impl Answer for ChatAnswer {
+    fn start(&mut self) -> Vec<Value> {
+        let content = if self.forced { None } else { Some("") };
+        (0..self.choices.len() as u32)
+            .map(|index| {
+                let delta = Delta {
+                    role: Some("assistant"),
+                    content,
+                    ..Delta::default()
+                };
+                self.chunk(index, delta, None, None)
+            })
+            .collect()
+    }
 
-impl StreamState {
-    /// Waits for the decode thread and queues the SSE events it leads to.
-    async fn next_events(&mut self) {
-        let a = &self.answer;
-        match self.rx.recv().await {
-            Some(Event::Text(text)) => {
-                let chunk = a.chunk(
-                    Delta {
-                        role: None,
-                        content: Some(&text),
-                    },
-                    None,
-                );
-                self.queue.push_back(chunk);
+    fn text(&mut self, index: u32, text: String, logprob: Option<TokenLogprob>) -> Vec<Value> {
+        let Some(choice) = self.choice(index) else {
+            return Vec::new();
+        };
+        let shown = match &mut choice.splitter {
+            Some(splitter) => splitter.push(&text),
+            None => text,
+        };
+        choice.content.push_str(&shown);
+        choice.logprobs.extend(logprob.clone());
+        if shown.is_empty() && logprob.is_none() {
+            return Vec::new();
+        }
+        let delta = Delta {
+            content: (!shown.is_empty()).then_some(shown.as_str()),
+            ..Delta::default()
+        };
+        let logprobs = logprob.map(|l| ChoiceLogprobs { content: vec![l] });
+        vec![self.chunk(index, delta, logprobs, None)]
+    }
+
+    fn done(&mut self, index: u32, finish: FinishReason) -> Vec<Value> {
+        let tools = &self.tools;
+        let Some(choice) = self.choices.get_mut(index as usize) else {
+            return Vec::new();
+        };
+        choice.finish = finish;
+        let mut rest = String::new();
+        if let Some(splitter) = choice.splitter.take() {
+            let (held, calls) = splitter.finish(tools);
+            if !calls.is_empty() {
+                choice.finish = FinishReason::ToolCalls;
             }
-            Some(Event::Done {
-                finish,
-                completion_tokens,
-            }) => {
-                let usage = Usage::new(a.prompt_tokens, completion_tokens);
-                a.log(finish, usage);
-                self.queue
-                    .push_back(a.chunk(Delta::default(), Some(finish)));
-                if self.include_usage {
-                    self.queue.push_back(data(&ChatChunk {
-                        id: &a.id,
-                        object: "chat.completion.chunk",
-                        created: a.created,
-                        model: &a.model,
-                        choices: Vec::new(),
-                        usage: Some(usage),
-                    }));
-                }
-                self.queue.push_back(SseEvent::default().data("[DONE]"));
-                self.done = true;
-            }
-            Some(Event::Failed(message)) => {
-                self.queue.push_back(
-                    SseEvent::default().data(ApiError::internal(message).body().to_string()),
-                );
-                self.done = true;
-            }
-            None => {
-                let error = ApiError::unavailable("the decode thread stopped");
-                self.queue
-                    .push_back(SseEvent::default().data(error.body().to_string()));
-                self.done = true;
+            choice.content.push_str(&held);
+            choice.tool_calls = calls;
+            rest = held;
+        }
+        let finish = choice.finish;
+        let calls = choice.tool_calls.clone();
+        let mut chunks = Vec::new();
+        if !rest.is_empty() {
+            let delta = Delta {
+                content: Some(&rest),
+                ..Delta::default()
+            };
+            chunks.push(self.chunk(index, delta, None, None));
+        }
+        // As OpenAI streams a call: one chunk names it, the next carries
+        // its arguments.
+        for (i, call) in calls.iter().enumerate() {
+            let call_index = i as u32;
+            let named = ToolCallDelta {
+                index: call_index,
+                id: Some(&call.id),
+                kind: Some("function"),
+                function: FunctionDelta {
+                    name: Some(&call.function.name),
+                    arguments: "",
+                },
+            };
+            let arguments = ToolCallDelta {
+                index: call_index,
+                id: None,
+                kind: None,
+                function: FunctionDelta {
+                    name: None,
+                    arguments: &call.function.arguments,
+                },
+            };
+            for part in [named, arguments] {
+                let delta = Delta {
+                    tool_calls: vec![part],
+                    ..Delta::default()
+                };
+                chunks.push(self.chunk(index, delta, None, None));
             }
         }
+        chunks.push(self.chunk(index, Delta::default(), None, Some(finish)));
+        chunks
     }
-}
 
-fn data<T: serde::Serialize>(value: &T) -> SseEvent {
-    // These types always serialize; an empty event is the harmless fallback.
-    SseEvent::default().data(serde_json::to_string(value).unwrap_or_default())
+    fn usage_chunk(&self, usage: Usage) -> Value {
+        self.chunk_of(Vec::new(), Some(usage))
+    }
+
+    fn body(self, usage: Usage) -> Value {
+        let logprobs = self.logprobs;
+        let choices = self
+            .choices
+            .into_iter()
+            .zip(0..)
+            .map(|(c, index)| Choice {
+                index,
+                message: AssistantMessage {
+                    role: "assistant",
+                    content: (!(c.content.is_empty() && !c.tool_calls.is_empty()))
+                        .then_some(c.content),
+                    tool_calls: c.tool_calls,
+                },
+                logprobs: logprobs.then_some(ChoiceLogprobs {
+                    content: c.logprobs,
+                }),
+                finish_reason: c.finish,
+            })
+            .collect();
+        serde_json::to_value(ChatResponse {
+            id: self.id,
+            object: "chat.completion",
+            created: self.created,
+            model: self.model,
+            choices,
+            usage,
+        })
+        .unwrap_or_default()
+    }
+
+    fn id(&self) -> &str {
+        &self.id
+    }
 }

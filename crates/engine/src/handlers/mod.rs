@@ -2,7 +2,9 @@
 //! OpenAI's shape.
 
 mod chat;
+mod completions;
 mod embeddings;
+mod generate;
 mod models;
 
 use std::sync::Arc;
@@ -16,11 +18,12 @@ use crate::server::Engine;
 pub fn router(engine: Arc<Engine>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/completions", post(completions::completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(models::list))
         .route("/health", get(health))
         .fallback(|uri: axum::http::Uri| async move {
-            ApiError::not_found(format!("no route for {uri}: this engine serves /v1/chat/completions, /v1/embeddings and /v1/models"))
+            ApiError::not_found(format!("no route for {uri}: this engine serves /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/models"))
         })
         .with_state(engine)
 }
