@@ -72,8 +72,11 @@ fn assert_weather_call(call: &Value) {
 #[tokio::test]
 async fn required_tool_call_always_parses_and_fits_the_schema() {
     // Three sampled choices: however the model draws, the call is valid.
+    // Parallel calls allowed: a list that max_tokens cuts keeps its complete
+    // calls.
     let mut body = weather_request();
     body["tools"] = json!([weather_tool()]);
+    body.as_object_mut().unwrap().remove("parallel_tool_calls");
     body["temperature"] = json!(1.0);
     body["seed"] = json!(7);
     body["n"] = json!(3);
@@ -85,8 +88,34 @@ async fn required_tool_call_always_parses_and_fits_the_schema() {
         assert_eq!(choice["finish_reason"], "tool_calls", "{choice}");
         assert!(choice["message"]["content"].is_null(), "{choice}");
         let calls = choice["message"]["tool_calls"].as_array().unwrap();
-        assert_eq!(calls.len(), 1, "{choice}");
-        assert_weather_call(&calls[0]);
+        assert!(!calls.is_empty(), "{choice}");
+        calls.iter().for_each(assert_weather_call);
+    }
+}
+
+#[tokio::test]
+async fn auto_tool_choice_answers_a_valid_call_or_plain_text() {
+    for (question, seed) in [("What is the weather in Paris right now?", 1), ("Hi!", 2)] {
+        let mut body = chat_body(question, 60);
+        body["tools"] = json!([weather_tool()]);
+        body["temperature"] = json!(1.0);
+        body["seed"] = json!(seed);
+        body["n"] = json!(2);
+        let (status, answer) = post("/v1/chat/completions", &body).await;
+        assert_eq!(status, 200, "{answer}");
+        for choice in answer["choices"].as_array().unwrap() {
+            if choice["finish_reason"] == "tool_calls" {
+                assert_weather_call(&choice["message"]["tool_calls"][0]);
+            } else {
+                // Once the model opens a call, the grammar makes it a valid
+                // one: no half call comes back as text.
+                let text = choice["message"]["content"].as_str().unwrap();
+                assert!(
+                    !text.contains("<tool_call>") || choice["finish_reason"] == "length",
+                    "{choice}"
+                );
+            }
+        }
     }
 }
 

@@ -7,10 +7,11 @@ use serde_json::Value;
 use super::sampler::Grammar;
 use crate::api::ApiError;
 
-/// The grammar of JSON text valid for `schema`; `param` names the request
-/// field the schema came from, for the error.
-pub fn from_schema(schema: &Value, param: &'static str) -> Result<String, ApiError> {
-    llama_cpp_2::json_schema_to_grammar(&schema.to_string()).map_err(|e| {
+/// The grammar of JSON text valid for `schema` (JSON text: llama.cpp keeps
+/// its property order); `param` names the request field the schema came
+/// from, for the error.
+pub fn from_schema(schema: &str, param: &'static str) -> Result<String, ApiError> {
+    llama_cpp_2::json_schema_to_grammar(schema).map_err(|e| {
         ApiError::invalid(
             format!("this JSON schema cannot be turned into a grammar ({e}): use the subset llama.cpp supports (types, properties, required, enum, const, anyOf, items, min/max lengths)"),
             Some(param),
@@ -21,7 +22,7 @@ pub fn from_schema(schema: &Value, param: &'static str) -> Result<String, ApiErr
 /// A whole-answer grammar for `schema`.
 pub fn whole(schema: &Value, param: &'static str) -> Result<Grammar, ApiError> {
     Ok(Grammar {
-        gbnf: from_schema(schema, param)?,
+        gbnf: from_schema(&schema.to_string(), param)?,
         trigger: None,
     })
 }

@@ -56,7 +56,10 @@ pub fn history_text(content: &str, calls: &[ToolCall]) -> String {
 /// `parallel`. `wrapped` adds the tags around it (for `auto`, where the
 /// model writes the opening tag itself).
 pub fn calls_grammar(tools: &[&Tool], parallel: bool, wrapped: bool) -> Result<Grammar, ApiError> {
-    let shapes: Vec<Value> = tools
+    // Written as text: llama.cpp keeps the properties in the order of the
+    // text (serde_json's map would sort them), and a model reads the name
+    // before the arguments in every call it was trained on.
+    let shapes: Vec<String> = tools
         .iter()
         .map(|t| {
             let parameters = t
@@ -64,18 +67,17 @@ pub fn calls_grammar(tools: &[&Tool], parallel: bool, wrapped: bool) -> Result<G
                 .parameters
                 .clone()
                 .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
-            json!({
-                "type": "object",
-                "properties": {"name": {"const": t.function.name}, "arguments": parameters},
-                "required": ["name", "arguments"],
-                "additionalProperties": false,
-            })
+            format!(
+                r#"{{"type":"object","properties":{{"name":{{"const":{}}},"arguments":{parameters}}},"required":["name","arguments"],"additionalProperties":false}}"#,
+                Value::String(t.function.name.clone())
+            )
         })
         .collect();
-    let mut schema = json!({"type": "array", "items": {"anyOf": shapes}, "minItems": 1});
-    if !parallel {
-        schema["maxItems"] = json!(1);
-    }
+    let max_items = if parallel { "" } else { r#","maxItems":1"# };
+    let schema = format!(
+        r#"{{"type":"array","items":{{"anyOf":[{}]}},"minItems":1{max_items}}}"#,
+        shapes.join(",")
+    );
     let calls = grammar::from_schema(&schema, "tools")?;
     if !wrapped {
         return Ok(Grammar {
@@ -100,15 +102,18 @@ pub fn calls_grammar(tools: &[&Tool], parallel: bool, wrapped: bool) -> Result<G
 /// calls (a forced call starts inside the list, the prompt having opened it).
 #[derive(Debug)]
 pub struct CallSplitter {
+    /// The prompt opened the call list (a forced call).
+    forced: bool,
     in_call: bool,
     held: String,
     calls: String,
 }
 
 impl CallSplitter {
-    pub fn new(in_call: bool) -> Self {
+    pub fn new(forced: bool) -> Self {
         Self {
-            in_call,
+            forced,
+            in_call: forced,
             held: String::new(),
             calls: String::new(),
         }
@@ -137,17 +142,51 @@ impl CallSplitter {
     }
 
     /// At the end: the content still held, and the calls if the text held
-    /// a valid list of calls to known functions. Text that looked like a
-    /// call but is not one is returned as content.
+    /// a valid list of calls to known functions (the complete ones, when
+    /// `max_tokens` cut the list). Text that looked like a call but is not
+    /// one is returned as content.
     pub fn finish(self, tools: &[Tool]) -> (String, Vec<ToolCall>) {
         if !self.in_call {
             return (self.held, Vec::new());
         }
-        match parse_calls(&self.calls, tools) {
+        let calls = parse_calls(&self.calls, tools)
+            .or_else(|| parse_calls(&complete_prefix(&self.calls)?, tools));
+        match calls {
             Some(calls) => (self.held, calls),
+            None if self.forced => (self.calls, Vec::new()),
             None => (format!("{}{OPEN}{}", self.held, self.calls), Vec::new()),
         }
     }
+}
+
+/// The complete elements of a JSON array that was cut off:
+/// `[{"a": 1}, {"b` gives `[{"a": 1}]`.
+fn complete_prefix(text: &str) -> Option<String> {
+    let (mut depth, mut in_string, mut escaped) = (0u32, false, false);
+    let mut end = None;
+    for (i, c) in text.char_indices() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '[' | '{' => depth += 1,
+            ']' | '}' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 1 {
+                    end = Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    end.map(|end| format!("{}]", &text[..end]))
 }
 
 /// `[{"name","arguments"}, ...]` (or one such object), optionally closed by
@@ -214,6 +253,16 @@ mod tests {
         let (rest, calls) = s.finish(&weather());
         assert!(calls.is_empty());
         assert_eq!(rest, "<tool_call>[{\"name\": \"nope\"}]");
+    }
+
+    #[test]
+    fn a_list_cut_by_max_tokens_keeps_its_complete_calls() {
+        let mut s = CallSplitter::new(true);
+        s.push(r#"[{"name": "weather", "arguments": {"city": "P\"}]"}}, {"name": "wea"#);
+        let (rest, calls) = s.finish(&weather());
+        assert_eq!(rest, "");
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].function.arguments, r#"{"city":"P\"}]"}"#);
     }
 
     #[test]

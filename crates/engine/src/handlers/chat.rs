@@ -396,7 +396,7 @@ impl Answer for ChatAnswer {
                 index,
                 message: AssistantMessage {
                     role: "assistant",
-                    content: (!(c.content.is_empty() && !c.tool_calls.is_empty()))
+                    content: (!c.content.is_empty() || c.tool_calls.is_empty())
                         .then_some(c.content),
                     tool_calls: c.tool_calls,
                 },

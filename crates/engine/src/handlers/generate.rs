@@ -15,7 +15,7 @@ use serde_json::Value;
 use tokio::sync::mpsc::unbounded_channel;
 
 use crate::api::chat::FinishReason;
-use crate::api::generation::{Generation, TokenLogprob};
+use crate::api::generation::{Generation, Stop, TokenLogprob};
 use crate::api::{ApiError, Usage};
 use crate::chat::{Event, Job, Penalties, Sampling, random_seed};
 use crate::server::Engine;
@@ -39,17 +39,6 @@ pub struct Plan {
     pub include_usage: bool,
 }
 
-fn range(ok: bool, field: &'static str, value: f32, expected: &str) -> Result<(), ApiError> {
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(
-            format!("{field} {value} is out of range: expected {expected}"),
-            Some(field),
-        ))
-    }
-}
-
 /// Checks the shared fields; `max_tokens` is the endpoint's limit field.
 pub fn plan(generation: Generation, max_tokens: Option<u32>) -> Result<Plan, ApiError> {
     let g = generation;
@@ -61,51 +50,61 @@ pub fn plan(generation: Generation, max_tokens: Option<u32>) -> Result<Plan, Api
         ));
     }
     let temperature = g.temperature.unwrap_or(1.0);
-    range(
-        (0.0..=2.0).contains(&temperature),
-        "temperature",
-        temperature,
-        "0 to 2",
-    )?;
     let top_p = g.top_p.unwrap_or(1.0);
-    range(
-        top_p > 0.0 && top_p <= 1.0,
-        "top_p",
-        top_p,
-        "more than 0, at most 1",
-    )?;
     let min_p = g.min_p.unwrap_or(0.0);
-    range((0.0..=1.0).contains(&min_p), "min_p", min_p, "0 to 1")?;
     let top_k = g.top_k.unwrap_or(0);
-    range(top_k >= 0, "top_k", top_k as f32, "0 (off) or more")?;
     let presence = g.presence_penalty.unwrap_or(0.0);
-    range(
-        (-2.0..=2.0).contains(&presence),
-        "presence_penalty",
-        presence,
-        "-2 to 2",
-    )?;
     let frequency = g.frequency_penalty.unwrap_or(0.0);
-    range(
-        (-2.0..=2.0).contains(&frequency),
-        "frequency_penalty",
-        frequency,
-        "-2 to 2",
-    )?;
     let repeat = g.repeat_penalty.unwrap_or(1.0);
-    range(
-        repeat > 0.0 && repeat <= 10.0,
-        "repeat_penalty",
-        repeat,
-        "more than 0, at most 10 (1 is off)",
-    )?;
+    let penalty = (-2.0..=2.0, "-2 to 2");
+    for (field, value, ok, expected) in [
+        (
+            "temperature",
+            temperature,
+            (0.0..=2.0).contains(&temperature),
+            "0 to 2",
+        ),
+        (
+            "top_p",
+            top_p,
+            top_p > 0.0 && top_p <= 1.0,
+            "more than 0, at most 1",
+        ),
+        ("min_p", min_p, (0.0..=1.0).contains(&min_p), "0 to 1"),
+        ("top_k", top_k as f32, top_k >= 0, "0 (off) or more"),
+        (
+            "presence_penalty",
+            presence,
+            penalty.0.contains(&presence),
+            penalty.1,
+        ),
+        (
+            "frequency_penalty",
+            frequency,
+            penalty.0.contains(&frequency),
+            penalty.1,
+        ),
+        (
+            "repeat_penalty",
+            repeat,
+            repeat > 0.0 && repeat <= 10.0,
+            "more than 0, at most 10 (1 is off)",
+        ),
+    ] {
+        if !ok {
+            return Err(ApiError::invalid(
+                format!("{field} {value} is out of range: expected {expected}"),
+                Some(field),
+            ));
+        }
+    }
     if max_tokens == Some(0) {
         return Err(ApiError::invalid(
             "max_tokens must be at least 1",
             Some("max_tokens"),
         ));
     }
-    let stop = g.stop.map(|s| s.into_vec()).unwrap_or_default();
+    let stop = g.stop.map(Stop::into_vec).unwrap_or_default();
     if stop.len() > MAX_STOPS {
         return Err(ApiError::invalid(
             format!("stop has {} sequences: at most {MAX_STOPS}", stop.len()),
