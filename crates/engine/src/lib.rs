@@ -1,6 +1,6 @@
 //! zg-engine: the built-in inference server of zg-serving.
 //!
-//! An OpenAI-compatible HTTP server (`/v1/chat/completions`,
+//! An OpenAI-compatible HTTP server (`/v1/chat/completions`, `/v1/completions`,
 //! `/v1/embeddings`, `/v1/models`) for a GGUF chat model, run by llama.cpp
 //! with parallel slots and continuous batching, and an optional BERT
 //! sentence-embedding model run by candle. It knows nothing of vouchers or
