@@ -454,11 +454,12 @@ async fn fields_the_engine_cannot_honour_are_a_400_naming_them() {
         ("/v1/chat/completions", "made_up", json!(1)),
         ("/v1/completions", "best_of", json!(2)),
         ("/v1/completions", "suffix", json!("x")),
+        ("/v1/embeddings", "dimensions", json!(8)),
     ] {
-        let mut body = if path == "/v1/completions" {
-            json!({"prompt": "Hello", "max_tokens": 2})
-        } else {
-            chat_body("hi", 2)
+        let mut body = match path {
+            "/v1/completions" => json!({"prompt": "Hello", "max_tokens": 2}),
+            "/v1/embeddings" => json!({"input": "Hello"}),
+            _ => chat_body("hi", 2),
         };
         body[field] = value;
         let (status, answer) = post(path, &body).await;

@@ -2,11 +2,19 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::strict::KnownFields;
+
 #[derive(Debug, Deserialize)]
 pub struct EmbeddingsRequest {
     pub input: EmbeddingInput,
     #[serde(default)]
     pub encoding_format: Option<String>,
+}
+
+/// `model` and `user` are accepted and not read.
+impl KnownFields for EmbeddingsRequest {
+    const FIELDS: &'static [&'static [&'static str]] =
+        &[&["input", "encoding_format", "model", "user"]];
 }
 
 #[derive(Debug, Deserialize)]

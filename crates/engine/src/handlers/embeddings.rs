@@ -9,7 +9,7 @@ use axum::extract::State;
 use crate::api::embeddings::{
     EmbeddingData, EmbeddingUsage, EmbeddingVector, EmbeddingsRequest, EmbeddingsResponse,
 };
-use crate::api::{ApiError, OpenAiJson};
+use crate::api::{ApiError, StrictJson};
 use crate::server::Engine;
 
 /// Inputs one request may carry.
@@ -17,7 +17,7 @@ const MAX_INPUTS: usize = 2048;
 
 pub async fn embeddings(
     State(engine): State<Arc<Engine>>,
-    OpenAiJson(req): OpenAiJson<EmbeddingsRequest>,
+    StrictJson(req): StrictJson<EmbeddingsRequest>,
 ) -> Result<Json<EmbeddingsResponse>, ApiError> {
     let Some(model_id) = engine.embedding_model_id() else {
         return Err(ApiError::not_found(
