@@ -385,11 +385,14 @@ async fn sampling_extras_are_honoured() {
         assert_eq!(status, 200, "{answer}");
         assert_ne!(content(&answer), content(&greedy), "{field}");
     }
-    // max_completion_tokens wins over max_tokens.
-    let mut limited = body.clone();
-    limited["max_completion_tokens"] = json!(3);
-    let (_, answer) = post("/v1/chat/completions", &limited).await;
-    assert_eq!(answer["usage"]["completion_tokens"], 3);
+    // max_completion_tokens limits; beside max_tokens the smaller holds.
+    for (max_completion_tokens, max_tokens, expected) in [(3, 24, 3), (30, 4, 4)] {
+        let mut limited = body.clone();
+        limited["max_completion_tokens"] = json!(max_completion_tokens);
+        limited["max_tokens"] = json!(max_tokens);
+        let (_, answer) = post("/v1/chat/completions", &limited).await;
+        assert_eq!(answer["usage"]["completion_tokens"], expected);
+    }
 }
 
 #[tokio::test]

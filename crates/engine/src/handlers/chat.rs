@@ -25,7 +25,12 @@ pub async fn completions(
     State(engine): State<Arc<Engine>>,
     StrictJson(req): StrictJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let max_tokens = req.max_completion_tokens.or(req.generation.max_tokens);
+    // Both limits given: the smaller holds (a broker in front may cap one of
+    // them to what the escrow covers).
+    let max_tokens = match (req.max_completion_tokens, req.generation.max_tokens) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let mut plan = generate::plan(req.generation, max_tokens)?;
     plan.top_logprobs = match (req.logprobs.unwrap_or(false), req.top_logprobs) {
         (_, Some(k)) if k > MAX_TOP_LOGPROBS => {
