@@ -4,12 +4,17 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := test
 CARGO ?= cargo
 
-.PHONY: test deps lint fmt contracts check-contracts gas model venv bench-engine demo dev
+.PHONY: test deps postgres lint fmt contracts check-contracts gas model venv bench-engine demo dev
 
 ## ---- setup ---------------------------------------------------------------
 # System packages the native builds need (llama.cpp: cmake, libclang).
 deps:
 	@scripts/install-deps.sh
+
+# PostgreSQL on 127.0.0.1:5432 for the provider's replica tests: left alone
+# when something listens there, else Debian's package installed and started.
+postgres:
+	@scripts/start-postgres.sh
 
 ## ---- checks --------------------------------------------------------------
 lint:
@@ -19,7 +24,7 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-test: deps check-contracts model venv lint
+test: deps postgres check-contracts model venv lint
 	$(CARGO) test --workspace
 
 ## ---- contracts (issue 9) -------------------------------------------------

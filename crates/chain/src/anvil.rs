@@ -170,7 +170,11 @@ impl DevChain {
             action: "connecting to anvil".into(),
             reason: format!("{}: {e}", self.url),
         })?;
-        Ok(ProviderBuilder::new().connect_http(url))
+        let http = crate::tls::rpc_client().map_err(|e| ChainError::Unexpected {
+            action: "connecting to anvil".into(),
+            reason: e.to_string(),
+        })?;
+        Ok(ProviderBuilder::new().connect_reqwest(http, url))
     }
 
     /// Moves the chain's clock forward and mines a block at the new time.

@@ -95,6 +95,10 @@ fn wallet_provider(rpc_url: &str, key: &B256) -> Result<(DynProvider, Address), 
         action: "connecting to the chain".into(),
         reason: format!("RPC URL {rpc_url:?} is not a URL: {e}"),
     })?;
+    let http = crate::tls::rpc_client().map_err(|e| ChainError::Unexpected {
+        action: "connecting to the chain".into(),
+        reason: e.to_string(),
+    })?;
     // Nonces are fetched per transaction: a cached nonce would be spent by a
     // call that reverts in gas estimation and stall every later transaction.
     let provider = ProviderBuilder::default()
@@ -102,7 +106,7 @@ fn wallet_provider(rpc_url: &str, key: &B256) -> Result<(DynProvider, Address), 
         .with_simple_nonce_management()
         .fetch_chain_id()
         .wallet(EthereumWallet::from(signer))
-        .connect_http(url);
+        .connect_reqwest(http, url);
     Ok((provider.erased(), account))
 }
 

@@ -7,9 +7,11 @@ pub mod bindings;
 mod client;
 mod error;
 mod escrow;
+pub mod keystore;
 mod ledger;
 mod registry;
 mod settlement;
+pub mod tls;
 
 pub use anvil::{DevChain, DevChainOptions, find_anvil};
 pub use client::{
@@ -17,5 +19,6 @@ pub use client::{
 };
 pub use error::ChainError;
 pub use escrow::{EscrowAccount, PendingRefund};
+pub use keystore::{KeystoreError, Password, read_keystore, write_keystore};
 pub use registry::ProviderStake;
 pub use settlement::{RejectReason, RejectedVoucher, SettledVoucher, Settlement};

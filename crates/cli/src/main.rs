@@ -3,6 +3,7 @@
 mod dev;
 mod engine;
 mod gateway;
+mod keys;
 mod provider;
 mod user;
 
@@ -31,6 +32,8 @@ enum Command {
     Gateway(gateway::GatewayArgs),
     /// A whole local marketplace in one command: chain, engine, provider, funded user, gateway.
     Dev(dev::DevArgs),
+    /// Encrypted JSON keystores: new, import, list, address.
+    Keys(keys::KeysArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,5 +50,6 @@ fn main() -> anyhow::Result<()> {
         Command::User(args) => user::run(args),
         Command::Dev(args) => dev::run(args),
         Command::Gateway(args) => gateway::run(args),
+        Command::Keys(args) => keys::run(args),
     }
 }

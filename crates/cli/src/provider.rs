@@ -61,10 +61,19 @@ pub fn run(args: ProviderArgs) -> anyhow::Result<()> {
         }
         std::fs::write(config, zg_provider::config::EXAMPLE)
             .with_context(|| format!("writing {}", config.display()))?;
+        let dir = config
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."))
+            .join("keys");
+        let d = dir.display();
         println!(
-            "wrote {}: fill in the chain, keys and services, then `zg-serving provider serve --config {}`",
-            config.display(),
-            config.display()
+            "wrote {c}: make its keys (a wallet and a separate receipt signer, one password):\n  \
+             zg-serving keys new {d}/provider.json --password-file {d}/password\n  \
+             zg-serving keys new {d}/signer.json --password-file {d}/password\n\
+             (write the password into {d}/password first, chmod 600), fill in the chain and services, \
+             then `zg-serving provider serve --config {c}`",
+            c = config.display(),
         );
         return Ok(());
     }

@@ -69,6 +69,7 @@ impl Broker {
             .iter()
             .map(|s| runtime(s.clone()))
             .collect::<Result<Vec<_>, _>>()?;
+        let http = Upstream::new(config.tls.upstream_client()?);
         Ok(Self {
             domain: chain.chain().domain(),
             provider: chain.provider(),
@@ -77,7 +78,7 @@ impl Broker {
             store,
             chain,
             config,
-            http: Upstream::new(),
+            http,
         })
     }
 
@@ -281,10 +282,12 @@ fn runtime(config: ServiceConfig) -> Result<Arc<ServiceRuntime>, StartError> {
         format!("{base}/embeddings")
     };
     let url = match url.parse::<Uri>() {
-        Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => uri,
+        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {
+            uri
+        }
         Ok(_) => {
             return Err(StartError::Config(format!(
-                "service {:?}: upstream {url:?} must be an http:// URL with a host (a model server on the provider's own network)",
+                "service {:?}: upstream {url:?} must be an http:// or https:// URL with a host",
                 config.name
             )));
         }

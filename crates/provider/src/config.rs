@@ -58,6 +58,9 @@ pub struct Config {
     #[serde(default, deserialize_with = "amount")]
     pub stake: U256,
     pub services: Vec<ServiceConfig>,
+    /// HTTPS served, and extra CA roots for https upstreams.
+    #[serde(default)]
+    pub tls: crate::tls::TlsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,15 +71,16 @@ pub struct ChainConfig {
     pub contract: Address,
 }
 
+/// The keys, decrypted (see `keys.rs` for what the section may say).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "crate::keys::KeysFile")]
 pub struct KeysConfig {
     /// The provider's wallet: settles, registers services, receives earnings.
-    #[serde(deserialize_with = "key")]
     pub provider: SigningKey,
     /// Signs receipts; the provider key when absent.
-    #[serde(default, deserialize_with = "opt_key")]
     pub signer: Option<SigningKey>,
+    /// Some key was written in plaintext, which only `dev` and tests may do.
+    pub plaintext: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -215,32 +219,39 @@ fn digest<'de, D: Deserializer<'de>>(d: D) -> Result<B256, D::Error> {
     })
 }
 
-fn key<'de, D: Deserializer<'de>>(d: D) -> Result<SigningKey, D::Error> {
-    let text = String::deserialize(d)?;
-    text.parse().map_err(|_| {
-        serde::de::Error::custom("expected a 32-byte hex private key (0x + 64 hex digits)")
-    })
-}
-
-fn opt_key<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SigningKey>, D::Error> {
-    key(d).map(Some)
-}
-
 impl Config {
-    /// Reads `path` and applies the `ZG_PROVIDER__*` environment overrides.
+    /// Reads `path` and applies the `ZG_PROVIDER__*` environment overrides;
+    /// keystore paths are relative to the file's folder, and plaintext keys
+    /// are refused.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: shown.clone(),
             source,
         })?;
-        Self::parse(&text, &shown, std::env::vars())
+        let base = path.parent().unwrap_or(Path::new(""));
+        let config = Self::parse_in(&text, &shown, base, std::env::vars())?;
+        if config.keys.plaintext {
+            return Err(key_err("keys", crate::keys::plaintext_refused()));
+        }
+        Ok(config)
     }
 
-    /// Parses `text` (named `origin` in errors) with the given overrides.
+    /// Parses `text` (named `origin` in errors) with the given overrides;
+    /// plaintext keys are allowed (for `zg-serving dev` and tests).
     pub fn parse(
         text: &str,
         origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        Self::parse_in(text, origin, Path::new(""), env)
+    }
+
+    /// [`Config::parse`] with keystore paths relative to `base`.
+    pub fn parse_in(
+        text: &str,
+        origin: &str,
+        base: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
         let mut table: toml::Table =
@@ -254,6 +265,7 @@ impl Config {
                 apply_override(&mut table, &var, path, &value)?;
             }
         }
+        resolve_paths(&mut table, base);
         let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| key_err(e.path().to_string(), e.inner().to_string()))?;
         config.validate()?;
@@ -321,9 +333,45 @@ impl Config {
 
     /// The URL registered on chain for this broker.
     pub fn public_url(&self) -> String {
-        self.public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.listen))
+        self.public_url.clone().unwrap_or_else(|| {
+            let scheme = if self.tls.serves_https() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}", self.listen)
+        })
+    }
+}
+
+/// Files the config names, as `(section, key)`: relative to the config's folder.
+const PATH_KEYS: [(&str, &str); 6] = [
+    ("keys", "provider_keystore"),
+    ("keys", "signer_keystore"),
+    ("keys", "password_file"),
+    ("tls", "cert"),
+    ("tls", "key"),
+    ("tls", "extra_ca"),
+];
+
+fn resolve_paths(table: &mut toml::Table, base: &Path) {
+    let rebase = |value: &mut toml::Value| {
+        if let toml::Value::String(path) = value
+            && Path::new(path.as_str()).is_relative()
+        {
+            *path = base.join(path.as_str()).display().to_string();
+        }
+    };
+    for (section, key) in PATH_KEYS {
+        let value = table
+            .get_mut(section)
+            .and_then(toml::Value::as_table_mut)
+            .and_then(|t| t.get_mut(key));
+        match value {
+            Some(toml::Value::Array(items)) => items.iter_mut().for_each(rebase),
+            Some(value) => rebase(value),
+            None => {}
+        }
     }
 }
 
@@ -367,7 +415,7 @@ fn apply_override(
 /// The commented example `zg-serving provider init` writes.
 pub const EXAMPLE: &str = r#"# zg-serving provider broker configuration.
 # Every key can be overridden from the environment: ZG_PROVIDER__SECTION__KEY,
-# e.g. ZG_PROVIDER__KEYS__PROVIDER=0x... or ZG_PROVIDER__DATABASE__URL=postgres://...
+# e.g. ZG_PROVIDER__CHAIN__RPC_URL=https://... or ZG_PROVIDER__DATABASE__URL=postgres://...
 # Amounts are decimal 0G (1 0G = 1e18 neuron).
 
 # Where the broker listens, and the URL users reach it at (registered on chain).
@@ -383,11 +431,16 @@ rpc_url = "http://127.0.0.1:8545"
 contract = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 
 [keys]
+# Encrypted JSON keystores (paths relative to this file), made with
+# `zg-serving keys new keys/provider.json` and `zg-serving keys new keys/signer.json`.
 # The provider wallet: registers services, settles vouchers, receives earnings.
-# Prefer ZG_PROVIDER__KEYS__PROVIDER over writing the key here.
-provider = "0x0000000000000000000000000000000000000000000000000000000000000001"
-# The key that signs receipts (defaults to the provider key).
-# signer = "0x..."
+provider_keystore = "keys/provider.json"
+# The key that signs receipts: a separate key holds no funds, so the broker's
+# machine never needs more than it (recommended; the wallet signs when absent).
+signer_keystore = "keys/signer.json"
+# The keystores' password: the first line of this file (chmod 600), or
+# password_env = "ZG_KEYSTORE_PASSWORD" to read it from the environment.
+password_file = "keys/password"
 
 [database]
 # SQLite file by default; postgres://user@host/db for several replicas.
@@ -418,11 +471,28 @@ input_price = "0.000000001"      # per input token
 output_price = "0.000000002"     # per output token
 credit_limit = "0.001"           # most a user may owe beyond their newest voucher
 max_output_tokens = 2048         # cap per request; the worst case when max_tokens is absent
+
+[tls]
+# Serve HTTPS (then public_url should be https://...): PEM chain and key.
+# cert = "tls/fullchain.pem"
+# key = "tls/privkey.pem"
+# CAs trusted for https upstreams besides the webpki (Mozilla) roots.
+# extra_ca = ["tls/internal-ca.pem"]
 "#;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zg_chain::write_keystore;
+
+    const PLAINTEXT: &str = "[keys]\nprovider = \"0x0000000000000000000000000000000000000000000000000000000000000001\"\n";
+
+    /// The example with its `[keys]` section replaced by a plaintext key.
+    fn plaintext_example() -> String {
+        let start = EXAMPLE.find("[keys]").unwrap();
+        let end = EXAMPLE.find("[database]").unwrap();
+        format!("{}{PLAINTEXT}\n{}", &EXAMPLE[..start], &EXAMPLE[end..])
+    }
 
     fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::parse(
@@ -432,18 +502,63 @@ mod tests {
         )
     }
 
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("zg-config-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     #[test]
-    fn the_example_parses() {
-        let config = parse(EXAMPLE, &[]).unwrap();
+    fn the_example_loads_its_keys_from_keystores_beside_it() {
+        let dir = temp_dir("keystores");
+        let (wallet, signer) = (SigningKey::random(), SigningKey::random());
+        write_keystore(&dir.join("keys/provider.json"), &wallet, "hunter2").unwrap();
+        write_keystore(&dir.join("keys/signer.json"), &signer, "hunter2").unwrap();
+        std::fs::write(dir.join("keys/password"), "hunter2\n").unwrap();
+        std::fs::write(dir.join("provider.toml"), EXAMPLE).unwrap();
+
+        // Loaded from another working directory: paths are the file's.
+        let config = Config::load(&dir.join("provider.toml")).unwrap();
+        assert_eq!(config.keys.provider.address(), wallet.address());
+        assert_eq!(config.signer().address(), signer.address());
+        assert!(!config.keys.plaintext);
         assert_eq!(config.services.len(), 1);
         assert_eq!(config.services[0].input_price, U256::from(1_000_000_000u64));
+
+        std::fs::write(dir.join("keys/password"), "wrong\n").unwrap();
+        let err = Config::load(&dir.join("provider.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("provider_keystore") && err.contains("password"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn plaintext_keys_are_refused_by_load_and_say_how_to_make_a_keystore() {
+        let dir = temp_dir("plaintext");
+        std::fs::write(dir.join("provider.toml"), plaintext_example()).unwrap();
+        let err = Config::load(&dir.join("provider.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("refused") && err.contains("zg-serving keys import"),
+            "{err}"
+        );
+        // The same text is fine for `dev`, which parses.
+        let config = parse(&plaintext_example(), &[]).unwrap();
+        assert!(config.keys.plaintext);
         assert_eq!(config.signer().address(), config.keys.provider.address());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn env_overrides_win() {
         let config = parse(
-            EXAMPLE,
+            &plaintext_example(),
             &[
                 ("ZG_PROVIDER__DATABASE__URL", "postgres://x@y/z"),
                 ("ZG_PROVIDER__SETTLEMENT__INTERVAL_SECS", "7"),
@@ -459,25 +574,26 @@ mod tests {
 
     #[test]
     fn errors_name_the_key() {
+        let example = plaintext_example();
         let cases = [
             (
-                EXAMPLE.replace("input_price = \"0.000000001\"", "input_price = \"cheap\""),
+                example.replace("input_price = \"0.000000001\"", "input_price = \"cheap\""),
                 "services[0].input_price",
             ),
             (
-                EXAMPLE.replace("contract = \"0x5F", "contract = \"0x5"),
+                example.replace("contract = \"0x5F", "contract = \"0x5"),
                 "chain.contract",
             ),
             (
-                EXAMPLE.replace("kind = \"chat\"", "kind = \"video\""),
+                example.replace("kind = \"chat\"", "kind = \"video\""),
                 "services[0].kind",
             ),
             (
-                EXAMPLE.replace("provider = \"0x00", "provider = \"0xzz"),
-                "keys.provider",
+                example.replace("provider = \"0x00", "provider = \"0xzz"),
+                "keys",
             ),
             (
-                EXAMPLE.replace("hardware = \"cpu\"", "hardwar = \"cpu\""),
+                example.replace("hardware = \"cpu\"", "hardwar = \"cpu\""),
                 "services[0]",
             ),
         ];
@@ -485,7 +601,7 @@ mod tests {
             let err = parse(&text, &[]).unwrap_err().to_string();
             assert!(err.contains(key), "{key}: {err}");
         }
-        let err = parse(EXAMPLE, &[("ZG_PROVIDER__SETTLEMENT__BATCH_SIZE", "lots")])
+        let err = parse(&example, &[("ZG_PROVIDER__SETTLEMENT__BATCH_SIZE", "lots")])
             .unwrap_err()
             .to_string();
         assert!(err.contains("settlement.batch_size"), "{err}");

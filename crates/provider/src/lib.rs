@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod escrow;
 pub mod handlers;
+mod keys;
 pub mod metrics;
 pub mod registry;
 pub mod server;
@@ -21,6 +22,7 @@ pub mod settle;
 pub mod status;
 pub mod store;
 pub mod stream;
+pub mod tls;
 pub mod upstream;
 
 pub use broker::Broker;

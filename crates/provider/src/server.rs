@@ -31,6 +31,7 @@ pub enum StartError {
 /// A broker serving in the background.
 pub struct Running {
     addr: SocketAddr,
+    scheme: &'static str,
     broker: Arc<Broker>,
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
@@ -42,9 +43,9 @@ impl Running {
         self.addr
     }
 
-    /// `http://ADDR`, the broker's base URL (OpenAI clients add `/v1`).
+    /// `http://ADDR` (or https), the broker's base URL (OpenAI clients add `/v1`).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     pub fn broker(&self) -> &Arc<Broker> {
@@ -99,12 +100,13 @@ pub async fn prepare(config: Config) -> Result<Arc<Broker>, StartError> {
 /// Starts the broker on `listener` in the background.
 pub async fn start(config: Config, listener: TcpListener) -> Result<Running, StartError> {
     let broker = prepare(config).await?;
-    Ok(spawn(broker, listener)?)
+    spawn(broker, listener)
 }
 
-/// Serves an already prepared broker on `listener`.
-pub fn spawn(broker: Arc<Broker>, listener: TcpListener) -> std::io::Result<Running> {
+/// Serves an already prepared broker on `listener` (HTTPS when `[tls]` says so).
+pub fn spawn(broker: Arc<Broker>, listener: TcpListener) -> Result<Running, StartError> {
     let addr = listener.local_addr()?;
+    let acceptor = broker.config.tls.acceptor()?;
     let (stop, stopped) = watch::channel(false);
     let settler = broker
         .config
@@ -113,16 +115,29 @@ pub fn spawn(broker: Arc<Broker>, listener: TcpListener) -> std::io::Result<Runn
         .then(|| tokio::spawn(crate::settle::run(broker.clone(), stopped.clone())));
     let router = crate::handlers::router(broker.clone());
     let mut server_stop = stopped;
-    let server = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
-    tracing::info!(%addr, provider = %broker.provider, "provider broker listening");
+    let stopping = async move {
+        let _ = server_stop.wait_for(|s| *s).await;
+    };
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    let server = match acceptor {
+        None => tokio::spawn(
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stopping)
+                .into_future(),
+        ),
+        Some(acceptor) => {
+            let listener = crate::tls::TlsListener::new(listener, acceptor)?;
+            tokio::spawn(
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stopping)
+                    .into_future(),
+            )
+        }
+    };
+    tracing::info!(%addr, scheme, provider = %broker.provider, "provider broker listening");
     Ok(Running {
         addr,
+        scheme,
         broker,
         stop,
         server,

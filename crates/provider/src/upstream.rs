@@ -2,7 +2,7 @@
 //! each service's URI parsed once. reqwest, which wraps the same client,
 //! re-parsed the URL and built a redirect layer around every request (about
 //! 4% of the broker's CPU per request, docs/bench-broker.md); the broker
-//! needs neither redirects nor TLS to a model server on its own network.
+//! needs no redirects. https:// upstreams go through rustls (hyper-rustls).
 
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, Request, StatusCode, Uri, header};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::TokioExecutor,
@@ -18,7 +19,7 @@ use hyper_util::{
 /// Pooled keep-alive connections to every upstream.
 #[derive(Clone)]
 pub struct Upstream {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 /// Why an upstream gave no (complete) answer, with every cause.
@@ -48,10 +49,17 @@ impl UpstreamError {
 pub struct UpstreamResponse(axum::http::Response<Incoming>);
 
 impl Upstream {
-    pub fn new() -> Self {
+    /// Plain http:// upstreams, and https:// ones verified with `tls`.
+    pub fn new(tls: rustls::ClientConfig) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         Self {
             client: Client::builder(TokioExecutor::new())
                 .pool_max_idle_per_host(256)
@@ -78,12 +86,6 @@ impl Upstream {
             .await
             .map(UpstreamResponse)
             .map_err(UpstreamError::new)
-    }
-}
-
-impl Default for Upstream {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

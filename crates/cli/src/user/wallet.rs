@@ -3,7 +3,7 @@
 
 use anyhow::{Context, bail};
 use std::path::Path;
-use zg_core::{B256, SigningKey};
+use zg_core::SigningKey;
 
 /// Where the key comes from, shared by `user` and `gateway`.
 #[derive(clap::Args, Clone, Debug)]
@@ -36,18 +36,8 @@ impl KeyArgs {
             );
         };
         let password = self.password()?;
-        let secret = eth_keystore::decrypt_key(path, password.as_bytes()).map_err(|e| {
-            anyhow::anyhow!(
-                "could not open keystore {}: {e} (wrong password in {}?)",
-                path.display(),
-                self.password_env
-            )
-        })?;
-        let bytes: [u8; 32] = secret
-            .as_slice()
-            .try_into()
-            .context("the keystore does not hold a 32-byte key")?;
-        Ok(SigningKey::from_bytes(&B256::from(bytes))?)
+        zg_chain::read_keystore(path, &password)
+            .map_err(|e| anyhow::anyhow!("{e} (the password comes from {})", self.password_env))
     }
 
     pub fn password(&self) -> anyhow::Result<String> {
@@ -63,31 +53,9 @@ impl KeyArgs {
     }
 }
 
-/// Writes a new random key to `out` as an encrypted keystore; returns it.
+/// Writes a new random key to `out` as an encrypted keystore (0600); returns it.
 pub fn new_keystore(out: &Path, password: &str) -> anyhow::Result<SigningKey> {
-    if out.exists() {
-        bail!(
-            "{} exists already: choose another --out, the old key would be lost",
-            out.display()
-        );
-    }
     let key = SigningKey::random();
-    let dir = out
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = out
-        .file_name()
-        .and_then(|n| n.to_str())
-        .context("--out needs a file name")?;
-    eth_keystore::encrypt_key(
-        dir,
-        &mut rand08::thread_rng(),
-        key.to_bytes().0,
-        password.as_bytes(),
-        Some(name),
-    )
-    .map_err(|e| anyhow::anyhow!("writing keystore {}: {e}", out.display()))?;
+    zg_chain::write_keystore(out, &key, password)?;
     Ok(key)
 }
