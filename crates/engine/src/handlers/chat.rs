@@ -34,24 +34,31 @@ pub async fn completions(
         .as_ref()
         .and_then(|o| o.include_usage)
         .unwrap_or(false);
-    let (job, rx) = prepare(&engine, req)?;
+    let id = response_id("chatcmpl");
+    let (job, rx) = prepare(&engine, req, id.clone())?;
     let prompt_tokens = job.prompt.len() as u32;
     engine.chat().submit(job)?;
+    let proof_header = engine.proofs().map(|_| super::proofs::id_header(&id));
     let answer = Answer {
-        id: response_id("chatcmpl"),
+        id,
         created: unix_now(),
         model: engine.chat_model_id().to_string(),
         prompt_tokens,
     };
-    if stream {
-        Ok(Sse::new(answer.stream(rx, include_usage)).into_response())
+    let response = if stream {
+        Sse::new(answer.stream(rx, include_usage)).into_response()
     } else {
-        answer.collect(rx).await.map(IntoResponse::into_response)
-    }
+        answer.collect(rx).await?.into_response()
+    };
+    Ok((proof_header, response).into_response())
 }
 
 /// Checks every field and builds the decode job.
-fn prepare(engine: &Engine, req: ChatRequest) -> Result<(Job, UnboundedReceiver<Event>), ApiError> {
+fn prepare(
+    engine: &Engine,
+    req: ChatRequest,
+    id: String,
+) -> Result<(Job, UnboundedReceiver<Event>), ApiError> {
     if let Some(n) = req.n
         && n != 1
     {
@@ -125,6 +132,7 @@ fn prepare(engine: &Engine, req: ChatRequest) -> Result<(Job, UnboundedReceiver<
         sampling,
         stop,
         events,
+        id,
     };
     Ok((job, rx))
 }
