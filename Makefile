@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := test
 CARGO ?= cargo
 
-.PHONY: test deps postgres lint fmt contracts check-contracts gas model venv bench-engine demo dev
+.PHONY: test deps postgres lint fmt contracts check-contracts gas model venv bench-engine bench-verify demo dev
 
 ## ---- setup ---------------------------------------------------------------
 # System packages the native builds need (llama.cpp: cmake, libclang).
@@ -64,6 +64,13 @@ venv: .venv/.requirements.stamp
 # prints the three comparison lines (docs/engine.md).
 bench-engine: model
 	@scripts/bench-engine.sh
+
+# Proof of model (issue 19): honest answers and cheaters (requantized
+# substitutes, a changed system prompt, edited answers) through the verifier;
+# prints the `verify ...` line (docs/verification.md). BENCH_VERIFY_ARGS
+# takes --answers N --cheats N --tokens N.
+bench-verify: model
+	$(CARGO) run --release -q -p zg-engine --example bench_verify -- $(BENCH_VERIFY_ARGS)
 
 ## ---- one-command marketplace (issue 6) ----------------------------------
 # Installs what is missing (Debian packages, npm packages, models), builds the

@@ -16,6 +16,8 @@ pub struct EngineConfig {
     pub threads: u32,
     /// Total context in tokens, shared equally by the slots.
     pub ctx: u32,
+    /// Record a proof of model for every chat answer (`GET /v1/proofs/{id}`).
+    pub proofs: bool,
 }
 
 impl EngineConfig {
@@ -27,6 +29,7 @@ impl EngineConfig {
             parallel: 4,
             threads: default_threads(),
             ctx: 8192,
+            proofs: true,
         }
     }
 

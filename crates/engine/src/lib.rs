@@ -4,7 +4,8 @@
 //! `/v1/embeddings`, `/v1/models`) for a GGUF chat model, run by llama.cpp
 //! with parallel slots and continuous batching, and an optional BERT
 //! sentence-embedding model run by candle. It knows nothing of vouchers or
-//! chains: the provider broker sits in front of it.
+//! chains: the provider broker sits in front of it. Every chat answer
+//! carries a proof of the model that computed it ([`proof`]).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), zg_engine::EngineError> {
@@ -22,6 +23,7 @@ mod digest;
 mod embed;
 mod error;
 mod handlers;
+pub mod proof;
 mod server;
 
 pub use config::EngineConfig;

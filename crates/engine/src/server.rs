@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 use crate::api::unix_now;
 use crate::chat::ChatModel;
 use crate::embed::Embedder;
+use crate::proof::{PROOF_METHOD, ProofStore};
 use crate::{EngineConfig, EngineError};
 
 /// A served model as `/v1/models` lists it.
@@ -27,6 +28,8 @@ pub struct ModelCard {
     /// sha256 of the weights file, hex.
     pub sha256: String,
     pub created: u64,
+    /// The proof method of its answers ([`crate::proof::PROOF_METHOD`]), if any.
+    pub proof_method: Option<&'static str>,
 }
 
 /// The loaded models and the decode thread.
@@ -34,6 +37,7 @@ pub struct Engine {
     chat: ChatModel,
     embedder: Option<Embedder>,
     cards: Vec<ModelCard>,
+    proofs: Option<Arc<ProofStore>>,
 }
 
 impl Engine {
@@ -42,11 +46,13 @@ impl Engine {
     pub fn load(config: &EngineConfig) -> Result<Self, EngineError> {
         let created = unix_now();
         let chat_sha = crate::digest::verified_sha256(&config.model)?;
+        let proofs = config.proofs.then(|| Arc::new(ProofStore::default()));
         let mut cards = vec![ModelCard {
             id: file_id(&config.model),
             kind: "chat",
             sha256: chat_sha,
             created,
+            proof_method: proofs.as_ref().map(|_| PROOF_METHOD),
         }];
         let embedder = match &config.embedding_model {
             Some(dir) => {
@@ -66,16 +72,18 @@ impl Engine {
                     kind: "embeddings",
                     sha256,
                     created,
+                    proof_method: None,
                 });
                 Some(embedder)
             }
             None => None,
         };
-        let chat = ChatModel::load(config)?;
+        let chat = ChatModel::load(config, proofs.clone())?;
         Ok(Self {
             chat,
             embedder,
             cards,
+            proofs,
         })
     }
 
@@ -100,6 +108,11 @@ impl Engine {
 
     pub(crate) fn chat_model_id(&self) -> &str {
         &self.cards[0].id
+    }
+
+    /// The stored proofs of recent answers; `None` when proofs are off.
+    pub(crate) fn proofs(&self) -> Option<&ProofStore> {
+        self.proofs.as_deref()
     }
 
     pub(crate) fn embedder(&self) -> Option<&Embedder> {

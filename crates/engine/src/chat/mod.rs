@@ -7,7 +7,7 @@ mod logprobs;
 mod output;
 mod sampler;
 mod scheduler;
-mod template;
+pub(crate) mod template;
 pub mod tools;
 
 use std::path::Path;
@@ -19,13 +19,15 @@ use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 
 use crate::api::ApiError;
+use crate::proof::ProofStore;
 use crate::{EngineConfig, EngineError};
+pub(crate) use output::TextOutput;
 pub use sampler::{Grammar, Penalties, Sampling, random_seed};
 pub use scheduler::{Event, Job, Load};
 
 /// llama.cpp's process-wide state; it may be initialised once per process,
 /// so every engine in the process shares it.
-fn backend() -> Result<&'static LlamaBackend, EngineError> {
+pub(crate) fn backend() -> Result<&'static LlamaBackend, EngineError> {
     static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
     static INIT: Mutex<()> = Mutex::new(());
     if let Some(backend) = BACKEND.get() {
@@ -40,6 +42,11 @@ fn backend() -> Result<&'static LlamaBackend, EngineError> {
     Ok(BACKEND.get_or_init(|| backend))
 }
 
+/// `model`'s tokens for a rendered prompt (special tokens read as themselves).
+pub(crate) fn tokenize(model: &LlamaModel, text: &str) -> Vec<LlamaToken> {
+    model.vocab().tokenize(text.as_bytes(), true, true)
+}
+
 /// A loaded chat model with its running decode thread.
 pub struct ChatModel {
     model: Arc<LlamaModel>,
@@ -51,7 +58,12 @@ pub struct ChatModel {
 }
 
 impl ChatModel {
-    pub fn load(config: &EngineConfig) -> Result<Self, EngineError> {
+    /// Loads the model and starts the decode thread, which records a proof
+    /// of every answer into `proofs` when given one.
+    pub fn load(
+        config: &EngineConfig,
+        proofs: Option<Arc<ProofStore>>,
+    ) -> Result<Self, EngineError> {
         if config.parallel == 0 || config.threads == 0 {
             return Err(EngineError::Config(
                 "--parallel and --threads must be at least 1".into(),
@@ -80,6 +92,7 @@ impl ChatModel {
                 slots: config.parallel,
                 threads: config.threads,
                 ctx: config.ctx,
+                proofs,
             },
         )?;
         tracing::info!(
@@ -122,7 +135,7 @@ impl ChatModel {
     /// The model's tokens for `text`, reading special tokens such as
     /// `<|im_start|>` as themselves (that is how a rendered prompt is read).
     pub fn tokenize(&self, text: &str) -> Vec<LlamaToken> {
-        self.model.vocab().tokenize(text.as_bytes(), true, true)
+        tokenize(&self.model, text)
     }
 
     /// Checks that the decode thread can build the sampler of `sampling`

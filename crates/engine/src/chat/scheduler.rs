@@ -24,6 +24,7 @@ use super::sampler::Sampling;
 use crate::EngineError;
 use crate::api::chat::FinishReason;
 use crate::api::generation::TokenLogprob;
+use crate::proof::{ProofStore, Recorder};
 
 /// Prompt tokens one step reads at most, over all slots: bounds how long a
 /// long prompt stalls the slots that are generating.
@@ -38,6 +39,8 @@ pub struct Job {
     /// Alternatives to report per token; `None`: no log-probabilities.
     pub top_logprobs: Option<usize>,
     pub events: UnboundedSender<Event>,
+    /// The answer's id: its proof is stored under it.
+    pub id: String,
 }
 
 /// What the decode thread tells the request.
@@ -60,6 +63,8 @@ pub struct Settings {
     pub slots: u32,
     pub threads: u32,
     pub ctx: u32,
+    /// Where proofs of answers go; `None` records none.
+    pub proofs: Option<Arc<ProofStore>>,
 }
 
 /// Where requests go, and how many tokens (prompt and answer) a slot holds.
@@ -113,7 +118,8 @@ pub fn start(
             };
             let per_slot = ctx.n_ctx() / slots as u32;
             let _ = ready_tx.send(Ok(per_slot));
-            Decoder::new(&mut ctx, &model, slots, per_slot).run(jobs_rx, &thread_load);
+            Decoder::new(&mut ctx, &model, slots, per_slot, settings.proofs)
+                .run(jobs_rx, &thread_load);
         })?;
     match ready_rx.recv() {
         Ok(Ok(ctx_per_slot)) => Ok(Started {
@@ -144,6 +150,7 @@ struct Slot {
     /// Index of this slot's logits in the current batch.
     logits_at: Option<i32>,
     completion_tokens: u32,
+    proof: Option<Recorder>,
 }
 
 struct Decoder<'c, 'm> {
@@ -153,6 +160,7 @@ struct Decoder<'c, 'm> {
     waiting: VecDeque<Job>,
     batch: LlamaBatch<'static>,
     ctx_per_slot: i32,
+    proofs: Option<Arc<ProofStore>>,
 }
 
 impl<'c, 'm> Decoder<'c, 'm> {
@@ -161,6 +169,7 @@ impl<'c, 'm> Decoder<'c, 'm> {
         model: &'m LlamaModel,
         slots: usize,
         ctx_per_slot: u32,
+        proofs: Option<Arc<ProofStore>>,
     ) -> Self {
         Self {
             ctx,
@@ -169,6 +178,7 @@ impl<'c, 'm> Decoder<'c, 'm> {
             waiting: VecDeque::new(),
             batch: LlamaBatch::new(STEP_TOKENS.max(slots), 1),
             ctx_per_slot: i32::try_from(ctx_per_slot).unwrap_or(i32::MAX),
+            proofs,
         }
     }
 
@@ -226,8 +236,13 @@ impl<'c, 'm> Decoder<'c, 'm> {
                     continue;
                 }
             };
+            let proof = self
+                .proofs
+                .as_ref()
+                .map(|_| Recorder::new(job.prompt.iter().map(|t| t.0 as u32)));
             *entry = Some(Slot {
                 seq: i as i32,
+                proof,
                 sampler,
                 output: TextOutput::new(&job.stop),
                 job,
@@ -289,6 +304,9 @@ impl<'c, 'm> Decoder<'c, 'm> {
                 continue;
             };
             let token = slot.sampler.sample(self.ctx, at);
+            if let Some(proof) = &mut slot.proof {
+                proof.record(self.ctx.get_logits_ith(at), token.0 as u32);
+            }
             slot.completion_tokens += 1;
             let finish = if vocab.is_eog(token) {
                 Some(FinishReason::Stop)
@@ -322,6 +340,10 @@ impl<'c, 'm> Decoder<'c, 'm> {
                         text: rest,
                         logprob: None,
                     });
+                }
+                // Stored before Done: a client that sees the end can fetch it.
+                if let (Some(store), Some(proof)) = (&self.proofs, &slot.proof) {
+                    store.insert(slot.job.id.clone(), proof.encode());
                 }
                 let _ = slot.job.events.send(Event::Done {
                     finish,

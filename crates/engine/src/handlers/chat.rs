@@ -70,8 +70,6 @@ pub async fn completions(
         prompt_text.push_str(tools::OPEN);
     }
     let prompt = engine.chat().tokenize(&prompt_text);
-    let prompt_tokens = prompt.len() as u32;
-    let events = generate::submit(&engine, prompt, &plan, "messages")?;
     let answer = ChatAnswer {
         id: response_id("chatcmpl"),
         created: unix_now(),
@@ -89,7 +87,7 @@ pub async fn completions(
             .collect(),
         tools: tool_use.map(|t| t.tools).unwrap_or_default(),
     };
-    generate::respond(answer, events, prompt_tokens, &plan).await
+    generate::run(&engine, prompt, &plan, "messages", answer).await
 }
 
 /// The tools of a request whose `tool_choice` is not `none`.

@@ -55,8 +55,6 @@ pub async fn completions(
         k => k.map(|k| k as usize),
     };
     let tokens = engine.chat().tokenize(&prompt);
-    let prompt_tokens = tokens.len() as u32;
-    let events = generate::submit(&engine, tokens, &plan, "prompt")?;
     let answer = TextAnswer {
         id: response_id("cmpl"),
         created: unix_now(),
@@ -70,7 +68,7 @@ pub async fn completions(
             })
             .collect(),
     };
-    generate::respond(answer, events, prompt_tokens, &plan).await
+    generate::run(&engine, tokens, &plan, "prompt", answer).await
 }
 
 struct TextAnswer {

@@ -141,13 +141,32 @@ pub fn plan(generation: Generation, max_tokens: Option<u32>) -> Result<Plan, Api
 /// One choice's events, tagged with its index.
 pub type Events = BoxStream<'static, (u32, Event)>;
 
-/// Checks that `prompt` fits a slot and queues one job per choice (choice
-/// `i` draws with seed + i, so sampled choices differ and still repeat).
-pub fn submit(
+/// Queues `prompt` and answers through `answer`. With proofs on, each
+/// choice's proof of model is stored under the answer's id (choice `i` > 0
+/// under `{id}-{i}`), which the `X-Engine-Proof-Id` header names.
+pub async fn run<A: Answer>(
     engine: &Engine,
     prompt: Vec<LlamaToken>,
     plan: &Plan,
     param: &'static str,
+    answer: A,
+) -> Result<Response, ApiError> {
+    let id = answer.id().to_string();
+    let prompt_tokens = prompt.len() as u32;
+    let events = submit(engine, prompt, plan, param, &id)?;
+    let response = respond(answer, events, prompt_tokens, plan).await?;
+    let proof_header = engine.proofs().map(|_| super::proofs::id_header(&id));
+    Ok((proof_header, response).into_response())
+}
+
+/// Checks that `prompt` fits a slot and queues one job per choice (choice
+/// `i` draws with seed + i, so sampled choices differ and still repeat).
+fn submit(
+    engine: &Engine,
+    prompt: Vec<LlamaToken>,
+    plan: &Plan,
+    param: &'static str,
+    id: &str,
 ) -> Result<Events, ApiError> {
     let ctx = engine.chat().ctx_per_slot();
     if prompt.is_empty() || prompt.len() >= ctx as usize {
@@ -172,6 +191,10 @@ pub fn submit(
             stop: plan.stop.clone(),
             top_logprobs: plan.top_logprobs,
             events,
+            id: match index {
+                0 => id.to_string(),
+                i => format!("{id}-{i}"),
+            },
         })?;
         let events = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
         choices.push(events.map(move |e| (index, e)).boxed());
@@ -207,7 +230,7 @@ fn log(id: &str, usage: Usage, choices: u32) {
 /// Feeds the events to `answer` and answers with JSON or SSE. The usage
 /// counts the prompt once (each choice read it, but OpenAI bills it once)
 /// and the tokens of every choice.
-pub async fn respond<A: Answer>(
+async fn respond<A: Answer>(
     mut answer: A,
     mut events: Events,
     prompt_tokens: u32,

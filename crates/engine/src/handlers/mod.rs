@@ -6,6 +6,7 @@ mod completions;
 mod embeddings;
 mod generate;
 mod models;
+mod proofs;
 
 use std::sync::Arc;
 
@@ -21,9 +22,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/completions", post(completions::completions))
         .route("/v1/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(models::list))
+        .route("/v1/proofs/{id}", get(proofs::get))
         .route("/health", get(health))
         .fallback(|uri: axum::http::Uri| async move {
-            ApiError::not_found(format!("no route for {uri}: this engine serves /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/models"))
+            ApiError::not_found(format!("no route for {uri}: this engine serves /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models and /v1/proofs/{{id}}"))
         })
         .with_state(engine)
 }

@@ -21,6 +21,7 @@ pub async fn list(State(engine): State<Arc<Engine>>) -> Json<Value> {
                 "owned_by": "zg-serving",
                 "kind": card.kind,
                 "sha256": card.sha256,
+                "proof_method": card.proof_method,
             })
         })
         .collect();

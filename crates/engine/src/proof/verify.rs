@@ -1,0 +1,292 @@
+//! The verifier: loads the registered GGUF (refusing any other file),
+//! re-runs prompt plus answer as one teacher-forced prefill, recomputes
+//! every token's marks and compares them with the proof's.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::token::LlamaToken;
+
+use super::encoding::{Proof, ProofError, distance, marks, tokens_digest};
+use crate::EngineError;
+use crate::chat::{TextOutput, backend, template, tokenize};
+
+/// Tokens one prefill step reads. Any size verifies: ggml's results move
+/// with the batch size by far less than [`THRESHOLD`].
+const PREFILL_BATCH: usize = 512;
+
+/// The largest mean distance, in logits, between a proof's marks and the
+/// recomputed ones (the mean over tokens of the largest of a token's three
+/// differences) that an honest answer may show. ggml computes a decode step
+/// of a few rows and a prefill of many with different kernels; measured
+/// honest noise and cheaters' distances: docs/verification.md.
+pub const THRESHOLD: f32 = 0.6;
+/// The largest distance of any single token an honest answer may show.
+pub const TOKEN_THRESHOLD: f32 = 2.0;
+
+/// Why an answer could not be verified (as opposed to failing).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(
+        "{path} is not the registered model: its sha256 is {actual}, the registered digest is {expected}; pass the GGUF whose sha256 is {expected}"
+    )]
+    WrongModel {
+        path: PathBuf,
+        actual: String,
+        expected: String,
+    },
+    #[error(transparent)]
+    Model(#[from] EngineError),
+    #[error("unreadable proof: {0}")]
+    Proof(#[from] ProofError),
+    #[error(
+        "token id {token} is outside the model's vocabulary of {vocab}: the {place} is garbage"
+    )]
+    Token {
+        token: u32,
+        vocab: u32,
+        place: &'static str,
+    },
+    #[error("the chat messages cannot be rendered: {0}")]
+    Messages(String),
+    #[error("llama.cpp failed while verifying: {0}")]
+    Llama(String),
+}
+
+/// What an answer claims: the prompt as the model read it, the text sent
+/// and the stop sequences of the request.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub prompt: &'a [u32],
+    pub answer: &'a str,
+    pub stop: &'a [String],
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub pass: bool,
+    /// The mean over the answer's tokens of each token's largest mark
+    /// difference, in logits; infinite when the proof does not match the
+    /// claim before any model run (see `mismatch`).
+    pub distance: f32,
+    pub threshold: f32,
+    /// The largest single token's mark difference, in logits.
+    pub worst_token: f32,
+    pub token_threshold: f32,
+    /// Tokens the proof covers.
+    pub tokens: usize,
+    /// Why the proof does not belong to the claim, when it does not.
+    pub mismatch: Option<String>,
+}
+
+impl Verdict {
+    fn mismatch(tokens: usize, why: String) -> Self {
+        Self {
+            pass: false,
+            distance: f32::INFINITY,
+            threshold: THRESHOLD,
+            worst_token: f32::INFINITY,
+            token_threshold: TOKEN_THRESHOLD,
+            tokens,
+            mismatch: Some(why),
+        }
+    }
+}
+
+/// The hex sha256 of a model file: the `modelDigest` a service registers.
+pub fn model_digest(gguf: &Path) -> Result<String, VerifyError> {
+    Ok(crate::digest::verified_sha256(gguf)?)
+}
+
+/// A loaded registered model, ready to check proofs.
+pub struct Verifier {
+    model: LlamaModel,
+    template: LlamaChatTemplate,
+    threads: i32,
+}
+
+impl Verifier {
+    /// Loads `gguf` after checking that its sha256 is `expected_sha256`
+    /// (hex, with or without `0x`).
+    pub fn open(gguf: &Path, expected_sha256: &str, threads: u32) -> Result<Self, VerifyError> {
+        let expected = expected_sha256
+            .trim_start_matches("0x")
+            .to_ascii_lowercase();
+        let actual = model_digest(gguf)?;
+        if actual != expected {
+            return Err(VerifyError::WrongModel {
+                path: gguf.to_path_buf(),
+                actual,
+                expected,
+            });
+        }
+        let model = LlamaModel::load_from_file(backend()?, gguf, &LlamaModelParams::default())
+            .map_err(|e| EngineError::ModelLoad {
+                path: gguf.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        let template = template::model_template(&model);
+        Ok(Self {
+            model,
+            template,
+            threads: i32::try_from(threads.max(1)).unwrap_or(1),
+        })
+    }
+
+    /// The prompt tokens of chat `messages` (role, content), rendered and
+    /// tokenized exactly as the engine does.
+    pub fn prompt_tokens(&self, messages: Vec<(String, String)>) -> Result<Vec<u32>, VerifyError> {
+        let text = template::render(&self.model, &self.template, messages)
+            .map_err(|e| VerifyError::Messages(e.message))?;
+        Ok(tokenize(&self.model, &text)
+            .into_iter()
+            .map(|t| t.0 as u32)
+            .collect())
+    }
+
+    /// Checks `proof` against `claim`: the prompt digest, the text its tokens
+    /// spell, then the marks of every token against a fresh prefill.
+    pub fn verify(&self, claim: &Claim<'_>, proof: &[u8]) -> Result<Verdict, VerifyError> {
+        let proof = Proof::decode(proof)?;
+        let n = proof.tokens.len();
+        self.check_ids(claim.prompt, "prompt")?;
+        self.check_ids(&proof.tokens, "proof")?;
+        if claim.prompt.is_empty() {
+            return Ok(Verdict::mismatch(n, "the claimed prompt is empty".into()));
+        }
+        if tokens_digest(claim.prompt.iter().copied()) != proof.prompt_digest {
+            return Ok(Verdict::mismatch(
+                n,
+                "the proof was made for another prompt (prompt digest differs)".into(),
+            ));
+        }
+        if let Some(why) = self.spelling_mismatch(&proof.tokens, claim) {
+            return Ok(Verdict::mismatch(n, why));
+        }
+        let (distance, worst_token) = self.measure(claim.prompt, &proof)?;
+        Ok(Verdict {
+            pass: distance <= THRESHOLD && worst_token <= TOKEN_THRESHOLD,
+            distance,
+            threshold: THRESHOLD,
+            worst_token,
+            token_threshold: TOKEN_THRESHOLD,
+            tokens: n,
+            mismatch: None,
+        })
+    }
+
+    fn check_ids(&self, tokens: &[u32], place: &'static str) -> Result<(), VerifyError> {
+        let vocab = u32::try_from(self.model.n_vocab()).unwrap_or(0);
+        match tokens.iter().find(|&&t| t >= vocab) {
+            Some(&token) => Err(VerifyError::Token {
+                token,
+                vocab,
+                place,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The text the engine sends for generated `tokens` under the `stop`
+    /// sequences, and how many tokens follow the end of the answer (an
+    /// end-of-generation token or a completed stop sequence).
+    pub fn spell(&self, tokens: &[u32], stop: &[String]) -> (String, usize) {
+        let vocab = self.model.vocab();
+        let mut output = TextOutput::new(stop);
+        let mut text = String::new();
+        let mut after_end = 0;
+        for (i, &id) in tokens.iter().enumerate() {
+            let token = LlamaToken(id as i32);
+            let ended = vocab.is_eog(token) || {
+                let step = output.push(&vocab.token_to_piece(token, false, None));
+                text.push_str(&step.text);
+                step.stopped
+            };
+            if ended {
+                after_end = tokens.len() - i - 1;
+                break;
+            }
+        }
+        text.push_str(&output.finish());
+        (text, after_end)
+    }
+
+    /// The proof's tokens must spell the claimed answer and end where
+    /// generation ended.
+    fn spelling_mismatch(&self, tokens: &[u32], claim: &Claim<'_>) -> Option<String> {
+        let (text, after_end) = self.spell(tokens, claim.stop);
+        if after_end > 0 {
+            return Some(format!(
+                "the proof has {after_end} tokens after the end of the answer"
+            ));
+        }
+        (text != claim.answer).then(|| {
+            format!(
+                "the proof's tokens spell {} bytes that differ from the {}-byte answer",
+                text.len(),
+                claim.answer.len()
+            )
+        })
+    }
+
+    /// The teacher-forced prefill: the mean and the largest mark difference
+    /// over the answer's tokens.
+    fn measure(&self, prompt: &[u32], proof: &Proof) -> Result<(f32, f32), VerifyError> {
+        let llama = |e: &dyn std::fmt::Display| VerifyError::Llama(e.to_string());
+        // Every answer token but the last is read back; the logits of the
+        // last prompt token and of those pick the answer's tokens.
+        let input: Vec<u32> = prompt
+            .iter()
+            .chain(&proof.tokens[..proof.tokens.len() - 1])
+            .copied()
+            .collect();
+        let first_output = prompt.len() - 1;
+        let n_ctx = u32::try_from(input.len().next_multiple_of(256))
+            .map_err(|_| VerifyError::Llama("the answer is too long".into()))?;
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(PREFILL_BATCH as u32)
+            .with_n_ubatch(PREFILL_BATCH as u32)
+            .with_n_seq_max(1)
+            .with_n_threads(self.threads)
+            .with_n_threads_batch(self.threads);
+        let mut ctx = self
+            .model
+            .new_context(backend()?, params)
+            .map_err(|e| llama(&e))?;
+        let mut batch = LlamaBatch::new(PREFILL_BATCH, 1);
+        let (mut sum, mut worst) = (0.0f32, 0.0f32);
+        for (chunk_index, chunk) in input.chunks(PREFILL_BATCH).enumerate() {
+            batch.clear();
+            let start = chunk_index * PREFILL_BATCH;
+            for (offset, &token) in chunk.iter().enumerate() {
+                let pos = start + offset;
+                batch
+                    .add(
+                        LlamaToken(token as i32),
+                        pos as i32,
+                        &[0],
+                        pos >= first_output,
+                    )
+                    .map_err(|e| llama(&e))?;
+            }
+            ctx.decode(&mut batch).map_err(|e| llama(&e))?;
+            for (offset, pos) in (start..start + chunk.len()).enumerate() {
+                let Some(k) = pos.checked_sub(first_output) else {
+                    continue;
+                };
+                let logits = ctx.get_logits_ith(offset as i32);
+                let recomputed = marks(logits, proof.tokens[k]);
+                let d = distance(&recomputed, &proof.marks[k]);
+                sum += d;
+                worst = worst.max(d);
+            }
+        }
+        Ok((sum / proof.tokens.len() as f32, worst))
+    }
+}
