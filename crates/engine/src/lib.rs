@@ -20,10 +20,12 @@ mod chat;
 mod config;
 mod digest;
 mod embed;
+mod engine;
 mod error;
 mod handlers;
 mod server;
 
 pub use config::EngineConfig;
+pub use engine::{Engine, ModelCard};
 pub use error::EngineError;
-pub use server::{Engine, ModelCard, ServerHandle, serve, spawn};
+pub use server::{ServerHandle, serve, spawn};

@@ -19,7 +19,7 @@ use crate::api::chat::{
 };
 use crate::api::{ApiError, OpenAiJson, Usage, response_id, unix_now};
 use crate::chat::{Event, Job, Sampling, random_seed};
-use crate::server::Engine;
+use crate::engine::Engine;
 
 /// Stop sequences one request may give (OpenAI's limit).
 const MAX_STOPS: usize = 4;
