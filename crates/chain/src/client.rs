@@ -235,6 +235,14 @@ impl ChainClient {
             .await
     }
 
+    /// The number of the latest block.
+    pub async fn block_number(&self) -> Result<u64, ChainError> {
+        self.provider
+            .get_block_number()
+            .await
+            .map_err(|e| ChainError::transport("reading the block number", e))
+    }
+
     /// Every event of this contract from `from_block` to the latest block.
     pub async fn events(&self, from_block: u64) -> Result<Vec<ChainEvent>, ChainError> {
         let filter = Filter::new()

@@ -140,3 +140,57 @@ impl ChainClient {
             .await
     }
 }
+
+/// A change to one (user, provider) escrow that a provider watches for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EscrowChange {
+    Funded,
+    RefundRequested { amount: U256, unlock_at: u64 },
+    RefundCancelled,
+    RefundClaimed,
+}
+
+/// An [`EscrowChange`] of `user`'s escrow, in block `block`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EscrowEvent {
+    pub block: u64,
+    pub user: Address,
+    pub change: EscrowChange,
+}
+
+impl ChainClient {
+    /// The escrow events of every user at `provider` from `from_block` to the
+    /// latest block.
+    pub async fn escrow_events(
+        &self,
+        provider: Address,
+        from_block: u64,
+    ) -> Result<Vec<EscrowEvent>, ChainError> {
+        use ZgServing::ZgServingEvents as E;
+        let events = self.events(from_block).await?;
+        Ok(events
+            .into_iter()
+            .filter_map(|e| {
+                let (user, at, change) = match e.event {
+                    E::Funded(r) => (r.user, r.provider, EscrowChange::Funded),
+                    E::RefundRequested(r) => (
+                        r.user,
+                        r.provider,
+                        EscrowChange::RefundRequested {
+                            amount: r.amount,
+                            unlock_at: r.unlockAt,
+                        },
+                    ),
+                    E::RefundCancelled(r) => (r.user, r.provider, EscrowChange::RefundCancelled),
+                    E::RefundClaimed(r) => (r.user, r.provider, EscrowChange::RefundClaimed),
+                    _ => return None,
+                };
+                (at == provider).then_some(EscrowEvent {
+                    block: e.block,
+                    user,
+                    change,
+                })
+            })
+            .collect())
+    }
+}

@@ -18,7 +18,7 @@ pub use client::{
     ChainClient, ChainEvent, DEFAULT_LOCK_PERIOD, DEFAULT_MIN_STAKE, DeployParams, Outcome, Page,
 };
 pub use error::ChainError;
-pub use escrow::{EscrowAccount, PendingRefund};
+pub use escrow::{EscrowAccount, EscrowChange, EscrowEvent, PendingRefund};
 pub use keystore::{KeystoreError, Password, read_keystore, write_keystore};
 pub use registry::ProviderStake;
 pub use settlement::{RejectReason, RejectedVoucher, SettledVoucher, Settlement};

@@ -59,7 +59,7 @@ pub fn run(args: ProviderArgs) -> anyhow::Result<()> {
         if config.exists() && !force {
             anyhow::bail!("{} exists: pass --force to overwrite it", config.display());
         }
-        std::fs::write(config, zg_provider::config::EXAMPLE)
+        std::fs::write(config, zg_provider::EXAMPLE)
             .with_context(|| format!("writing {}", config.display()))?;
         let dir = config
             .parent()
@@ -85,10 +85,9 @@ pub fn run(args: ProviderArgs) -> anyhow::Result<()> {
                 zg_provider::serve_until(config, shutdown_signal()).await?;
             }
             ProviderCommand::Settle { config } => {
-                let mut config = zg_provider::Config::load(&config)?;
-                config.settlement.enabled = false;
-                let broker = zg_provider::prepare(config).await?;
-                let round = zg_provider::settle::settle_now(&broker, None).await?;
+                let config = zg_provider::Config::load(&config)?;
+                let broker = zg_provider::Broker::open(config).await?;
+                let round = broker.settler().settle_now().await?;
                 println!(
                     "settled {} vouchers ({} rejected), paid {} 0G, transactions {:?}",
                     round.settled,
@@ -98,10 +97,9 @@ pub fn run(args: ProviderArgs) -> anyhow::Result<()> {
                 );
             }
             ProviderCommand::Status { config } => {
-                let mut config = zg_provider::Config::load(&config)?;
-                config.settlement.enabled = false;
-                let broker = zg_provider::prepare(config).await?;
-                print!("{}", zg_provider::status::report(&broker).await?);
+                let config = zg_provider::Config::load(&config)?;
+                let broker = zg_provider::Broker::open(config).await?;
+                print!("{}", broker.status().await?);
             }
             ProviderCommand::Init { .. } => {}
         }

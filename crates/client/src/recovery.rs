@@ -8,7 +8,7 @@
 use crate::{ClientError, book::Account, discovery, pay::endpoint};
 use serde::Serialize;
 use zg_chain::ChainClient;
-use zg_core::{Address, SignedStatement, U256, Voucher};
+use zg_core::{Address, SignedStatement, U256, Voucher, wire::routes};
 
 /// What recovery restored for one provider.
 #[derive(Debug, Clone, Serialize)]
@@ -72,7 +72,7 @@ pub async fn recover_one(
     let bad = |reason: String| ClientError::BadStatement { provider, reason };
     let response = payer
         .http()
-        .get(endpoint(url, &format!("/v1/account/{user}")))
+        .get(endpoint(url, &routes::account(user)))
         .send()
         .await
         .map_err(|e| ClientError::Unreachable {

@@ -49,6 +49,26 @@ impl Prices {
     }
 }
 
+/// Upper bound on the input tokens of a body of `body_len` bytes: a token is
+/// at least one byte of the JSON it came in, plus room for the chat
+/// template's own tokens.
+pub fn input_bound(body_len: usize) -> u64 {
+    body_len as u64 + 256
+}
+
+impl Prices {
+    /// The most a request of `body_len` bytes answered with at most
+    /// `max_output` tokens can cost at these prices: what the broker reserves
+    /// against the escrow and the gateway holds against an API key.
+    pub fn worst_case(&self, body_len: usize, max_output: u64) -> U256 {
+        self.fee(Usage {
+            input_tokens: input_bound(body_len),
+            output_tokens: max_output,
+        })
+        .unwrap_or(U256::MAX)
+    }
+}
+
 /// `a + b`, or an error instead of wrapping.
 pub fn add(a: U256, b: U256) -> Result<U256, FeeError> {
     a.checked_add(b).ok_or(FeeError::SumOverflow)

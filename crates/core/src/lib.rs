@@ -3,7 +3,8 @@
 //! Vouchers and receipts with their EIP-712 hashes (byte for byte what the
 //! contract computes), secp256k1 signing and recovery, fee arithmetic in
 //! `U256` neuron, the `X-ZG-*` header codec, the stable error codes, and
-//! decimal token amounts for the edges. Nothing here does I/O.
+//! decimal token amounts for the edges, and the JSON and paths of the HTTP
+//! API (`wire`). Nothing here does I/O.
 
 pub mod amount;
 pub mod eip712;
@@ -15,15 +16,17 @@ pub mod service;
 pub mod signature;
 pub mod statement;
 pub mod voucher;
+pub mod wire;
 
-pub use alloy_primitives::{Address, B256, U256, keccak256};
+pub use alloy_primitives::{Address, B256, Keccak256, U256, keccak256};
 pub use amount::{AmountError, format_amount, parse_amount};
 pub use eip712::Domain;
 pub use error_code::ErrorCode;
-pub use fees::{FeeError, Prices, Usage};
+pub use fees::{FeeError, Prices, Usage, input_bound};
 pub use headers::{HeaderError, Nonce, PaymentHeaders};
 pub use receipt::Receipt;
-pub use service::{Service, service_id};
+pub use service::{Service, ServiceKind, service_id};
 pub use signature::{Signature, SignatureError, SigningKey};
 pub use statement::{AccountStatement, SignedStatement, StatementError};
 pub use voucher::{Voucher, request_digest};
+pub use wire::{AckBody, ErrorBody, OpenAiUsage, now_unix};

@@ -3,7 +3,7 @@
 
 use crate::Prices;
 use alloy_primitives::{Address, B256, keccak256};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,4 +36,51 @@ impl Service {
 /// A receipt's `service` field: keccak256 of the service name.
 pub fn service_id(name: &str) -> B256 {
     keccak256(name.as_bytes())
+}
+
+/// What a service does, as the registry's `kind` text names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ServiceKind {
+    /// `/v1/chat/completions`.
+    Chat,
+    /// `/v1/embeddings`.
+    Embeddings,
+    /// A kind this build does not serve (listed by a newer provider).
+    Other(String),
+}
+
+impl ServiceKind {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Chat => "chat",
+            Self::Embeddings => "embeddings",
+            Self::Other(text) => text,
+        }
+    }
+
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "chat" => Self::Chat,
+            "embeddings" => Self::Embeddings,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for ServiceKind {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Self::parse(&String::deserialize(d)?))
+    }
 }

@@ -21,11 +21,13 @@ mod chat;
 mod config;
 mod digest;
 mod embed;
+mod engine;
 mod error;
 mod handlers;
 pub mod proof;
 mod server;
 
 pub use config::EngineConfig;
+pub use engine::{Engine, ModelCard};
 pub use error::EngineError;
-pub use server::{Engine, ModelCard, ServerHandle, serve, spawn};
+pub use server::{ServerHandle, serve, spawn};

@@ -4,10 +4,44 @@
 //! user's row) replay, cumulative never decreasing, credit limit, and escrow
 //! covering what is owed, in flight and this request's worst case.
 
-use zg_core::{Address, Signature, U256, Voucher, format_amount};
+use zg_core::{Address, Signature, U256, Voucher};
 
-use crate::{error::ApiError, store::Account};
-use zg_core::ErrorCode;
+/// What the broker knows of one user: what they owe, what their requests in
+/// flight may still cost, and their newest voucher (the store keeps one per
+/// user; the user's escrow itself is on chain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tab {
+    pub user: Address,
+    /// Every fee ever charged to this user.
+    pub owed: U256,
+    /// Worst cases of the user's requests in flight.
+    pub reserved: U256,
+    /// The user's settled total on chain, as last seen.
+    pub settled: U256,
+    /// The accepted voucher with the highest cumulative.
+    pub voucher: Option<(Voucher, Signature)>,
+}
+
+impl Tab {
+    pub fn new(user: Address) -> Self {
+        Self {
+            user,
+            owed: U256::ZERO,
+            reserved: U256::ZERO,
+            settled: U256::ZERO,
+            voucher: None,
+        }
+    }
+
+    pub fn cumulative(&self) -> U256 {
+        self.voucher.map_or(U256::ZERO, |(v, _)| v.cumulative)
+    }
+
+    /// Value a settlement of the newest voucher would still collect.
+    pub fn unsettled(&self) -> U256 {
+        self.cumulative().saturating_sub(self.settled)
+    }
+}
 
 /// A request that passed the signature checks, for the store to admit.
 #[derive(Debug, Clone)]
@@ -50,19 +84,19 @@ pub enum Refusal {
     UnknownReceipt,
 }
 
-/// The account after admitting `a`, or why not. Pure: the store calls it
+/// The tab after admitting `a`, or why not. Pure: the store calls it
 /// while it holds the user's row.
-pub fn decide(account: &Account, a: &Admission) -> Result<Account, Refusal> {
-    let mut next = check_voucher(account, &a.voucher)?;
-    let unpaid = account.owed.saturating_sub(a.voucher.cumulative);
+pub fn decide(tab: &Tab, a: &Admission) -> Result<Tab, Refusal> {
+    let mut next = check_voucher(tab, &a.voucher)?;
+    let unpaid = tab.owed.saturating_sub(a.voucher.cumulative);
     if unpaid > a.credit_limit {
         return Err(Refusal::Credit {
-            owed: account.owed,
+            owed: tab.owed,
             cumulative: a.voucher.cumulative,
             limit: a.credit_limit,
         });
     }
-    let committed = account.owed.saturating_add(account.reserved);
+    let committed = tab.owed.saturating_add(tab.reserved);
     let needed = committed.saturating_add(a.worst);
     if needed > a.cap {
         return Err(Refusal::Escrow {
@@ -70,97 +104,36 @@ pub fn decide(account: &Account, a: &Admission) -> Result<Account, Refusal> {
             available: a.cap.saturating_sub(committed),
         });
     }
-    next.reserved = account.reserved.saturating_add(a.worst);
-    if a.voucher.cumulative >= account.cumulative() {
+    next.reserved = tab.reserved.saturating_add(a.worst);
+    if a.voucher.cumulative >= tab.cumulative() {
         next.voucher = Some((a.voucher, a.signature));
     }
     Ok(next)
 }
 
-/// The account after accepting an acknowledgement voucher.
-pub fn decide_ack(
-    account: &Account,
-    voucher: &Voucher,
-    signature: Signature,
-) -> Result<Account, Refusal> {
-    let mut next = check_voucher(account, voucher)?;
+/// The tab after accepting an acknowledgement voucher.
+pub fn decide_ack(tab: &Tab, voucher: &Voucher, signature: Signature) -> Result<Tab, Refusal> {
+    let mut next = check_voucher(tab, voucher)?;
     next.voucher = Some((*voucher, signature));
     Ok(next)
 }
 
-fn check_voucher(account: &Account, voucher: &Voucher) -> Result<Account, Refusal> {
-    if voucher.cumulative < account.cumulative() {
+fn check_voucher(tab: &Tab, voucher: &Voucher) -> Result<Tab, Refusal> {
+    if voucher.cumulative < tab.cumulative() {
         return Err(Refusal::Stale {
-            newest: account.cumulative(),
+            newest: tab.cumulative(),
             got: voucher.cumulative,
         });
     }
     // An honest client signs for the fees its receipts showed, never more; a
     // higher cumulative would let settlement take money no answer earned.
-    if voucher.cumulative > account.owed {
+    if voucher.cumulative > tab.owed {
         return Err(Refusal::AboveOwed {
-            owed: account.owed,
+            owed: tab.owed,
             got: voucher.cumulative,
         });
     }
-    Ok(account.clone())
-}
-
-impl Refusal {
-    pub fn into_api(self, user: Address, provider: Address) -> ApiError {
-        let g = |n: U256| format!("{} 0G", format_amount(n));
-        match self {
-            Self::Replayed => ApiError::new(
-                ErrorCode::VoucherReplayed,
-                "this voucher (user, requestDigest) was already accepted: sign a fresh voucher with a new X-ZG-Nonce",
-            ),
-            Self::Stale { newest, got } => ApiError::new(
-                ErrorCode::VoucherStale,
-                format!(
-                    "X-ZG-Cumulative {got} is below {newest}, the newest voucher already accepted from {user}: cumulative never goes down; sign with at least {newest}"
-                ),
-            ),
-            Self::AboveOwed { owed, got } => ApiError::new(
-                ErrorCode::VoucherInvalid,
-                format!(
-                    "X-ZG-Cumulative {got} is more than the {owed} neuron {user} owes provider {provider}: sign for the fees your receipts show (GET /v1/account/{user})"
-                ),
-            ),
-            Self::Credit {
-                owed,
-                cumulative,
-                limit,
-            } => ApiError::new(
-                ErrorCode::CreditExceeded,
-                format!(
-                    "{user} owes {} but the voucher covers {}; the credit limit is {}: send a voucher for the receipts you hold (POST /v1/vouchers)",
-                    g(owed),
-                    g(cumulative),
-                    g(limit)
-                ),
-            ),
-            Self::Escrow { needed, available } => ApiError::new(
-                ErrorCode::InsufficientEscrow,
-                format!(
-                    "escrow for {user} at provider {provider} covers {} beyond what is owed and in flight, this request needs up to {}: fund more with `zg-serving user fund`",
-                    g(available),
-                    g(needed)
-                ),
-            ),
-            Self::UnknownReceipt => ApiError::new(
-                ErrorCode::VoucherInvalid,
-                format!(
-                    "the acknowledgement voucher's requestDigest is not the EIP-712 hash of any receipt this provider gave {user}"
-                ),
-            ),
-        }
-    }
-}
-
-/// Upper bound on input tokens for a body: a token is at least one byte of
-/// the JSON it came in, plus room for the chat template's own tokens.
-pub fn input_bound(body_len: usize) -> u64 {
-    body_len as u64 + 256
+    Ok(tab.clone())
 }
 
 #[cfg(test)]
@@ -187,19 +160,19 @@ mod tests {
         }
     }
 
-    fn account(owed: u64, reserved: u64, cumulative: u64) -> Account {
+    fn tab(owed: u64, reserved: u64, cumulative: u64) -> Tab {
         let a = admission(cumulative, 0, 0);
-        Account {
+        Tab {
             owed: U256::from(owed),
             reserved: U256::from(reserved),
             voucher: Some((a.voucher, a.signature)),
-            ..Account::new(a.voucher.user)
+            ..Tab::new(a.voucher.user)
         }
     }
 
     #[test]
     fn admits_and_reserves_the_worst_case() {
-        let next = decide(&account(50, 5, 45), &admission(48, 20, 100)).unwrap();
+        let next = decide(&tab(50, 5, 45), &admission(48, 20, 100)).unwrap();
         assert_eq!(next.reserved, U256::from(25u64));
         assert_eq!(next.cumulative(), U256::from(48u64));
     }
@@ -207,25 +180,25 @@ mod tests {
     #[test]
     fn each_rule_refuses() {
         assert!(matches!(
-            decide(&account(50, 0, 45), &admission(44, 1, 100)),
+            decide(&tab(50, 0, 45), &admission(44, 1, 100)),
             Err(Refusal::Stale { .. })
         ));
         assert!(matches!(
-            decide(&account(50, 0, 45), &admission(51, 1, 100)),
+            decide(&tab(50, 0, 45), &admission(51, 1, 100)),
             Err(Refusal::AboveOwed { .. })
         ));
         assert!(matches!(
-            decide(&account(50, 0, 30), &admission(39, 1, 100)),
+            decide(&tab(50, 0, 30), &admission(39, 1, 100)),
             Err(Refusal::Credit { .. })
         ));
         // 50 owed + 30 in flight + 21 worst > 100.
         assert_eq!(
-            decide(&account(50, 30, 45), &admission(45, 21, 100)),
+            decide(&tab(50, 30, 45), &admission(45, 21, 100)),
             Err(Refusal::Escrow {
                 needed: U256::from(21u64),
                 available: U256::from(20u64)
             })
         );
-        assert!(decide(&account(50, 30, 45), &admission(45, 20, 100)).is_ok());
+        assert!(decide(&tab(50, 30, 45), &admission(45, 20, 100)).is_ok());
     }
 }

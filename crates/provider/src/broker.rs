@@ -1,75 +1,78 @@
-//! The broker's shared state and the life of a paid request: admit (verify
-//! the voucher, store it with the worst case reserved), then either charge
-//! (store the fee, sign the receipt) or release (the upstream failed: free).
+//! The broker: its parts (config, services, store, chain view, settler),
+//! opened without side effects, and the three steps of a paid request that
+//! touch the books: admit (verify the voucher, store it with the worst case
+//! reserved), charge (store the fee, sign the receipt) or release (free).
+//! `forward` decides which of the last two a request gets.
 
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
 use tracing::Instrument;
+use zg_chain::ChainClient;
 use zg_core::{
-    Address, B256, Domain, ErrorCode, PaymentHeaders, Prices, Receipt, SigningKey, U256, Usage,
-    Voucher, headers::SignedReceipt, request_digest, service_id,
+    Address, B256, Domain, ErrorCode, PaymentHeaders, Prices, Receipt, ServiceKind, SigningKey,
+    U256, Usage, Voucher, headers::SignedReceipt, request_digest, service_id, wire::routes,
 };
 
 use crate::{
-    admission::{Admission, Refusal},
+    admission::{Admission, Refusal, Tab},
     config::{Config, ServiceConfig},
-    error::ApiError,
+    error::{ApiError, StartError},
     escrow::ChainView,
-    server::StartError,
-    store::{Charge, Issued, Store, new_id},
+    settle::Settler,
+    store::{self, Charge, Issued, Store, StoreError, new_id},
     upstream::Upstream,
 };
 
 /// A configured service, ready to proxy.
 #[derive(Debug)]
-pub struct ServiceRuntime {
-    pub config: ServiceConfig,
-    pub id: B256,
-    pub prices: Prices,
+pub(crate) struct ServiceRuntime {
+    pub(crate) config: ServiceConfig,
+    pub(crate) id: B256,
+    pub(crate) prices: Prices,
     /// `{upstream}/chat/completions` or `{upstream}/embeddings`, parsed once.
-    pub url: Uri,
-    pub headers: HeaderMap,
+    pub(crate) url: Uri,
+    pub(crate) headers: HeaderMap,
 }
 
+/// A provider broker's state, shared by every request.
 pub struct Broker {
-    pub config: Config,
-    pub services: Vec<Arc<ServiceRuntime>>,
-    pub store: Arc<dyn Store>,
-    pub chain: ChainView,
-    pub domain: Domain,
-    pub provider: Address,
-    pub signer: SigningKey,
-    pub http: Upstream,
-}
-
-/// An admitted request: what its charge or release needs.
-pub struct Paid {
-    pub admission: Admission,
-    pub service: Arc<ServiceRuntime>,
-}
-
-impl Paid {
-    pub fn id(&self) -> &str {
-        &self.admission.id
-    }
-    pub fn user(&self) -> Address {
-        self.admission.voucher.user
-    }
+    pub(crate) config: Config,
+    pub(crate) services: Vec<Arc<ServiceRuntime>>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) chain: Arc<ChainView>,
+    pub(crate) domain: Domain,
+    pub(crate) provider: Address,
+    pub(crate) signer: SigningKey,
+    pub(crate) http: Upstream,
+    settler: Arc<Settler>,
 }
 
 impl Broker {
-    pub fn new(
-        config: Config,
-        store: Arc<dyn Store>,
-        chain: ChainView,
-    ) -> Result<Self, StartError> {
+    /// Connects to the chain and opens (creating or migrating) the store.
+    /// Changes nothing else: reading the books (`provider status`) or
+    /// settling once is safe next to a live broker. [`Broker::serve`] is
+    /// what releases a crashed run's requests and syncs the registry.
+    pub async fn open(config: Config) -> Result<Self, StartError> {
+        let chain = ChainClient::connect(
+            &config.chain.rpc_url,
+            config.chain.contract,
+            &config.keys.provider.to_bytes(),
+        )
+        .await?;
+        let store = store::open(&config.database.url, chain.wallet()).await?;
+        let chain = Arc::new(ChainView::new(chain, config.settlement.refund_margin_secs));
         let services = config
             .services
             .iter()
             .map(|s| runtime(s.clone()))
             .collect::<Result<Vec<_>, _>>()?;
         let http = Upstream::new(config.tls.upstream_client()?);
+        let settler = Arc::new(Settler::new(
+            store.clone(),
+            chain.clone(),
+            config.settlement.clone(),
+        ));
         Ok(Self {
             domain: chain.chain().domain(),
             provider: chain.provider(),
@@ -79,19 +82,39 @@ impl Broker {
             chain,
             config,
             http,
+            settler,
         })
     }
 
+    /// The provider's address.
+    pub fn provider(&self) -> Address {
+        self.provider
+    }
+
+    /// The settlement of this broker's vouchers.
+    pub fn settler(&self) -> &Arc<Settler> {
+        &self.settler
+    }
+
+    /// What the broker knows of `user`, if anything.
+    pub async fn tab(&self, user: Address) -> Result<Option<Tab>, StoreError> {
+        self.store.tab(user).await
+    }
+
     /// The service a request's `model` names: a service name, else a model id.
-    pub fn service(&self, model: &str, kind: &str) -> Result<Arc<ServiceRuntime>, ApiError> {
+    pub(crate) fn service(
+        &self,
+        model: &str,
+        kind: &ServiceKind,
+    ) -> Result<Arc<ServiceRuntime>, ApiError> {
         let by_name = self.services.iter().find(|s| s.config.name == model);
         let found = by_name.or_else(|| {
             self.services
                 .iter()
-                .find(|s| s.config.model == model && s.config.kind == kind)
+                .find(|s| s.config.model == model && s.config.kind == *kind)
         });
         match found {
-            Some(s) if s.config.kind == kind => Ok(s.clone()),
+            Some(s) if s.config.kind == *kind => Ok(s.clone()),
             Some(s) => Err(ApiError::new(
                 ErrorCode::UnknownModel,
                 format!(
@@ -109,7 +132,8 @@ impl Broker {
                 Err(ApiError::new(
                     ErrorCode::UnknownModel,
                     format!(
-                        "no service {model:?} here; this provider serves {names:?} (GET /v1/models)"
+                        "no service {model:?} here; this provider serves {names:?} (GET {})",
+                        routes::MODELS
                     ),
                 )
                 .with_param("model"))
@@ -119,13 +143,13 @@ impl Broker {
 
     /// Checks the payment headers and the voucher's signature, then has the
     /// store admit the request against the user's escrow.
-    pub async fn admit(
+    pub(crate) async fn admit(
         &self,
         headers: &HeaderMap,
         body: &[u8],
-        service: Arc<ServiceRuntime>,
+        service: &ServiceRuntime,
         worst: U256,
-    ) -> Result<Paid, ApiError> {
+    ) -> Result<Admission, ApiError> {
         let payment =
             PaymentHeaders::decode(|name| headers.get(name).and_then(|v| v.to_str().ok()))
                 .map_err(|e| ApiError::new(ErrorCode::VoucherInvalid, e.to_string()))?;
@@ -158,11 +182,11 @@ impl Broker {
             outcome = self.store.admit(&admission).instrument(span).await?;
         }
         outcome.map_err(|r| r.into_api(voucher.user, self.provider))?;
-        Ok(Paid { admission, service })
+        Ok(admission)
     }
 
     /// The voucher must recover to its user or to the user's delegated signer.
-    pub async fn check_signature(
+    pub(crate) async fn check_signature(
         &self,
         voucher: &Voucher,
         signature: &zg_core::Signature,
@@ -201,20 +225,22 @@ impl Broker {
     }
 
     /// Stores the fee of `usage` and returns the signed receipt.
-    pub async fn charge(
+    pub(crate) async fn charge(
         &self,
-        paid: &Paid,
+        admission: &Admission,
+        service: &ServiceRuntime,
         usage: Usage,
         response_digest: B256,
     ) -> Result<Issued, ApiError> {
-        let prices = paid.service.prices;
+        let prices = service.prices;
         let fee = prices.fee(usage).map_err(ApiError::internal)?;
+        let user = admission.voucher.user;
         let template = Receipt {
-            user: paid.user(),
+            user,
             provider: self.provider,
-            service: paid.service.id,
-            model_digest: paid.service.config.model_digest,
-            request_digest: paid.admission.voucher.request_digest,
+            service: service.id,
+            model_digest: service.config.model_digest,
+            request_digest: admission.voucher.request_digest,
             response_digest,
             input_tokens: U256::from(usage.input_tokens),
             output_tokens: U256::from(usage.output_tokens),
@@ -234,30 +260,29 @@ impl Broker {
         let receipt = self
             .store
             .charge(Charge {
-                id: paid.id().to_owned(),
-                user: paid.user(),
-                worst: paid.admission.worst,
+                id: admission.id.clone(),
+                user,
+                worst: admission.worst,
                 fee,
                 sign: Box::new(sign),
             })
             .await?;
         crate::metrics::global().charged(usage.input_tokens, usage.output_tokens, fee);
         tracing::info!(
-            user = %paid.user(), request = %paid.id(), service = %paid.service.config.name,
             input = usage.input_tokens, output = usage.output_tokens, %fee, "charged"
         );
         Ok(receipt)
     }
 
-    /// The upstream failed: the request costs nothing.
-    pub async fn release(&self, paid: &Paid, why: &str) {
-        tracing::warn!(user = %paid.user(), request = %paid.id(), why, "upstream failed; request is free");
-        if let Err(e) = self
+    /// The request got no answer: it costs nothing.
+    pub(crate) async fn release(&self, admission: &Admission, why: &str) {
+        tracing::warn!(why, "no answer; the request is free");
+        let released = self
             .store
-            .release(paid.id(), paid.user(), paid.admission.worst)
-            .await
-        {
-            tracing::error!(error = %e, request = %paid.id(), "releasing the reservation failed");
+            .release(&admission.id, admission.voucher.user, admission.worst)
+            .await;
+        if let Err(e) = released {
+            tracing::error!(error = %e, "releasing the reservation failed");
         }
     }
 }
@@ -276,11 +301,11 @@ fn runtime(config: ServiceConfig) -> Result<Arc<ServiceRuntime>, StartError> {
         headers.insert(name, value);
     }
     let base = config.upstream.trim_end_matches('/');
-    let url = if config.kind == "chat" {
-        format!("{base}/chat/completions")
-    } else {
-        format!("{base}/embeddings")
+    let path = match config.kind {
+        ServiceKind::Chat => "/chat/completions",
+        _ => "/embeddings",
     };
+    let url = format!("{base}{path}");
     let url = match url.parse::<Uri>() {
         Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {
             uri

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Deserializer};
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
-use zg_core::{Address, B256, SigningKey, U256, parse_amount};
+use zg_core::{Address, B256, ServiceKind, SigningKey, U256, parse_amount};
 
 /// Prefix of the environment overrides; `__` separates nested keys.
 pub const ENV_PREFIX: &str = "ZG_PROVIDER__";
@@ -134,7 +134,7 @@ pub struct ServiceConfig {
     /// The registry name; requests choose it with their `model` field.
     pub name: String,
     /// `chat` or `embeddings`.
-    pub kind: String,
+    pub kind: ServiceKind,
     /// The model id the upstream serves (sent upstream as `model`).
     pub model: String,
     #[serde(deserialize_with = "digest")]
@@ -291,10 +291,10 @@ impl Config {
                     format!("service {:?} is listed twice", s.name),
                 ));
             }
-            if !matches!(s.kind.as_str(), "chat" | "embeddings") {
+            if let ServiceKind::Other(kind) = &s.kind {
                 return Err(key_err(
                     key("kind"),
-                    format!("expected \"chat\" or \"embeddings\", got {:?}", s.kind),
+                    format!("expected \"chat\" or \"embeddings\", got {kind:?}"),
                 ));
             }
             if !(s.upstream.starts_with("http://") || s.upstream.starts_with("https://")) {

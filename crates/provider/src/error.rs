@@ -1,11 +1,27 @@
-//! Errors as a client sees them: OpenAI's error shape with a stable
-//! `zg_core::ErrorCode` and the HTTP status that code stands for.
+//! The broker's errors: what a client sees (OpenAI's error shape with a
+//! stable `zg_core::ErrorCode` and the HTTP status that code stands for,
+//! admission's refusals among them) and why a broker could not start.
 
 use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use zg_core::ErrorCode;
+use zg_chain::ChainError;
+use zg_core::{Address, ErrorBody, ErrorCode, U256, format_amount};
+
+use crate::{admission::Refusal, store::StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("chain: {0}")]
+    Chain(#[from] ChainError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("config: {0}")]
+    Config(String),
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}
 
 /// An error answered to a client.
 #[derive(Debug, Clone)]
@@ -40,15 +56,8 @@ impl ApiError {
         )
     }
 
-    pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({
-            "error": {
-                "message": self.message,
-                "type": self.code.error_type(),
-                "param": self.param,
-                "code": self.code.as_str(),
-            }
-        })
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody::new(self.code, self.message.as_str(), self.param)
     }
 }
 
@@ -67,9 +76,61 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store failed");
         Self::internal(e)
+    }
+}
+
+impl Refusal {
+    /// The refusal as the client sees it, naming the user and this provider.
+    pub(crate) fn into_api(self, user: Address, provider: Address) -> ApiError {
+        let g = |n: U256| format!("{} 0G", format_amount(n));
+        match self {
+            Self::Replayed => ApiError::new(
+                ErrorCode::VoucherReplayed,
+                "this voucher (user, requestDigest) was already accepted: sign a fresh voucher with a new X-ZG-Nonce",
+            ),
+            Self::Stale { newest, got } => ApiError::new(
+                ErrorCode::VoucherStale,
+                format!(
+                    "X-ZG-Cumulative {got} is below {newest}, the newest voucher already accepted from {user}: cumulative never goes down; sign with at least {newest}"
+                ),
+            ),
+            Self::AboveOwed { owed, got } => ApiError::new(
+                ErrorCode::VoucherInvalid,
+                format!(
+                    "X-ZG-Cumulative {got} is more than the {owed} neuron {user} owes provider {provider}: sign for the fees your receipts show (GET /v1/account/{user})"
+                ),
+            ),
+            Self::Credit {
+                owed,
+                cumulative,
+                limit,
+            } => ApiError::new(
+                ErrorCode::CreditExceeded,
+                format!(
+                    "{user} owes {} but the voucher covers {}; the credit limit is {}: send a voucher for the receipts you hold (POST /v1/vouchers)",
+                    g(owed),
+                    g(cumulative),
+                    g(limit)
+                ),
+            ),
+            Self::Escrow { needed, available } => ApiError::new(
+                ErrorCode::InsufficientEscrow,
+                format!(
+                    "escrow for {user} at provider {provider} covers {} beyond what is owed and in flight, this request needs up to {}: fund more with `zg-serving user fund`",
+                    g(available),
+                    g(needed)
+                ),
+            ),
+            Self::UnknownReceipt => ApiError::new(
+                ErrorCode::VoucherInvalid,
+                format!(
+                    "the acknowledgement voucher's requestDigest is not the EIP-712 hash of any receipt this provider gave {user}"
+                ),
+            ),
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! What the broker knows of the chain per user: the escrow account (cached,
 //! refreshed when admission would refuse, on refund events and after
-//! settlement) and the delegated voucher signer (refreshed when a signature
+//! settlement, from its result) and the delegated voucher signer (refreshed when a signature
 //! recovers to someone other than the user, at most once a second).
 
 use std::{
@@ -9,8 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use zg_chain::{ChainClient, ChainError, EscrowAccount};
-use zg_core::{Address, U256};
+use zg_chain::{ChainClient, ChainError, EscrowAccount, SettledVoucher};
+use zg_core::{Address, U256, now_unix};
 
 const DELEGATE_REFRESH: Duration = Duration::from_secs(1);
 
@@ -68,8 +68,17 @@ impl ChainView {
         Ok(account)
     }
 
-    pub fn cached(&self, user: Address) -> Option<EscrowAccount> {
-        self.lock_escrow().get(&user).cloned()
+    /// Takes a voucher's settlement into the cache: the transaction's
+    /// events carry the escrow and settled total after it, so no read is needed.
+    pub fn settled(&self, s: &SettledVoucher) {
+        if let Some(account) = self.lock_escrow().get_mut(&s.user) {
+            account.escrow = s.escrow;
+            account.settled = s.settled;
+            // A pending refund returns at most what settlement left.
+            if let Some(refund) = &mut account.refund {
+                refund.amount = refund.amount.min(s.escrow);
+            }
+        }
     }
 
     /// Whether `signer` may sign vouchers for `user` (the user delegated it on chain).
@@ -109,12 +118,6 @@ pub fn cap_of(account: &EscrowAccount, now: u64, margin: u64) -> U256 {
         Some(r) if r.unlock_at <= now.saturating_add(margin) => total.saturating_sub(r.amount),
         _ => total,
     }
-}
-
-pub fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

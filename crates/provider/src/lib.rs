@@ -4,27 +4,37 @@
 //! `/v1/embeddings`, `/v1/models`) that admits each request on a voucher
 //! signed by the user, meters the upstream's token counts, signs a receipt
 //! for every answer, and settles the newest voucher of each user on chain in
-//! batches. A request flows: `handlers` -> `broker` (admission against the
-//! `store` and the `escrow` cache) -> upstream (plain or `stream`) -> charge
-//! and receipt; `settle` collects the money, `registry` lists the services.
+//! batches. A request flows: `handlers` (read the body) -> `forward` (admit
+//! through the `broker` against the `store` and the `escrow` cache, send
+//! upstream, plain or streamed, then charge or release); the `settle`-ment
+//! loop collects the money, `registry` lists the services.
+//!
+//! [`Broker::open`] connects and reads; [`Broker::serve`] (or [`start`])
+//! takes over: it releases a crashed run's requests, syncs the registry and
+//! serves.
 
-pub mod admission;
-pub mod broker;
-pub mod config;
-pub mod error;
-pub mod escrow;
-pub mod handlers;
+mod admission;
+mod broker;
+mod config;
+mod error;
+mod escrow;
+mod forward;
+mod handlers;
 mod keys;
-pub mod metrics;
-pub mod registry;
-pub mod server;
-pub mod settle;
-pub mod status;
-pub mod store;
-pub mod stream;
-pub mod tls;
-pub mod upstream;
+mod metrics;
+mod registry;
+mod serve;
+mod settle;
+mod status;
+mod store;
+mod tls;
+mod upstream;
 
+pub use admission::Tab;
 pub use broker::Broker;
-pub use config::{Config, ConfigError};
-pub use server::{Running, StartError, prepare, serve_until, spawn, start};
+pub use config::{Config, ConfigError, EXAMPLE};
+pub use error::StartError;
+pub use serve::{Running, serve_until, start};
+pub use settle::{Round, SettleError, Settler};
+pub use store::StoreError;
+pub use tls::{TlsConfig, TlsListener};

@@ -24,7 +24,7 @@ pub fn desired(config: &Config, index: usize, chain: &ChainClient) -> Service {
     Service {
         provider: chain.wallet(),
         name: s.name.clone(),
-        kind: s.kind.clone(),
+        kind: s.kind.to_string(),
         url: config.public_url(),
         model: s.model.clone(),
         model_digest: s.model_digest,

@@ -5,10 +5,16 @@ use std::fmt::Write;
 
 use zg_core::{U256, format_amount};
 
-use crate::{broker::Broker, server::StartError};
+use crate::{broker::Broker, error::StartError};
 
-/// A human-readable report of the broker's books.
-pub async fn report(broker: &Broker) -> Result<String, StartError> {
+impl Broker {
+    /// A human-readable report of the broker's books; reads only.
+    pub async fn status(&self) -> Result<String, StartError> {
+        report(self).await
+    }
+}
+
+async fn report(broker: &Broker) -> Result<String, StartError> {
     let chain = broker.chain.chain();
     let mut out = String::new();
     let _ = writeln!(
@@ -37,7 +43,7 @@ pub async fn report(broker: &Broker) -> Result<String, StartError> {
             if configured { "" } else { "  (not in config)" }
         );
     }
-    let accounts = broker.store.accounts().await?;
+    let accounts = broker.store.tabs().await?;
     let (mut owed, mut settled, mut unsettled) = (U256::ZERO, U256::ZERO, U256::ZERO);
     let _ = writeln!(out, "users: {}", accounts.len());
     for a in &accounts {

@@ -60,13 +60,7 @@ async fn two_brokers_on_postgres_never_overspend() {
         (5, 35),
         "exactly the escrow's worth of requests in flight"
     );
-    let account = a
-        .broker()
-        .store
-        .account(key.address())
-        .await
-        .unwrap()
-        .unwrap();
+    let account = a.broker().tab(key.address()).await.unwrap().unwrap();
     assert_eq!(account.reserved, U256::ZERO);
     assert_eq!(account.owed, fees);
     assert!(

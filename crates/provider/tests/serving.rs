@@ -63,24 +63,12 @@ async fn streams_are_metered_and_faults_are_free_or_partial() {
     payer.owed = r.receipt.owed;
 
     // Upstream fails: 502, free, nothing reserved afterwards.
-    let before = broker
-        .broker()
-        .store
-        .account(key.address())
-        .await
-        .unwrap()
-        .unwrap();
+    let before = broker.broker().tab(key.address()).await.unwrap().unwrap();
     let f = payer
         .send("/v1/chat/completions", &chat_body("chat", "fail", 8))
         .await;
     assert_eq!((f.status, code(&f)), (502, "upstream_failed"));
-    let after = broker
-        .broker()
-        .store
-        .account(key.address())
-        .await
-        .unwrap()
-        .unwrap();
+    let after = broker.broker().tab(key.address()).await.unwrap().unwrap();
     assert_eq!(after.owed, before.owed);
     assert_eq!(after.reserved, U256::ZERO);
 
@@ -101,13 +89,7 @@ async fn streams_are_metered_and_faults_are_free_or_partial() {
         keccak256(&d.body),
         "digest of what was delivered"
     );
-    let account = broker
-        .broker()
-        .store
-        .account(key.address())
-        .await
-        .unwrap()
-        .unwrap();
+    let account = broker.broker().tab(key.address()).await.unwrap().unwrap();
     assert_eq!(account.owed, r.receipt.owed);
     assert_eq!(account.reserved, U256::ZERO);
 
@@ -188,9 +170,7 @@ async fn settlement_pays_exactly_the_sum_of_receipts() {
         assert_eq!(status, 200);
     }
     let before = env.deployer.balance_of(env.provider()).await.unwrap();
-    let round = zg_provider::settle::settle_now(broker.broker(), None)
-        .await
-        .unwrap();
+    let round = broker.broker().settler().settle_now().await.unwrap();
     assert_eq!(round.settled, 3);
     let after = env.deployer.balance_of(env.provider()).await.unwrap();
     assert_eq!(
@@ -207,9 +187,7 @@ async fn settlement_pays_exactly_the_sum_of_receipts() {
         assert_eq!(account.settled, payer.owed);
     }
     // Nothing left to settle: a second round is a no-op.
-    let again = zg_provider::settle::settle_now(broker.broker(), None)
-        .await
-        .unwrap();
+    let again = broker.broker().settler().settle_now().await.unwrap();
     assert_eq!(again.settled, 0);
     broker.shutdown().await.unwrap();
 }
@@ -280,13 +258,7 @@ async fn a_refund_request_is_settled_before_it_unlocks() {
     // requests, and the final settlement runs: everything vouched is paid.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let newest = loop {
-        let local = broker
-            .broker()
-            .store
-            .account(key.address())
-            .await
-            .unwrap()
-            .unwrap();
+        let local = broker.broker().tab(key.address()).await.unwrap().unwrap();
         let chain = env
             .deployer
             .account(key.address(), env.provider())

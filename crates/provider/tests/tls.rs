@@ -8,7 +8,7 @@ use common::*;
 use serde_json::json;
 use std::path::Path;
 use zg_core::U256;
-use zg_provider::tls::{TlsConfig, TlsListener};
+use zg_provider::{TlsConfig, TlsListener};
 
 /// A CA, and a certificate it signed for localhost and 127.0.0.1; PEM files
 /// `ca.pem`, `cert.pem`, `key.pem` in `dir`.

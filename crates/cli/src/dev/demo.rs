@@ -100,7 +100,11 @@ pub async fn run(stack: &Stack) -> Result<()> {
     wait_for_acknowledgements(book).await?;
     let mut settled = U256::ZERO;
     for provider in &stack.providers {
-        let round = zg_provider::settle::settle_now(provider.running.broker(), None)
+        let round = provider
+            .running
+            .broker()
+            .settler()
+            .settle_now()
             .await
             .with_context(|| format!("settling for provider {}", provider.address))?;
         println!(

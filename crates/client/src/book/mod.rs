@@ -429,10 +429,7 @@ fn address(text: &str) -> Result<Address, BookError> {
 }
 
 pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
+    zg_core::now_unix() as i64
 }
 
 #[cfg(test)]

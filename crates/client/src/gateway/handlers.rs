@@ -17,15 +17,15 @@ use axum::{
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
-use zg_core::{ErrorCode, Service, U256, format_amount};
+use zg_core::{ErrorBody, ErrorCode, Service, ServiceKind, U256, format_amount, wire::routes};
 
 const BODY_LIMIT: usize = 8 * 1024 * 1024;
 
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
-        .route("/v1/models", get(models))
-        .route("/v1/chat/completions", post(chat))
-        .route("/v1/embeddings", post(embeddings))
+        .route(routes::MODELS, get(models))
+        .route(routes::CHAT_COMPLETIONS, post(chat))
+        .route(routes::EMBEDDINGS, post(embeddings))
         .route("/zg/providers", get(providers))
         .route("/health", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -33,11 +33,25 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
 }
 
 async fn chat(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
-    proxy(&gw, "chat", "/v1/chat/completions", &headers, body).await
+    proxy(
+        &gw,
+        &ServiceKind::Chat,
+        routes::CHAT_COMPLETIONS,
+        &headers,
+        body,
+    )
+    .await
 }
 
 async fn embeddings(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
-    proxy(&gw, "embeddings", "/v1/embeddings", &headers, body).await
+    proxy(
+        &gw,
+        &ServiceKind::Embeddings,
+        routes::EMBEDDINGS,
+        &headers,
+        body,
+    )
+    .await
 }
 
 async fn providers(State(gw): State<Arc<Gateway>>) -> Response {
@@ -133,7 +147,7 @@ fn parse(body: Bytes) -> Result<Parsed, ClientError> {
 
 async fn proxy(
     gw: &Arc<Gateway>,
-    kind: &str,
+    kind: &ServiceKind,
     path: &str,
     headers: &HeaderMap,
     body: Bytes,
@@ -167,7 +181,7 @@ impl From<ClientError> for Failure {
 
 async fn route(
     gw: &Arc<Gateway>,
-    kind: &str,
+    kind: &ServiceKind,
     path: &str,
     headers: &HeaderMap,
     bearer: Option<&str>,
@@ -184,7 +198,7 @@ async fn route(
         candidates = candidates_or_explain(gw, kind, &parsed.model, &filter).await?;
     }
     let input_tokens = parsed.body.len() as u64;
-    let output_tokens = if kind == "embeddings" {
+    let output_tokens = if *kind == ServiceKind::Embeddings {
         0
     } else {
         parsed.max_tokens.unwrap_or(gw.config.default_max_tokens)
@@ -200,7 +214,7 @@ async fn route(
         .into());
     }
     // A key with a limit needs a bound on the answer: inject max_tokens if absent.
-    if kind != "embeddings"
+    if *kind != ServiceKind::Embeddings
         && parsed.max_tokens.is_none()
         && gw.keys.remaining(bearer).await?.is_some()
     {
@@ -214,7 +228,7 @@ async fn route(
     }
     let worst = ranked
         .iter()
-        .map(|s| Gateway::worst_case(s, input_tokens, output_tokens))
+        .map(|s| s.prices.worst_case(parsed.body.len(), output_tokens))
         .max()
         .unwrap_or_default();
     let hold = gw.keys.hold(bearer, worst).await?.map_err(Failure::Key)?;
@@ -229,7 +243,7 @@ async fn route(
 
 async fn candidates(
     gw: &Gateway,
-    kind: &str,
+    kind: &ServiceKind,
     model: &str,
     filter: &crate::ServiceFilter,
     force: bool,
@@ -238,7 +252,7 @@ async fn candidates(
         .services(force)
         .await?
         .iter()
-        .filter(|s| s.model == model && s.kind == kind && filter.matches(s))
+        .filter(|s| s.model == model && s.kind == kind.as_str() && filter.matches(s))
         .cloned()
         .collect())
 }
@@ -247,7 +261,7 @@ async fn candidates(
 /// nothing fits, says whether the model is unknown or the limits exclude it.
 async fn candidates_or_explain(
     gw: &Gateway,
-    kind: &str,
+    kind: &ServiceKind,
     model: &str,
     filter: &crate::ServiceFilter,
 ) -> Result<Vec<Service>, ClientError> {
@@ -258,12 +272,12 @@ async fn candidates_or_explain(
     let services = gw.services(false).await?;
     let listed = services
         .iter()
-        .filter(|s| s.model == model && s.kind == kind)
+        .filter(|s| s.model == model && s.kind == kind.as_str())
         .count();
     if listed == 0 {
         let mut models: Vec<&str> = services
             .iter()
-            .filter(|s| s.kind == kind)
+            .filter(|s| s.kind == kind.as_str())
             .map(|s| s.model.as_str())
             .collect();
         models.sort_unstable();
@@ -450,8 +464,7 @@ fn header_text(text: &str) -> HeaderValue {
 }
 
 fn error_body(status: u16, code: &str, kind: &str, message: &str) -> Response {
-    let body =
-        json!({ "error": { "message": message, "type": kind, "code": code, "param": null } });
+    let body = ErrorBody::raw(code, kind, message, None);
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
         Json(body),

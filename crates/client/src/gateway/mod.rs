@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 use zg_chain::ChainClient;
-use zg_core::{Service, U256};
+use zg_core::Service;
 
 pub use keys::{KeyInfo, Keys};
 pub use routing::{Routing, RoutingPolicy};
@@ -152,19 +152,5 @@ impl Gateway {
             }
         });
         Ok(addr)
-    }
-
-    /// Worst case of a request at `service`'s ceilings, in neuron.
-    pub(crate) fn worst_case(service: &Service, input_tokens: u64, output_tokens: u64) -> U256 {
-        service
-            .prices
-            .input
-            .saturating_mul(U256::from(input_tokens))
-            .saturating_add(
-                service
-                    .prices
-                    .output
-                    .saturating_mul(U256::from(output_tokens)),
-            )
     }
 }

@@ -7,12 +7,11 @@
 
 use super::{Payer, endpoint, refused, unreachable};
 use crate::ClientError;
-use serde::Serialize;
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
 };
-use zg_core::{Address, B256, Service, Voucher, headers::SignedReceipt};
+use zg_core::{AckBody, Address, B256, Service, Voucher, headers::SignedReceipt, wire::routes};
 
 /// When to send an acknowledgement voucher after a good receipt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,7 +118,7 @@ impl Payer {
         let response = self
             .inner
             .http
-            .post(endpoint(&service.url, "/v1/vouchers"))
+            .post(endpoint(&service.url, routes::VOUCHERS))
             .json(&body)
             .send()
             .await
@@ -132,12 +131,4 @@ impl Payer {
             .authorize(service.provider, account.owed)
             .await
     }
-}
-
-/// Body of `POST /v1/vouchers`: the voucher's requestDigest is the EIP-712
-/// hash of the receipt it acknowledges.
-#[derive(Debug, Serialize)]
-struct AckBody {
-    voucher: Voucher,
-    signature: String,
 }

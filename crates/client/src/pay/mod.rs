@@ -9,6 +9,7 @@ use crate::{
     book::{Book, Ticket, Verdict},
     checks::{Expected, check_receipt},
 };
+use tracing::Instrument;
 mod ack;
 pub use ack::AckPolicy;
 
@@ -28,6 +29,7 @@ use zg_core::{
     Address, B256, Domain, ErrorCode, Nonce, PaymentHeaders, Service, SigningKey, U256, Voucher,
     headers::{self, SignedReceipt},
     keccak256, request_digest,
+    wire::routes,
 };
 
 /// A receipt that passed every check and was paid.
@@ -162,7 +164,7 @@ impl Payer {
                         response_digest: keccak256(&body),
                         owed_before: ticket.owed_before(),
                     };
-                    self.settle_receipt(ticket, service, signed, &expected)
+                    self.accept_receipt(ticket, service, signed, &expected)
                         .await
                 }
                 Err(e) => Err(missing(service, e.to_string())),
@@ -243,7 +245,7 @@ impl Payer {
                         owed_before: ticket.owed_before(),
                     };
                     payer
-                        .settle_receipt(ticket, &service, signed, &expected)
+                        .accept_receipt(ticket, &service, signed, &expected)
                         .await
                 }
                 Err(e) => Err(e),
@@ -309,7 +311,6 @@ impl Payer {
             signature: voucher.sign(&self.inner.key, &self.inner.domain),
         };
         let span = tracing::debug_span!("paid_request", user = %self.inner.user, provider = %service.provider, service = %service.name);
-        let _enter = span.enter();
         let mut request = self
             .inner
             .http
@@ -319,16 +320,20 @@ impl Payer {
         for (name, value) in payment.encode() {
             request = request.header(name, value);
         }
-        let response = request.send().await.map_err(|e| unreachable(service, e))?;
+        let response = request
+            .send()
+            .instrument(span.clone())
+            .await
+            .map_err(|e| unreachable(service, e))?;
         if !response.status().is_success() {
-            return Err(refused(service.provider, response).await);
+            return Err(refused(service.provider, response).instrument(span).await);
         }
         Ok((response, digest))
     }
 
     /// Checks the receipt, records it (paid, or refused as evidence), ends
     /// the request, then acknowledges as the policy says.
-    async fn settle_receipt(
+    async fn accept_receipt(
         &self,
         ticket: Ticket,
         service: &Service,
@@ -402,7 +407,7 @@ impl Payer {
         service: &Service,
         id: &str,
     ) -> Result<SignedReceipt, ClientError> {
-        let url = endpoint(&service.url, &format!("/v1/receipts/{id}"));
+        let url = endpoint(&service.url, &routes::receipt(id));
         // The broker stores the receipt as the stream ends; give it a moment.
         for attempt in 0..40 {
             let response = self
@@ -499,7 +504,7 @@ pub(crate) async fn refused(provider: Address, response: reqwest::Response) -> C
 
 #[cfg(test)]
 mod tests {
-    use super::endpoint;
+    use super::{endpoint, routes};
 
     #[test]
     fn joins_service_urls_with_or_without_v1() {
@@ -510,7 +515,7 @@ mod tests {
             "http://h:1/v1/",
         ] {
             assert_eq!(
-                endpoint(base, "/v1/chat/completions"),
+                endpoint(base, routes::CHAT_COMPLETIONS),
                 "http://h:1/v1/chat/completions"
             );
         }

@@ -19,7 +19,7 @@ use crate::api::generation::TokenLogprob;
 use crate::api::{ApiError, StrictJson, Usage, response_id, unix_now};
 use crate::chat::tools::{self, CallSplitter};
 use crate::chat::{Grammar, grammar};
-use crate::server::Engine;
+use crate::engine::Engine;
 
 pub async fn completions(
     State(engine): State<Arc<Engine>>,

@@ -15,7 +15,7 @@ use crate::api::completions::{
 };
 use crate::api::generation::TokenLogprob;
 use crate::api::{ApiError, StrictJson, Usage, response_id, unix_now};
-use crate::server::Engine;
+use crate::engine::Engine;
 
 /// Alternatives per token the legacy endpoint allows.
 const MAX_LOGPROBS: u32 = 5;

@@ -10,7 +10,7 @@ use crate::api::embeddings::{
     EmbeddingData, EmbeddingUsage, EmbeddingVector, EmbeddingsRequest, EmbeddingsResponse,
 };
 use crate::api::{ApiError, StrictJson};
-use crate::server::Engine;
+use crate::engine::Engine;
 
 /// Inputs one request may carry.
 const MAX_INPUTS: usize = 2048;

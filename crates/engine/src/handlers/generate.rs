@@ -18,7 +18,7 @@ use crate::api::chat::FinishReason;
 use crate::api::generation::{Generation, Stop, TokenLogprob};
 use crate::api::{ApiError, Usage};
 use crate::chat::{Event, Job, Penalties, Sampling, random_seed};
-use crate::server::Engine;
+use crate::engine::Engine;
 
 /// Stop sequences one request may give (OpenAI's limit).
 const MAX_STOPS: usize = 4;

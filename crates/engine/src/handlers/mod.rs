@@ -14,7 +14,7 @@ use axum::Router;
 use axum::routing::{get, post};
 
 use crate::api::ApiError;
-use crate::server::Engine;
+use crate::engine::Engine;
 
 pub fn router(engine: Arc<Engine>) -> Router {
     Router::new()

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
 
-use crate::server::Engine;
+use crate::engine::Engine;
 
 pub async fn list(State(engine): State<Arc<Engine>>) -> Json<Value> {
     let data: Vec<Value> = engine

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::api::ApiError;
 use crate::proof::PROOF_METHOD;
-use crate::server::Engine;
+use crate::engine::Engine;
 
 const PROOF_ID: HeaderName = HeaderName::from_static("x-engine-proof-id");
 const PROOF_METHOD_HEADER: HeaderName = HeaderName::from_static("x-engine-proof-method");

@@ -7,11 +7,11 @@ use axum::{
     Json,
     extract::{Path, State},
 };
-use zg_core::{AccountStatement, Address, SignedStatement};
+use zg_core::{AccountStatement, Address, SignedStatement, now_unix};
 
-use crate::{broker::Broker, error::ApiError, escrow::now_unix, store::Account};
+use crate::{admission::Tab, broker::Broker, error::ApiError};
 
-pub async fn statement(
+pub(super) async fn statement(
     State(broker): State<Arc<Broker>>,
     Path(user): Path<String>,
 ) -> Result<Json<SignedStatement>, ApiError> {
@@ -20,22 +20,22 @@ pub async fn statement(
             "{user:?} is not an address: expected 0x and 40 hex digits"
         ))
     })?;
-    let account = broker
+    let tab = broker
         .store
-        .account(user)
+        .tab(user)
         .await?
-        .unwrap_or_else(|| Account::new(user));
+        .unwrap_or_else(|| Tab::new(user));
     let statement = AccountStatement {
         provider: broker.provider,
         user,
         chain_id: broker.domain.chain_id,
         contract: broker.domain.contract,
-        owed: account.owed,
-        settled: account.settled,
-        reserved: account.reserved,
-        cumulative: account.cumulative(),
-        request_digest: account.voucher.map(|(v, _)| v.request_digest),
-        voucher_signature: account.voucher.map(|(_, s)| s.to_string()),
+        owed: tab.owed,
+        settled: tab.settled,
+        reserved: tab.reserved,
+        cumulative: tab.cumulative(),
+        request_digest: tab.voucher.map(|(v, _)| v.request_digest),
+        voucher_signature: tab.voucher.map(|(_, s)| s.to_string()),
         at: now_unix(),
     };
     Ok(Json(SignedStatement::sign(&statement, &broker.signer)))

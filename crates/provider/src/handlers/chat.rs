@@ -7,9 +7,10 @@ use std::sync::Arc;
 use axum::{extract::State, http::HeaderMap, response::Response};
 use bytes::Bytes;
 use serde::Deserialize;
-use zg_core::{U256, Usage};
+use tracing::Instrument;
+use zg_core::ServiceKind;
 
-use crate::{admission::input_bound, broker::Broker, error::ApiError, metrics};
+use crate::{broker::Broker, error::ApiError, forward, metrics};
 
 #[derive(Deserialize)]
 struct Peek<'a> {
@@ -27,7 +28,7 @@ struct StreamOptions {
     include_usage: Option<bool>,
 }
 
-pub async fn completions(
+pub(super) async fn completions(
     State(broker): State<Arc<Broker>>,
     headers: HeaderMap,
     body: Bytes,
@@ -39,7 +40,7 @@ pub async fn completions(
         ApiError::invalid("`model` is required: name a service of GET /v1/models")
             .with_param("model")
     })?;
-    let service = broker.service(model, "chat")?;
+    let service = broker.service(model, &ServiceKind::Chat)?;
     let cap = service.config.max_output_tokens;
     let asked = match peek
         .max_completion_tokens
@@ -81,19 +82,16 @@ pub async fn completions(
         body.clone()
     };
 
-    let worst = service
-        .prices
-        .fee(Usage {
-            input_tokens: input_bound(body.len()),
-            output_tokens: max_out,
-        })
-        .unwrap_or(U256::MAX);
-    let paid = broker.admit(&headers, &body, service, worst).await?;
+    let worst = service.prices.worst_case(body.len(), max_out);
+    let admitted = forward::admit(&broker, &headers, &body, service, worst).await?;
+    let span = admitted.span();
     if stream {
         metrics::global().request(metrics::Kind::ChatStream);
-        crate::stream::proxy_stream(broker, paid, forward, user_wants_usage).await
+        forward::stream(admitted, forward, user_wants_usage)
+            .instrument(span)
+            .await
     } else {
         metrics::global().request(metrics::Kind::Chat);
-        super::proxy_plain(&broker, paid, forward).await
+        forward::plain(admitted, forward).instrument(span).await
     }
 }

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use axum::{extract::State, http::HeaderMap, response::Response};
 use bytes::Bytes;
 use serde::Deserialize;
-use zg_core::{U256, Usage};
+use tracing::Instrument;
+use zg_core::ServiceKind;
 
-use crate::{admission::input_bound, broker::Broker, error::ApiError, metrics};
+use crate::{broker::Broker, error::ApiError, forward, metrics};
 
 #[derive(Deserialize)]
 struct Peek<'a> {
@@ -16,7 +17,7 @@ struct Peek<'a> {
     model: Option<std::borrow::Cow<'a, str>>,
 }
 
-pub async fn embeddings(
+pub(super) async fn embeddings(
     State(broker): State<Arc<Broker>>,
     headers: HeaderMap,
     body: Bytes,
@@ -27,7 +28,7 @@ pub async fn embeddings(
         ApiError::invalid("`model` is required: name a service of GET /v1/models")
             .with_param("model")
     })?;
-    let service = broker.service(model, "embeddings")?;
+    let service = broker.service(model, &ServiceKind::Embeddings)?;
     let forward = if model != service.config.model {
         let mut value: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| ApiError::invalid(format!("the body is not JSON: {e}")))?;
@@ -38,14 +39,9 @@ pub async fn embeddings(
     } else {
         body.clone()
     };
-    let worst = service
-        .prices
-        .fee(Usage {
-            input_tokens: input_bound(body.len()),
-            output_tokens: 0,
-        })
-        .unwrap_or(U256::MAX);
-    let paid = broker.admit(&headers, &body, service, worst).await?;
+    let worst = service.prices.worst_case(body.len(), 0);
+    let admitted = forward::admit(&broker, &headers, &body, service, worst).await?;
+    let span = admitted.span();
     metrics::global().request(metrics::Kind::Embeddings);
-    super::proxy_plain(&broker, paid, forward).await
+    forward::plain(admitted, forward).instrument(span).await
 }

@@ -11,17 +11,17 @@ use zg_core::U256;
 
 use crate::{broker::Broker, error::ApiError};
 
-pub async fn health(State(broker): State<Arc<Broker>>) -> Result<Response, ApiError> {
-    broker.store.account(broker.provider).await?;
+pub(super) async fn health(State(broker): State<Arc<Broker>>) -> Result<Response, ApiError> {
+    broker.store.tab(broker.provider).await?;
     Ok(
         axum::Json(serde_json::json!({ "status": "ok", "provider": broker.provider.to_string() }))
             .into_response(),
     )
 }
 
-pub async fn metrics(State(broker): State<Arc<Broker>>) -> Result<Response, ApiError> {
-    let accounts = broker.store.accounts().await?;
-    let (unsettled, owed) = accounts.iter().fold((U256::ZERO, U256::ZERO), |(u, o), a| {
+pub(super) async fn metrics(State(broker): State<Arc<Broker>>) -> Result<Response, ApiError> {
+    let tabs = broker.store.tabs().await?;
+    let (unsettled, owed) = tabs.iter().fold((U256::ZERO, U256::ZERO), |(u, o), a| {
         (u.saturating_add(a.unsettled()), o.saturating_add(a.owed))
     });
     let text = crate::metrics::global().render(unsettled, owed);

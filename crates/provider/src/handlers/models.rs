@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::broker::Broker;
 
-pub async fn list(State(broker): State<Arc<Broker>>) -> Json<Value> {
+pub(super) async fn list(State(broker): State<Arc<Broker>>) -> Json<Value> {
     let data: Vec<Value> = broker
         .services
         .iter()

@@ -14,7 +14,7 @@ use crate::{broker::Broker, error::ApiError, store::RequestState};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-pub async fn get(
+pub(super) async fn get(
     State(broker): State<Arc<Broker>>,
     Path(id): Path<String>,
 ) -> Result<Json<SignedReceipt>, ApiError> {

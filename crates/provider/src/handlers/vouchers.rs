@@ -6,19 +6,15 @@ use std::sync::Arc;
 
 use axum::{Json, extract::State};
 use bytes::Bytes;
-use serde::Deserialize;
 use serde_json::{Value, json};
-use zg_core::{ErrorCode, Signature, Voucher};
+use zg_core::{AckBody, ErrorCode, Signature};
 
 use crate::{broker::Broker, error::ApiError, store::Ack};
 
-#[derive(Deserialize)]
-struct AckBody {
-    voucher: Voucher,
-    signature: String,
-}
-
-pub async fn ack(State(broker): State<Arc<Broker>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub(super) async fn ack(
+    State(broker): State<Arc<Broker>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let body: AckBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::invalid(format!(
             "expected {{\"voucher\": {{user, provider, cumulative, requestDigest}}, \"signature\": \"0x...\"}}: {e}"

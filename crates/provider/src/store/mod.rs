@@ -10,7 +10,7 @@ mod sqlite;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use crate::admission::{Admission, Refusal};
+use crate::admission::{Admission, Refusal, Tab};
 use async_trait::async_trait;
 use std::sync::{
     Arc,
@@ -38,41 +38,6 @@ pub enum StoreError {
     NotAdmitted(String),
 }
 
-/// What the broker knows of one user.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub user: Address,
-    /// Every fee ever charged to this user.
-    pub owed: U256,
-    /// Worst cases of the user's requests in flight.
-    pub reserved: U256,
-    /// The user's settled total on chain, as last seen.
-    pub settled: U256,
-    /// The accepted voucher with the highest cumulative.
-    pub voucher: Option<(Voucher, Signature)>,
-}
-
-impl Account {
-    pub fn new(user: Address) -> Self {
-        Self {
-            user,
-            owed: U256::ZERO,
-            reserved: U256::ZERO,
-            settled: U256::ZERO,
-            voucher: None,
-        }
-    }
-
-    pub fn cumulative(&self) -> U256 {
-        self.voucher.map_or(U256::ZERO, |(v, _)| v.cumulative)
-    }
-
-    /// Value a settlement of the newest voucher would still collect.
-    pub fn unsettled(&self) -> U256 {
-        self.cumulative().saturating_sub(self.settled)
-    }
-}
-
 /// A signed receipt as the broker stores and sends it: its EIP-712 hash (what
 /// acknowledgement vouchers name) and its JSON (`X-ZG-Receipt`, serialized once).
 pub struct Issued {
@@ -93,8 +58,6 @@ pub struct Charge {
 /// A stored request as `GET /v1/receipts/{id}` needs it.
 #[derive(Debug, Clone)]
 pub struct RequestRecord {
-    pub id: String,
-    pub user: Address,
     pub state: RequestState,
     pub receipt: Option<SignedReceipt>,
 }
@@ -152,9 +115,11 @@ pub trait Store: Send + Sync + 'static {
     /// Accepts an acknowledgement voucher.
     async fn ack(&self, ack: &Ack) -> Result<Result<(), Refusal>, StoreError>;
     async fn request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError>;
-    async fn account(&self, user: Address) -> Result<Option<Account>, StoreError>;
-    /// Every account (settlement and status).
-    async fn accounts(&self) -> Result<Vec<Account>, StoreError>;
+    async fn tab(&self, user: Address) -> Result<Option<Tab>, StoreError>;
+    /// Every user's tab (status and metrics).
+    async fn tabs(&self) -> Result<Vec<Tab>, StoreError>;
+    /// The tabs whose newest voucher would still collect something (settlement).
+    async fn unsettled(&self) -> Result<Vec<Tab>, StoreError>;
     /// Records the user's settled total on chain (never lowers it).
     async fn record_settled(&self, user: Address, settled: U256) -> Result<(), StoreError>;
     /// Releases what `replica`'s earlier run left admitted (a crash in flight):
@@ -245,9 +210,17 @@ pub(crate) fn parse_receipt(text: &str) -> Result<SignedReceipt, StoreError> {
 }
 
 pub(crate) fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    zg_core::now_unix() as i64
+}
+
+/// Selects the tabs that may have unsettled value; [`Tab::unsettled`] decides
+/// (amounts are compared in Rust, never in SQL).
+pub(crate) const WHERE_UNSETTLED: &str = "WHERE cumulative IS NOT NULL AND cumulative <> settled";
+
+pub(crate) fn only_unsettled(tabs: Vec<Tab>) -> Vec<Tab> {
+    tabs.into_iter()
+        .filter(|t| !t.unsettled().is_zero())
+        .collect()
 }
 
 /// The raw columns of an account row, decoded the same way for both databases.
@@ -262,7 +235,7 @@ pub(crate) struct AccountRow {
 }
 
 impl AccountRow {
-    pub fn decode(self, provider: Address) -> Result<Account, StoreError> {
+    pub fn decode(self, provider: Address) -> Result<Tab, StoreError> {
         let user = parse_addr(&self.user)?;
         let voucher = match (self.cumulative, self.request_digest, self.signature) {
             (Some(c), Some(d), Some(s)) => Some((
@@ -276,7 +249,7 @@ impl AccountRow {
             )),
             _ => None,
         };
-        Ok(Account {
+        Ok(Tab {
             user,
             owed: parse_u256("owed", &self.owed)?,
             reserved: parse_u256("reserved", &self.reserved)?,

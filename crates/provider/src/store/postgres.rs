@@ -18,6 +18,16 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    async fn select_tabs(&self, filter: &str) -> Result<Vec<crate::admission::Tab>, StoreError> {
+        let rows: Vec<Row> =
+            sqlx::query_as(&format!("{SELECT_ACCOUNT} {filter} ORDER BY user_addr"))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|r| decode_row(r, self.provider))
+            .collect()
+    }
+
     pub async fn connect(url: &str, provider: Address) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
@@ -61,7 +71,7 @@ type Row = (
 fn decode_row(
     row: Row,
     provider: zg_core::Address,
-) -> Result<crate::store::Account, crate::store::StoreError> {
+) -> Result<crate::admission::Tab, crate::store::StoreError> {
     crate::store::AccountRow {
         user: row.0,
         owed: row.1,
@@ -78,7 +88,7 @@ async fn lock_account<'c>(
     tx: &mut sqlx::Transaction<'c, Db>,
     user: zg_core::Address,
     provider: zg_core::Address,
-) -> Result<crate::store::Account, crate::store::StoreError> {
+) -> Result<crate::admission::Tab, crate::store::StoreError> {
     let row: Row = sqlx::query_as(LOCK_ACCOUNT)
         .bind(crate::store::hex_addr(user))
         .bind(crate::store::now_unix())
@@ -89,7 +99,7 @@ async fn lock_account<'c>(
 
 async fn write_account<'c>(
     tx: &mut sqlx::Transaction<'c, Db>,
-    a: &crate::store::Account,
+    a: &crate::admission::Tab,
 ) -> Result<(), crate::store::StoreError> {
     let (c, d, s) = match &a.voucher {
         Some((v, s)) => (
@@ -116,7 +126,7 @@ async fn write_account<'c>(
 async fn conclude(
     mut tx: sqlx::Transaction<'_, Db>,
     inserted: u64,
-    next: Result<crate::store::Account, crate::admission::Refusal>,
+    next: Result<crate::admission::Tab, crate::admission::Refusal>,
 ) -> Result<Result<(), crate::admission::Refusal>, crate::store::StoreError> {
     if inserted == 0 {
         return Ok(Err(crate::admission::Refusal::Replayed));
@@ -250,15 +260,13 @@ impl crate::store::Store for PgStore {
         &self,
         id: &str,
     ) -> Result<Option<crate::store::RequestRecord>, crate::store::StoreError> {
-        let row: Option<(String, String, String, Option<String>)> =
-            sqlx::query_as("SELECT id, user_addr, state, receipt FROM requests WHERE id = $1")
+        let row: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT state, receipt FROM requests WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-        row.map(|(id, user, state, receipt)| {
+        row.map(|(state, receipt)| {
             Ok(crate::store::RequestRecord {
-                id,
-                user: crate::store::parse_addr(&user)?,
                 state: crate::store::RequestState::parse(&state)?,
                 receipt: receipt
                     .as_deref()
@@ -269,10 +277,10 @@ impl crate::store::Store for PgStore {
         .transpose()
     }
 
-    async fn account(
+    async fn tab(
         &self,
         user: zg_core::Address,
-    ) -> Result<Option<crate::store::Account>, crate::store::StoreError> {
+    ) -> Result<Option<crate::admission::Tab>, crate::store::StoreError> {
         let row: Option<Row> = sqlx::query_as(&format!("{SELECT_ACCOUNT} WHERE user_addr = $1"))
             .bind(crate::store::hex_addr(user))
             .fetch_optional(&self.pool)
@@ -280,13 +288,13 @@ impl crate::store::Store for PgStore {
         row.map(|r| decode_row(r, self.provider)).transpose()
     }
 
-    async fn accounts(&self) -> Result<Vec<crate::store::Account>, crate::store::StoreError> {
-        let rows: Vec<Row> = sqlx::query_as(&format!("{SELECT_ACCOUNT} ORDER BY user_addr"))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter()
-            .map(|r| decode_row(r, self.provider))
-            .collect()
+    async fn tabs(&self) -> Result<Vec<crate::admission::Tab>, crate::store::StoreError> {
+        self.select_tabs("").await
+    }
+
+    async fn unsettled(&self) -> Result<Vec<crate::admission::Tab>, crate::store::StoreError> {
+        let tabs = self.select_tabs(crate::store::WHERE_UNSETTLED).await?;
+        Ok(crate::store::only_unsettled(tabs))
     }
 
     async fn record_settled(

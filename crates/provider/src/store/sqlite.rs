@@ -16,8 +16,8 @@ use zg_core::{Address, B256, U256};
 use zg_sqlite::Writer;
 
 use super::{
-    Account, AccountRow, Ack, Charge, Issued, RequestRecord, RequestState, Store, StoreError,
-    hex_addr, hex_b256, now_unix, parse_receipt, parse_u256,
+    AccountRow, Ack, Charge, Issued, RequestRecord, RequestState, Store, StoreError, Tab,
+    WHERE_UNSETTLED, hex_addr, hex_b256, now_unix, only_unsettled, parse_receipt, parse_u256,
 };
 use crate::admission::{self, Admission, Refusal};
 
@@ -36,6 +36,17 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    async fn select_tabs(&self, filter: &'static str) -> Result<Vec<Tab>, StoreError> {
+        let provider = self.provider;
+        self.call(move |db| {
+            let mut stmt =
+                db.prepare_cached(&format!("{SELECT_ACCOUNT} {filter} ORDER BY user_addr"))?;
+            let rows = stmt.query_map([], account_row)?;
+            rows.map(|r| r?.decode(provider)).collect()
+        })
+        .await
+    }
+
     /// Opens (creating if needed) and migrates the database at `url`
     /// (`sqlite://path` or `sqlite::memory:`).
     pub async fn open(url: &str, provider: Address) -> Result<Self, StoreError> {
@@ -66,7 +77,7 @@ fn read_account(
     db: &Connection,
     user: Address,
     provider: Address,
-) -> Result<Option<Account>, StoreError> {
+) -> Result<Option<Tab>, StoreError> {
     let mut stmt = db.prepare_cached(&format!("{SELECT_ACCOUNT} WHERE user_addr = ?1"))?;
     let row = stmt.query_row([hex_addr(user)], account_row).optional()?;
     row.map(|r| r.decode(provider)).transpose()
@@ -85,7 +96,7 @@ fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRow> {
 }
 
 /// Writes owed, reserved and the newest voucher (never `settled`).
-fn write_account(db: &Connection, a: &Account) -> Result<(), StoreError> {
+fn write_account(db: &Connection, a: &Tab) -> Result<(), StoreError> {
     let (c, d, s) = match &a.voucher {
         Some((v, s)) => (
             Some(v.cumulative.to_string()),
@@ -229,7 +240,7 @@ fn admit(
     if seen(db, user, a.voucher.request_digest)? {
         return Ok(Err(Refusal::Replayed));
     }
-    let account = read_account(db, user, provider)?.unwrap_or_else(|| Account::new(user));
+    let account = read_account(db, user, provider)?.unwrap_or_else(|| Tab::new(user));
     let next = match admission::decide(&account, a) {
         Ok(next) => next,
         Err(refusal) => return Ok(Err(refusal)),
@@ -252,7 +263,7 @@ fn admit(
 fn close_request(
     db: &Connection,
     id: &str,
-    account: Account,
+    account: Tab,
     worst: U256,
     fee: U256,
     receipt: Option<&Issued>,
@@ -269,7 +280,7 @@ fn close_request(
 fn end_request(
     db: &Connection,
     seq: i64,
-    mut account: Account,
+    mut account: Tab,
     worst: U256,
     fee: U256,
     receipt: Option<&Issued>,
@@ -288,7 +299,7 @@ fn end_request(
 }
 
 fn charge(db: &Connection, c: Charge, provider: Address) -> Result<Issued, StoreError> {
-    let account = read_account(db, c.user, provider)?.unwrap_or_else(|| Account::new(c.user));
+    let account = read_account(db, c.user, provider)?.unwrap_or_else(|| Tab::new(c.user));
     let issued = (c.sign)(account.owed.saturating_add(c.fee));
     close_request(db, &c.id, account, c.worst, c.fee, Some(&issued))?;
     Ok(issued)
@@ -302,7 +313,7 @@ fn ack(db: &Connection, ack: &Ack, provider: Address) -> Result<Result<(), Refus
     if seen(db, v.user, v.request_digest)? {
         return Ok(Err(Refusal::Replayed));
     }
-    let account = read_account(db, v.user, provider)?.unwrap_or_else(|| Account::new(v.user));
+    let account = read_account(db, v.user, provider)?.unwrap_or_else(|| Tab::new(v.user));
     let next = match admission::decide_ack(&account, v, ack.signature) {
         Ok(next) => next,
         Err(refusal) => return Ok(Err(refusal)),
@@ -328,7 +339,7 @@ impl Store for SqliteStore {
     async fn release(&self, id: &str, user: Address, worst: U256) -> Result<(), StoreError> {
         let (id, provider) = (id.to_owned(), self.provider);
         self.call(move |db| {
-            let account = read_account(db, user, provider)?.unwrap_or_else(|| Account::new(user));
+            let account = read_account(db, user, provider)?.unwrap_or_else(|| Tab::new(user));
             close_request(db, &id, account, worst, U256::ZERO, None)
         })
         .await
@@ -353,17 +364,15 @@ impl Store for SqliteStore {
             let Some(seq) = seq else {
                 return Ok(None);
             };
-            let row: Option<(Vec<u8>, Option<String>, Option<String>)> = db
+            let row: Option<(Option<String>, Option<String>)> = db
                 .prepare_cached(
-                    "SELECT q.user_addr, o.state, o.receipt FROM requests q \
+                    "SELECT o.state, o.receipt FROM requests q \
                      LEFT JOIN outcomes o ON o.request = q.seq WHERE q.seq = ?1",
                 )?
-                .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .query_row([seq], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
-            row.map(|(user, state, receipt)| {
+            row.map(|(state, receipt)| {
                 Ok(RequestRecord {
-                    id,
-                    user: blob_addr(&user)?,
                     // No outcome yet: in flight.
                     state: state
                         .as_deref()
@@ -376,19 +385,18 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn account(&self, user: Address) -> Result<Option<Account>, StoreError> {
+    async fn tab(&self, user: Address) -> Result<Option<Tab>, StoreError> {
         let provider = self.provider;
         self.call(move |db| read_account(db, user, provider)).await
     }
 
-    async fn accounts(&self) -> Result<Vec<Account>, StoreError> {
-        let provider = self.provider;
-        self.call(move |db| {
-            let mut stmt = db.prepare_cached(&format!("{SELECT_ACCOUNT} ORDER BY user_addr"))?;
-            let rows = stmt.query_map([], account_row)?;
-            rows.map(|r| r?.decode(provider)).collect()
-        })
-        .await
+    async fn tabs(&self) -> Result<Vec<Tab>, StoreError> {
+        self.select_tabs("").await
+    }
+
+    async fn unsettled(&self) -> Result<Vec<Tab>, StoreError> {
+        let tabs = self.select_tabs(WHERE_UNSETTLED).await?;
+        Ok(only_unsettled(tabs))
     }
 
     async fn record_settled(&self, user: Address, settled: U256) -> Result<(), StoreError> {
@@ -434,8 +442,7 @@ impl Store for SqliteStore {
                 .collect::<Result<_, _>>()?;
             for (seq, user, worst) in &rows {
                 let user = blob_addr(user)?;
-                let account =
-                    read_account(db, user, provider)?.unwrap_or_else(|| Account::new(user));
+                let account = read_account(db, user, provider)?.unwrap_or_else(|| Tab::new(user));
                 let worst = parse_u256("worst", worst)?;
                 end_request(db, *seq, account, worst, U256::ZERO, None)?;
             }
@@ -541,7 +548,7 @@ mod tests {
             .await
             .unwrap();
         let record = store.request(charged).await.unwrap().unwrap();
-        assert_eq!(record.user, user);
+        assert_eq!(record.receipt.as_ref().map(|r| r.receipt.user), Some(user));
         assert_eq!(record.state, RequestState::Charged);
         assert_eq!(record.receipt, Some(receipt));
         let (replayed, acknowledgeable, other) = store
@@ -575,7 +582,7 @@ mod tests {
         );
         assert!(matches!(bad, Err(StoreError::NotAdmitted(_))));
         good.unwrap();
-        let account = store.account(user).await.unwrap().unwrap();
+        let account = store.tab(user).await.unwrap().unwrap();
         assert_eq!(account.settled, U256::from(7u64));
         assert_eq!(account.reserved, U256::ZERO);
     }

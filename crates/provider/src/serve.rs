@@ -1,32 +1,13 @@
-//! Starting and stopping a broker: connect to the chain, open and migrate the
-//! store, release what a crashed earlier run left in flight, sync services to
-//! the registry, then serve HTTP and run the settlement loop until shutdown
-//! (which lets in-flight requests, streams included, finish).
+//! Serving an opened broker: release what a crashed earlier run left in
+//! flight, sync services to the registry, then serve HTTP and run the
+//! settlement loop until shutdown (which lets in-flight requests, streams
+//! included, finish).
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
-use zg_chain::{ChainClient, ChainError};
 
-use crate::{
-    broker::Broker,
-    config::Config,
-    escrow::ChainView,
-    registry,
-    store::{self, StoreError},
-};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("chain: {0}")]
-    Chain(#[from] ChainError),
-    #[error("store: {0}")]
-    Store(#[from] StoreError),
-    #[error("config: {0}")]
-    Config(String),
-    #[error("cannot listen: {0}")]
-    Io(#[from] std::io::Error),
-}
+use crate::{broker::Broker, config::Config, error::StartError, registry};
 
 /// A broker serving in the background.
 pub struct Running {
@@ -78,33 +59,28 @@ impl Running {
     }
 }
 
-/// Everything up to serving: the broker's state, with services synced.
-pub async fn prepare(config: Config) -> Result<Arc<Broker>, StartError> {
-    let chain = ChainClient::connect(
-        &config.chain.rpc_url,
-        config.chain.contract,
-        &config.keys.provider.to_bytes(),
-    )
-    .await?;
-    let store = store::open(&config.database.url, chain.wallet()).await?;
-    let released = store.release_abandoned(&config.replica).await?;
-    if released > 0 {
-        tracing::warn!(released, replica = %config.replica, "released requests a previous run left in flight (they got no receipt: free)");
+impl Broker {
+    /// Takes over as the provider's broker and serves on `listener` in the
+    /// background: releases what this replica's earlier run left in flight
+    /// (no receipt: free), syncs the services to the registry, then serves.
+    pub async fn serve(self, listener: TcpListener) -> Result<Running, StartError> {
+        let released = self.store.release_abandoned(&self.config.replica).await?;
+        if released > 0 {
+            tracing::warn!(released, replica = %self.config.replica, "released requests a previous run left in flight (they got no receipt: free)");
+        }
+        let report = registry::sync(&self.config, self.chain.chain()).await?;
+        tracing::info!(listed = ?report.listed, unchanged = ?report.unchanged, extra = ?report.extra, "registry in step");
+        spawn(Arc::new(self), listener)
     }
-    let report = registry::sync(&config, &chain).await?;
-    tracing::info!(listed = ?report.listed, unchanged = ?report.unchanged, extra = ?report.extra, "registry in step");
-    let view = ChainView::new(chain, config.settlement.refund_margin_secs);
-    Ok(Arc::new(Broker::new(config, store, view)?))
 }
 
-/// Starts the broker on `listener` in the background.
+/// Opens a broker from `config` and serves it on `listener` in the background.
 pub async fn start(config: Config, listener: TcpListener) -> Result<Running, StartError> {
-    let broker = prepare(config).await?;
-    spawn(broker, listener)
+    Broker::open(config).await?.serve(listener).await
 }
 
-/// Serves an already prepared broker on `listener` (HTTPS when `[tls]` says so).
-pub fn spawn(broker: Arc<Broker>, listener: TcpListener) -> Result<Running, StartError> {
+/// Serves the broker on `listener` (HTTPS when `[tls]` says so).
+fn spawn(broker: Arc<Broker>, listener: TcpListener) -> Result<Running, StartError> {
     let addr = listener.local_addr()?;
     let acceptor = broker.config.tls.acceptor()?;
     let (stop, stopped) = watch::channel(false);
@@ -112,7 +88,7 @@ pub fn spawn(broker: Arc<Broker>, listener: TcpListener) -> Result<Running, Star
         .config
         .settlement
         .enabled
-        .then(|| tokio::spawn(crate::settle::run(broker.clone(), stopped.clone())));
+        .then(|| tokio::spawn(broker.settler().clone().run(stopped.clone())));
     let router = crate::handlers::router(broker.clone());
     let mut server_stop = stopped;
     let stopping = async move {

@@ -1,4 +1,4 @@
-//! Metering of streamed chat completions. The upstream's SSE events pass
+//! Streamed chat completions, metered. The upstream's SSE events pass
 //! through unchanged, except the usage chunk that `include_usage` (forced on)
 //! adds, which is removed when the user did not ask for it. The fee comes
 //! from that usage; the receipt is stored before the final `[DONE]` goes
@@ -6,9 +6,6 @@
 //! `GET /v1/receipts/{id}`. A stream the upstream cuts (or the client
 //! leaves) is charged for the content chunks delivered, one token each.
 
-use std::sync::Arc;
-
-use alloy::primitives::Keccak256;
 use axum::{
     body::Body,
     http::{HeaderValue, header},
@@ -17,33 +14,32 @@ use axum::{
 use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::mpsc;
-use zg_core::{Usage, headers as zh};
+use tracing::Instrument;
+use zg_core::{Keccak256, OpenAiUsage, Usage, headers as zh};
 
-use crate::{
-    broker::{Broker, Paid},
-    error::ApiError,
-    handlers::{UsageJson, upstream_refused},
-    upstream::UpstreamResponse,
-};
+use super::{Admitted, upstream_refused};
+use crate::{error::ApiError, upstream::UpstreamResponse};
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 
-pub async fn proxy_stream(
-    broker: Arc<Broker>,
-    paid: Paid,
+/// Sends a streaming request upstream and answers with its events; the
+/// request ends (charged or released) when the stream does.
+pub(crate) async fn stream(
+    admitted: Admitted,
     body: Bytes,
     user_wants_usage: bool,
 ) -> Result<Response, ApiError> {
-    let upstream = crate::handlers::send_upstream(&broker, &paid, body).await?;
+    let (admitted, upstream) = admitted.send(body).await?;
     let status = upstream.status();
     if !status.is_success() {
         let bytes = upstream.bytes().await.unwrap_or_default();
-        broker.release(&paid, &format!("status {status}")).await;
+        admitted.release(&format!("status {status}")).await;
         return Err(upstream_refused(status, &bytes));
     }
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
-    let id = paid.id().to_string();
-    tokio::spawn(pump(broker, paid, upstream, tx, user_wants_usage));
+    let id = admitted.id().to_string();
+    let span = admitted.span();
+    tokio::spawn(pump(admitted, upstream, tx, user_wants_usage).instrument(span));
 
     let body = Body::from_stream(tokio_stream(rx));
     let mut out = Response::new(body);
@@ -88,8 +84,7 @@ impl Meter {
 
 /// Reads the upstream's events, forwards them, and charges at the end.
 async fn pump(
-    broker: Arc<Broker>,
-    paid: Paid,
+    admitted: Admitted,
     mut upstream: UpstreamResponse,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     user_wants_usage: bool,
@@ -148,7 +143,7 @@ async fn pump(
     let usage = match (complete, meter.usage) {
         (true, Some(u)) => u,
         (true, None) => {
-            tracing::warn!(request = %paid.id(), "stream ended without usage; charging the chunks delivered");
+            tracing::warn!("stream ended without usage; charging the chunks delivered");
             Usage {
                 input_tokens: 0,
                 output_tokens: meter.content_chunks,
@@ -166,11 +161,11 @@ async fn pump(
         } else {
             cut_reason.as_str()
         };
-        broker.release(&paid, why).await;
+        admitted.release(why).await;
         return;
     }
     if !complete {
-        tracing::warn!(request = %paid.id(), delivered = meter.content_chunks, client_gone = meter.client_gone, reason = %cut_reason, "stream cut short");
+        tracing::warn!(delivered = meter.content_chunks, client_gone = meter.client_gone, reason = %cut_reason, "stream cut short");
     }
     let mut tail = Vec::new();
     if complete {
@@ -182,14 +177,14 @@ async fn pump(
     let mut hasher = meter.hasher.clone();
     hasher.update(&tail);
     let digest = hasher.finalize();
-    match broker.charge(&paid, usage, digest).await {
+    match admitted.charge(usage, digest).await {
         Ok(_) => {
             if complete {
                 let _ = tx.send(Ok(Bytes::from(tail))).await;
             }
         }
         Err(e) => {
-            tracing::error!(request = %paid.id(), error = %e, "charging a stream failed");
+            tracing::error!(error = %e, "charging a stream failed");
             let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
         }
     }
@@ -206,7 +201,7 @@ struct ChunkPeek {
     #[serde(default)]
     choices: Option<Vec<ChoicePeek>>,
     #[serde(default)]
-    usage: Option<UsageJson>,
+    usage: Option<OpenAiUsage>,
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,113 @@
+//! The JSON and paths of the HTTP API that both the broker and the client
+//! speak: route paths, OpenAI's error body and `usage` shape, and the body
+//! of an acknowledgement voucher. One definition, so the sides can't drift.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ErrorCode, Usage, Voucher};
+
+/// The broker's routes. Paid ones take the `X-ZG-*` payment headers.
+pub mod routes {
+    pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
+    pub const EMBEDDINGS: &str = "/v1/embeddings";
+    pub const MODELS: &str = "/v1/models";
+    /// `GET /v1/receipts/{id}`: a stream's receipt, by `X-ZG-Request-Id`.
+    pub const RECEIPT: &str = "/v1/receipts/{id}";
+    /// `GET /v1/account/{user}`: the signed statement of a user's account.
+    pub const ACCOUNT: &str = "/v1/account/{user}";
+    /// `POST`: an acknowledgement voucher ([`super::AckBody`]).
+    pub const VOUCHERS: &str = "/v1/vouchers";
+
+    /// The path of a stream's receipt.
+    pub fn receipt(id: &str) -> String {
+        format!("/v1/receipts/{id}")
+    }
+
+    /// The path of a user's account statement.
+    pub fn account(user: impl std::fmt::Display) -> String {
+        format!("/v1/account/{user}")
+    }
+}
+
+/// OpenAI's error body: `{"error": {"message", "type", "param", "code"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub param: Option<String>,
+    pub code: Option<String>,
+}
+
+impl ErrorBody {
+    /// The body of an error with a stable zg-serving code.
+    pub fn new(code: ErrorCode, message: impl Into<String>, param: Option<&str>) -> Self {
+        Self::raw(code.as_str(), code.error_type(), message, param)
+    }
+
+    /// The body of an error whose code and type are given as text (passed on
+    /// from elsewhere).
+    pub fn raw(code: &str, kind: &str, message: impl Into<String>, param: Option<&str>) -> Self {
+        Self {
+            error: ErrorDetail {
+                message: message.into(),
+                kind: kind.to_owned(),
+                param: param.map(str::to_owned),
+                code: Some(code.to_owned()),
+            },
+        }
+    }
+}
+
+/// `usage` as OpenAI-compatible servers report it.
+#[derive(Debug, Deserialize, Serialize, Default, Clone, Copy, PartialEq, Eq)]
+pub struct OpenAiUsage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+}
+
+impl From<OpenAiUsage> for Usage {
+    fn from(u: OpenAiUsage) -> Self {
+        Usage {
+            input_tokens: u.prompt_tokens,
+            output_tokens: u.completion_tokens,
+        }
+    }
+}
+
+/// Body of `POST /v1/vouchers`: the voucher's requestDigest is the EIP-712
+/// hash of the receipt it acknowledges; `signature` is 0x-prefixed hex.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AckBody {
+    pub voucher: Voucher,
+    pub signature: String,
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_body_is_openais_shape() {
+        let body = ErrorBody::new(ErrorCode::UnknownModel, "no such model", Some("model"));
+        let json = serde_json::to_value(&body).unwrap();
+        assert_eq!(json["error"]["type"], ErrorCode::UnknownModel.error_type());
+        assert_eq!(json["error"]["code"], "unknown_model");
+        assert_eq!(json["error"]["param"], "model");
+        assert_eq!(json["error"]["message"], "no such model");
+    }
+}
