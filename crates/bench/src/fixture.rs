@@ -131,6 +131,7 @@ stake = "0.1"
 rpc_url = "{rpc}"
 contract = "{contract}"
 [keys]
+dev = true
 provider = "{key}"
 [database]
 url = "{db}"

@@ -79,7 +79,8 @@ pub struct KeysConfig {
     pub provider: SigningKey,
     /// Signs receipts; the provider key when absent.
     pub signer: Option<SigningKey>,
-    /// Some key was written in plaintext, which only `dev` and tests may do.
+    /// Some key was written in plaintext outside a dev chain (`dev = true`):
+    /// [`Config::load`] refuses it.
     pub plaintext: bool,
 }
 
@@ -552,6 +553,12 @@ mod tests {
         let config = parse(&plaintext_example(), &[]).unwrap();
         assert!(config.keys.plaintext);
         assert_eq!(config.signer().address(), config.keys.provider.address());
+        // A dev chain's throwaway keys load from a file (what `dev` writes
+        // for the operator commands it prints).
+        let dev = plaintext_example().replace("[keys]\n", "[keys]\ndev = true\n");
+        std::fs::write(dir.join("provider.toml"), dev).unwrap();
+        let config = Config::load(&dir.join("provider.toml")).unwrap();
+        assert!(!config.keys.plaintext);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

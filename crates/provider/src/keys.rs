@@ -1,6 +1,7 @@
 //! The `[keys]` section: the wallet and the receipt signer, each from an
 //! encrypted keystore (the password from a file or an environment variable),
-//! or as plaintext hex, which only `zg-serving dev` and tests may use.
+//! or as plaintext hex, which only a local dev chain's throwaway keys may
+//! use (`dev = true`, as `zg-serving dev` and the tests write it).
 
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -24,6 +25,9 @@ pub struct KeysFile {
     signer_keystore: Option<PathBuf>,
     password_file: Option<PathBuf>,
     password_env: Option<String>,
+    /// The keys are a local dev chain's throwaway accounts: plaintext is fine.
+    #[serde(default)]
+    dev: bool,
 }
 
 impl TryFrom<KeysFile> for KeysConfig {
@@ -38,7 +42,7 @@ impl TryFrom<KeysFile> for KeysConfig {
             (None, Some(var)) => Password::Env(var.clone()),
             (None, None) => Password::Env(DEFAULT_PASSWORD_ENV.into()),
         };
-        let plaintext = file.provider.is_some() || file.signer.is_some();
+        let plaintext = !file.dev && (file.provider.is_some() || file.signer.is_some());
         let provider = one_key("provider", file.provider, file.provider_keystore, &password)?
             .ok_or_else(|| {
                 format!(
@@ -86,7 +90,7 @@ fn one_key(
 pub fn plaintext_refused() -> String {
     let (p, s) = (suggested_path("provider"), suggested_path("signer"));
     format!(
-        "a plaintext private key is refused outside `zg-serving dev`: move it into an encrypted keystore with \
+        "a plaintext private key is refused outside a local dev chain (`dev = true` in [keys]): move it into an encrypted keystore with \
          `zg-serving keys import {p}` (or make a new key with `zg-serving keys new {p}`, and `zg-serving keys new {s}` \
          for the receipt signer), then set provider_keystore = \"{p}\", signer_keystore = \"{s}\" and \
          password_file (or password_env) in [keys]"

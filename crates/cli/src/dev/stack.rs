@@ -213,7 +213,7 @@ async fn start_provider(
         "# Provider {i} of `zg-serving dev`, written on every start.\n\
          listen = \"{addr}\"\npublic_url = \"http://{addr}\"\nstake = \"0.1\"\n\n\
          [chain]\nrpc_url = \"{rpc}\"\ncontract = \"{contract}\"\n\n\
-         [keys]\nprovider = \"{key}\"\n\n\
+         [keys]\ndev = true\nprovider = \"{key}\"\n\n\
          [database]\nurl = \"sqlite://{db}\"\n\n\
          [settlement]\nenabled = true\ninterval_secs = 60\nthreshold = \"1\"\nrefund_margin_secs = 30\nbatch_size = 100\n{services}",
         rpc = owner.rpc_url(),

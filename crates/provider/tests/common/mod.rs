@@ -101,6 +101,7 @@ stake = "0.1"
 rpc_url = "{rpc}"
 contract = "{contract}"
 [keys]
+dev = true
 provider = "{provider}"
 signer = "{signer}"
 [database]
