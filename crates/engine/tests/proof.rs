@@ -4,6 +4,8 @@
 
 mod common;
 
+// Shared with the bench, which makes every kind; this test needs one.
+#[allow(dead_code)]
 #[path = "../examples/bench_verify/substitute.rs"]
 mod substitute;
 

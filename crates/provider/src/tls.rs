@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tokio::{net::TcpListener, sync::mpsc};
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
 
-use crate::server::StartError;
+use crate::error::StartError;
 
 /// A client that has not finished its handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

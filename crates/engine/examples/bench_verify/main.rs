@@ -204,7 +204,7 @@ fn prompt(i: usize) -> String {
 }
 
 fn sampling(i: usize) -> Sampling {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         Sampling::Greedy
     } else {
         Sampling::Seeded(i as u64 * 7919)
@@ -244,9 +244,12 @@ async fn answers(
     Ok((all, started.elapsed().as_secs_f64()))
 }
 
+/// One answer's verdict: pass, mean distance, worst token's distance.
+type Checked = (bool, f32, f32);
+
 /// The verdicts on `answers`, claimed with the registered system prompt,
 /// and the seconds verification took.
-fn check(verifier: &Verifier, answers: &[Answer]) -> Result<(Vec<(bool, f32, f32)>, f64)> {
+fn check(verifier: &Verifier, answers: &[Answer]) -> Result<(Vec<Checked>, f64)> {
     let started = Instant::now();
     let mut out = Vec::with_capacity(answers.len());
     for a in answers {

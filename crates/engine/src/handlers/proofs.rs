@@ -8,8 +8,8 @@ use axum::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 use crate::api::ApiError;
-use crate::proof::PROOF_METHOD;
 use crate::engine::Engine;
+use crate::proof::PROOF_METHOD;
 
 const PROOF_ID: HeaderName = HeaderName::from_static("x-engine-proof-id");
 const PROOF_METHOD_HEADER: HeaderName = HeaderName::from_static("x-engine-proof-method");
