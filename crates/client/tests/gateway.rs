@@ -7,7 +7,7 @@ mod common;
 use common::{Market, chat_body, engine, eventually, neuron};
 use std::{process::Command, time::Duration};
 use zg_client::{GatewayConfig, gateway::RoutingPolicy};
-use zg_core::{Address, U256};
+use zg_core::{Address, Prices, U256};
 
 fn venv_python() -> std::path::PathBuf {
     let python =
@@ -185,10 +185,13 @@ async fn a_local_key_spend_limit_holds_under_concurrent_requests() {
     let (key, chain) = market.user(5, neuron("0.1"), &[provider.address()]).await;
     let (url, gateway, payer) = market.gateway(&key, chain, GatewayConfig::default()).await;
     let body = chat_body(&e.model, "Count to three.", 8);
-    let bytes = serde_json::to_vec(&body).unwrap().len() as u64;
-    // Worst case of one request: body bytes as input tokens, max_tokens as output.
-    let worst =
-        U256::from(bytes) * neuron("0.000000001") + U256::from(8u64) * neuron("0.000000002");
+    let bytes = serde_json::to_vec(&body).unwrap().len();
+    // Worst case of one request, by the rule the broker and the gateway share.
+    let prices = Prices {
+        input: neuron("0.000000001"),
+        output: neuron("0.000000002"),
+    };
+    let worst = prices.worst_case(bytes, 8);
     let limit = worst * U256::from(3u64);
     let (_, secret) = gateway.keys().add("app", Some(limit)).await.unwrap();
     let (_, other) = gateway.keys().add("other", None).await.unwrap();
