@@ -15,7 +15,8 @@ use crate::{
 use anyhow::{Context, Result, bail};
 use std::{path::Path, time::Duration};
 use zg_chain::ChainClient;
-use zg_client::{AckPolicy, Book, Gateway, GatewayConfig, Payer};
+use zg_client::{AckPolicy, Book, Payer};
+use zg_gateway::{Gateway, GatewayConfig};
 use zg_core::{Address, SigningKey};
 
 const BROKER: &str = "127.0.0.1:18182";
@@ -38,7 +39,7 @@ pub struct GatewayArgs {
 
 /// Runs the gateway until killed, built as `zg-serving gateway` builds it.
 pub fn serve(args: GatewayArgs) -> Result<()> {
-    zg_client::gateway::runtime()
+    zg_gateway::runtime()
         .context("could not start the async runtime")?
         .block_on(serve_async(args))
 }

@@ -7,7 +7,8 @@ use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 use tokio::net::TcpListener;
 use zg_chain::{ChainClient, DeployParams, DevChain, DevChainOptions};
-use zg_client::{Accounts, AckPolicy, Book, Gateway, GatewayConfig, Payer, gateway::TopUpPolicy};
+use zg_client::{Accounts, AckPolicy, Book, Payer};
+use zg_gateway::{Gateway, GatewayConfig, TopUpPolicy};
 use zg_core::{Address, B256, SigningKey, U256, format_amount, parse_amount};
 use zg_engine::{EngineConfig, ServerHandle};
 

@@ -168,8 +168,9 @@ impl Book {
         &self.path
     }
 
-    /// Runs `work` on the book's file (in the next group commit).
-    pub(crate) async fn call<T: Send + 'static>(
+    /// Runs `work` on the book's file (in the next group commit); tables
+    /// kept next to the book (the gateway's API keys) go through here too.
+    pub async fn call<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> Result<T, BookError> + Send + 'static,
     ) -> Result<T, ClientError> {
@@ -414,7 +415,8 @@ impl Book {
     }
 }
 
-pub(crate) fn u256(text: &str) -> Result<U256, BookError> {
+/// An amount as the book writes it (decimal neuron).
+pub fn u256(text: &str) -> Result<U256, BookError> {
     U256::from_str(text).map_err(|_| BookError::Corrupt {
         what: "amount",
         value: text.into(),

@@ -1,13 +1,12 @@
 //! What the user-side tests share: a dev chain with the contracts deployed,
 //! real provider brokers (zg-provider, in process) in front of the real
-//! engine on the real model (loaded once per test binary), funded users, and
-//! a gateway for a user.
+//! engine on the real model (loaded once per test binary), and funded users.
 #![allow(dead_code)]
 
 use std::{path::PathBuf, sync::OnceLock, time::Duration};
 use tempfile::TempDir;
 use zg_chain::{ChainClient, DeployParams, DevChain, DevChainOptions};
-use zg_client::{AckPolicy, Book, Gateway, GatewayConfig, Payer};
+use zg_client::{AckPolicy, Book, Payer};
 use zg_core::{Address, B256, SigningKey, U256, parse_amount};
 use zg_provider::{Config, Running};
 
@@ -241,26 +240,6 @@ max_output_tokens = 64
             Payer::new(key.clone(), self.deployer.domain(), book, ack),
             path,
         )
-    }
-
-    /// A gateway for `key`'s user on a free port; returns its `/v1` URL.
-    pub async fn gateway(
-        &mut self,
-        key: &SigningKey,
-        chain: ChainClient,
-        config: GatewayConfig,
-    ) -> (String, std::sync::Arc<Gateway>, Payer) {
-        let (payer, _) = self
-            .payer(key, AckPolicy::WhenIdle(Duration::from_secs(2)))
-            .await;
-        let gateway = Gateway::new(payer.clone(), chain, config)
-            .await
-            .expect("gateway");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = gateway.clone().spawn(listener).await.expect("serve");
-        (format!("http://{addr}/v1"), gateway, payer)
     }
 }
 

@@ -8,9 +8,10 @@ mod common;
 
 use axum::{Router, extract::State, http::HeaderMap, response::IntoResponse, routing::post};
 use bytes::Bytes;
-use common::{Market, chat_body, neuron};
+use common::{Market, chat_body, neuron, start_gateway};
 use std::sync::{Arc, Mutex};
-use zg_client::{AckPolicy, ClientError, GatewayConfig};
+use zg_client::{AckPolicy, ClientError};
+use zg_gateway::GatewayConfig;
 use zg_core::{
     B256, Domain, PaymentHeaders, Prices, Receipt, Service, SigningKey, U256,
     headers::SignedReceipt, keccak256, request_digest, service_id,
@@ -193,7 +194,7 @@ async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
     // Through the gateway: the answer is delivered, the receipt refused, and
     // the provider gets no further requests.
     *fake.lie.lock().unwrap() = Lie::InflatedFee;
-    let (url, gateway, _) = market.gateway(&user, chain, GatewayConfig::default()).await;
+    let (url, gateway, _) = start_gateway(&mut market, &user, chain, GatewayConfig::default()).await;
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{url}/chat/completions"))
@@ -220,5 +221,5 @@ async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
         before,
         "no request reached the liar"
     );
-    assert!(gateway.routing().standings()[0].banned.is_some());
+    assert!(gateway.ranking().standings()[0].banned.is_some());
 }
