@@ -13,7 +13,8 @@ use std::{
     process::{Command, Stdio},
     time::Duration,
 };
-use zg_chain::{ChainClient, DeployParams, DevChain, DevChainOptions};
+use zg_chain::{ChainClient, DeployParams};
+use zg_devnet::{DevChain, DevChainOptions};
 use zg_core::{Address, Domain, Nonce, PaymentHeaders, SigningKey, U256, Voucher, request_digest};
 
 /// nginx's address (bench/broker/nginx.conf).
@@ -59,15 +60,15 @@ pub struct Market {
 impl Market {
     /// anvil, the contracts, and `users` funded users.
     pub async fn start(users: usize) -> Result<Market> {
-        let chain = DevChain::start_with(DevChainOptions {
-            accounts: 2,
-            ..Default::default()
-        })
+        let zg_devnet::Market { chain, deployer } = zg_devnet::Market::start(
+            DevChainOptions {
+                accounts: 2,
+                ..Default::default()
+            },
+            DeployParams::default(),
+        )
         .await
-        .context("starting anvil (`make contracts` or `npm ci` in contracts/ installs it)")?;
-        let deployer = ChainClient::deploy(chain.url(), &chain.keys()[0], DeployParams::default())
-            .await
-            .context("deploying the contracts")?;
+        .context("starting anvil with the contracts (`make contracts` or `npm ci` in contracts/ installs anvil)")?;
         let provider = SigningKey::from_bytes(&chain.keys()[1])?;
         let mut funded = Vec::with_capacity(users);
         for _ in 0..users {

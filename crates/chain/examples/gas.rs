@@ -5,7 +5,8 @@
 use alloy::primitives::{B256, U256};
 use anyhow::{Context, Result};
 use futures::future::try_join_all;
-use zg_chain::{ChainClient, DeployParams, DevChain};
+use zg_chain::{ChainClient, DeployParams};
+use zg_devnet::DevChain;
 use zg_core::{Prices, Service, Signature, SigningKey, Voucher};
 
 const TOKEN: u64 = 1_000_000_000_000_000_000;

@@ -9,11 +9,9 @@ use alloy::{
 };
 use zg_chain::{
     ChainClient, DeployParams, RejectReason, Settlement,
-    bindings::{
-        ZgServing::{self, ZgServingErrors},
-        test_contracts::ReentrancyAttacker,
-    },
+    bindings::ZgServing::{self, ZgServingErrors},
 };
+use zg_devnet::contracts::reentrancy::ReentrancyAttacker;
 use zg_core::{Domain, SigningKey};
 
 /// Settles one raw voucher and asserts it was rejected for `reason` with nothing paid.

@@ -1,7 +1,8 @@
 //! A fresh world per test: anvil, a deployment, and clients for its roles.
 
 use alloy::primitives::{Address, B256, Bytes, U256};
-use zg_chain::{ChainClient, DeployParams, DevChain, bindings::ZgServing::ZgServingErrors};
+use zg_chain::{ChainClient, DeployParams, bindings::ZgServing::ZgServingErrors};
+use zg_devnet::DevChain;
 use zg_core::{Prices, Service, Signature, SigningKey, Voucher};
 
 pub const LOCK: u64 = 3600;

@@ -1,6 +1,7 @@
 use crate::common::{World, voucher_for};
 use alloy::primitives::{B256, U256};
-use zg_chain::{ChainClient, DeployParams, DevChain, DevChainOptions};
+use zg_chain::{ChainClient, DeployParams};
+use zg_devnet::{DevChain, DevChainOptions};
 use zg_core::{Domain, Receipt, service_id};
 
 #[tokio::test]

@@ -5,7 +5,8 @@
 
 use std::{path::PathBuf, sync::OnceLock, time::Duration};
 use tempfile::TempDir;
-use zg_chain::{ChainClient, DeployParams, DevChain, DevChainOptions};
+use zg_chain::{ChainClient, DeployParams};
+use zg_devnet::DevChainOptions;
 use zg_client::{AckPolicy, Book, Payer};
 use zg_core::{Address, B256, SigningKey, U256, parse_amount};
 use zg_provider::{Config, Running};
@@ -61,10 +62,17 @@ pub fn engine() -> &'static EngineInfo {
     })
 }
 
+/// The devnet market (chain and contract), plus the temp dirs of what runs on it.
 pub struct Market {
-    pub chain: DevChain,
-    pub deployer: ChainClient,
+    net: zg_devnet::Market,
     dirs: Vec<TempDir>,
+}
+
+impl std::ops::Deref for Market {
+    type Target = zg_devnet::Market;
+    fn deref(&self) -> &zg_devnet::Market {
+        &self.net
+    }
 }
 
 /// A provider broker and its keys.
@@ -97,25 +105,20 @@ pub fn neuron(amount: &str) -> U256 {
 
 impl Market {
     pub async fn start() -> Market {
-        let chain = DevChain::start_with(DevChainOptions {
-            accounts: 20,
-            ..Default::default()
-        })
-        .await
-        .expect("anvil");
-        let deployer = ChainClient::deploy(
-            chain.url(),
-            &chain.keys()[0],
+        let net = zg_devnet::Market::start(
+            DevChainOptions {
+                accounts: 20,
+                ..Default::default()
+            },
             DeployParams {
                 lock_period: 60,
                 ..Default::default()
             },
         )
         .await
-        .expect("deploy");
+        .expect("anvil with the contract");
         Market {
-            chain,
-            deployer,
+            net,
             dirs: Vec::new(),
         }
     }
@@ -197,14 +200,10 @@ max_output_tokens = 64
         escrow: U256,
         providers: &[Address],
     ) -> (SigningKey, ChainClient) {
-        let bytes = self.chain.keys()[index];
-        let client = self.deployer.with_key(&bytes).expect("client");
-        let total = escrow * U256::from(providers.len().max(1));
-        client.deposit(total).await.expect("deposit");
-        for p in providers {
-            client.fund(*p, escrow).await.expect("fund");
-        }
-        (SigningKey::from_bytes(&bytes).expect("key"), client)
+        self.net
+            .user(index, escrow, providers)
+            .await
+            .expect("funded user")
     }
 
     /// One broker (dev account 1) on the engine at 1e-9 / 2e-9 0G per token,

@@ -8,7 +8,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use axum::{Json, Router, body::Body, http::StatusCode, response::IntoResponse, routing::post};
 use bytes::Bytes;
 use serde_json::{Value, json};
-use zg_chain::{ChainClient, DeployParams, DevChain, DevChainOptions};
+use zg_chain::{ChainClient, DeployParams};
+use zg_devnet::DevChainOptions;
 use zg_core::{
     Address, B256, Domain, Nonce, PaymentHeaders, SigningKey, U256, Voucher,
     headers::SignedReceipt, request_digest,
@@ -18,42 +19,40 @@ use zg_provider::{Config, Running};
 pub const INPUT_PRICE: u64 = 1_000_000_000; // neuron per token
 pub const OUTPUT_PRICE: u64 = 2_000_000_000;
 
+/// The devnet market (chain and contract) and the one provider's keys.
 pub struct Env {
-    pub chain: DevChain,
-    pub deployer: ChainClient,
+    net: zg_devnet::Market,
     pub provider_key: SigningKey,
     pub signer_key: SigningKey,
 }
 
+impl std::ops::Deref for Env {
+    type Target = zg_devnet::Market;
+    fn deref(&self) -> &zg_devnet::Market {
+        &self.net
+    }
+}
+
 impl Env {
     pub async fn start() -> Env {
-        let chain = DevChain::start_with(DevChainOptions {
-            accounts: 20,
-            ..Default::default()
-        })
-        .await
-        .expect("anvil");
-        let deployer = ChainClient::deploy(
-            chain.url(),
-            &chain.keys()[0],
+        let net = zg_devnet::Market::start(
+            DevChainOptions {
+                accounts: 20,
+                ..Default::default()
+            },
             DeployParams {
                 lock_period: 60,
                 ..Default::default()
             },
         )
         .await
-        .expect("deploy");
-        let provider_key = SigningKey::from_bytes(&chain.keys()[1]).unwrap();
+        .expect("anvil with the contract");
+        let provider_key = net.key(1).expect("dev key");
         Env {
-            chain,
-            deployer,
+            net,
             provider_key,
             signer_key: SigningKey::random(),
         }
-    }
-
-    pub fn domain(&self) -> Domain {
-        self.deployer.domain()
     }
 
     pub fn provider(&self) -> Address {
@@ -62,13 +61,10 @@ impl Env {
 
     /// Dev account `index` (2..20) as a user with `escrow` neuron funded at the provider.
     pub async fn user(&self, index: usize, escrow: U256) -> (SigningKey, ChainClient) {
-        let key_bytes = self.chain.keys()[index];
-        let client = self.deployer.with_key(&key_bytes).unwrap();
-        if !escrow.is_zero() {
-            client.deposit(escrow).await.expect("deposit");
-            client.fund(self.provider(), escrow).await.expect("fund");
-        }
-        (SigningKey::from_bytes(&key_bytes).unwrap(), client)
+        self.net
+            .user(index, escrow, &[self.provider()])
+            .await
+            .expect("funded user")
     }
 
     /// A config with one chat service (and optionally an embeddings one).
