@@ -76,7 +76,7 @@ async fn openai_python_client_gets_a_paid_verified_chat_and_stream_through_the_g
     assert!(stream_usage > U256::ZERO);
     // ...and the user's tally agrees with what the broker says it is owed.
     let owed: U256 = receipts.iter().map(|r| r.fee).sum();
-    let account = book.account(provider.address()).await.unwrap();
+    let account = book.tab(provider.address()).await.unwrap();
     assert_eq!(account.owed, owed);
     let statement: zg_core::SignedStatement = reqwest::get(format!(
         "{}/v1/account/{}",

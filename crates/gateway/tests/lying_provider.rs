@@ -143,7 +143,7 @@ async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
     ] {
         *fake.lie.lock().unwrap() = lie;
         // The fake's own tally follows the honest one so only this lie shows.
-        *fake.owed.lock().unwrap() = payer.book().account(service.provider).await.unwrap().owed;
+        *fake.owed.lock().unwrap() = payer.book().tab(service.provider).await.unwrap().owed;
         let answer = payer
             .send(&service, "/v1/chat/completions", body.clone())
             .await
@@ -154,7 +154,7 @@ async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
             }
             other => panic!("{lie:?} was not caught: {other:?}"),
         }
-        let account = payer.book().account(service.provider).await.unwrap();
+        let account = payer.book().tab(service.provider).await.unwrap();
         assert_eq!(
             account.owed, honest_fee,
             "{lie:?} added nothing to the tally"

@@ -196,7 +196,7 @@ async fn wait_for_receipts(
 async fn wait_for_acknowledgements(book: &zg_client::Book) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let accounts = book.accounts().await?;
+        let accounts = book.tabs().await?;
         if accounts.iter().all(|a| a.authorized >= a.owed) {
             return Ok(());
         }

@@ -103,7 +103,7 @@ pub async fn ledger(c: &ChainArgs, out: Out) -> anyhow::Result<()> {
     let session = c.session().await?;
     let summary = Accounts::new(session.chain.clone()).summary().await?;
     let book = Book::open(&c.book_path()?, summary.user).await?;
-    let owed = book.accounts().await?;
+    let owed = book.tabs().await?;
     let owed_at = |p: Address| {
         owed.iter()
             .find(|a| a.provider == p)
