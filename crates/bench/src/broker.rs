@@ -23,7 +23,7 @@ use std::{
 use zg_core::{Domain, Receipt, SigningKey, U256, Voucher, keccak256};
 
 /// Runs the broker of `config` until Ctrl-C or SIGTERM kills it.
-pub fn serve(config: &Path) -> Result<()> {
+pub(crate) fn serve(config: &Path) -> Result<()> {
     let config = zg_provider::Config::load(config)?;
     tokio::runtime::Runtime::new()
         .context("could not start the async runtime")?
@@ -34,7 +34,7 @@ pub fn serve(config: &Path) -> Result<()> {
 }
 
 /// The whole broker benchmark; its lines go to stdout and `dir/results.txt`.
-pub fn run(dir: &Path) -> Result<()> {
+pub(crate) fn run(dir: &Path) -> Result<()> {
     let dir = run_dir(dir)?;
     let mut report = Report::default();
     let (sign_us, recover_us) = floor()?;

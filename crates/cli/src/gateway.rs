@@ -14,7 +14,7 @@ use zg_gateway::{Gateway, GatewayConfig, Keys, RankingPolicy, TopUpPolicy};
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
-pub struct GatewayArgs {
+pub(crate) struct GatewayArgs {
     #[command(flatten)]
     chain: ChainArgs,
     #[arg(long, default_value_t = 8000, env = "ZG_GATEWAY_PORT")]
@@ -157,7 +157,7 @@ enum KeysCommand {
     },
 }
 
-pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let runtime = zg_gateway::runtime().context("could not start the async runtime")?;
     runtime.block_on(async move {
         let out = Out { json: args.json };

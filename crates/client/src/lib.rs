@@ -20,7 +20,7 @@ pub mod pay;
 pub mod recovery;
 
 pub use accounts::{Accounts, LedgerSummary};
-pub use book::{Tab, Book, ReceiptRecord};
+pub use book::{Book, ReceiptRecord, Tab};
 pub use checks::{Expected, ReceiptFault, check_receipt};
 pub use discovery::{ServiceFilter, find_services};
 pub use error::ClientError;

@@ -12,10 +12,7 @@ use crate::{
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use std::{sync::Arc, time::Instant};
-use zg_client::{
-    Answer, ClientError, ServiceFilter, StreamAnswer,
-    pay::BodyStream,
-};
+use zg_client::{Answer, ClientError, ServiceFilter, StreamAnswer, pay::BodyStream};
 use zg_core::{Address, ErrorCode, Service, ServiceKind, U256};
 
 /// What the gateway reads from a request body.
@@ -279,7 +276,10 @@ pub(crate) enum DeliveredBody {
         receipt_status: String,
     },
     /// Chunks as they come; the receipt is checked when the stream ends.
-    Stream { chunks: BodyStream, request_id: String },
+    Stream {
+        chunks: BodyStream,
+        request_id: String,
+    },
 }
 
 /// Closes the key's hold at the fee the receipt shows (a streamed answer's

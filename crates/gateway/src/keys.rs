@@ -5,10 +5,6 @@
 //! overspend.
 //! With no active key the gateway is open (it listens on loopback).
 
-use zg_client::{
-    Book, ClientError,
-    book::u256,
-};
 use rusqlite::params;
 use serde::Serialize;
 use std::{
@@ -16,6 +12,7 @@ use std::{
     sync::Mutex,
     time::{Duration, Instant},
 };
+use zg_client::{Book, ClientError, book::u256};
 use zg_core::{U256, keccak256, now_unix};
 
 const SCHEMA: &str = "
@@ -296,7 +293,10 @@ impl Keys {
     }
 
     /// Room left under the key's limit, for capping `max_tokens`.
-    pub(crate) async fn remaining(&self, bearer: Option<&str>) -> Result<Option<U256>, ClientError> {
+    pub(crate) async fn remaining(
+        &self,
+        bearer: Option<&str>,
+    ) -> Result<Option<U256>, ClientError> {
         self.refresh().await?;
         let state = self.state();
         let Some(live) = bearer.and_then(|b| state.by_hash.get(&hash(b))) else {

@@ -3,8 +3,8 @@
 //! (`extra_body={"zg": {...}}` in the openai SDK). Prices are decimal 0G per
 //! token; providers are addresses.
 
-use zg_client::{ClientError, ServiceFilter};
 use serde::Deserialize;
+use zg_client::{ClientError, ServiceFilter};
 use zg_core::{Address, U256, parse_amount};
 
 pub(crate) const MAX_PRICE: &str = "x-zg-max-price";

@@ -2,12 +2,12 @@
 //! fixed amount of the ledger into its escrow, within a budget for the
 //! gateway's run, one top-up at a time.
 
-use zg_client::{Accounts, ClientError};
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
 };
 use zg_chain::ChainClient;
+use zg_client::{Accounts, ClientError};
 use zg_core::{Address, U256, format_amount};
 
 /// A top-up funds `amount` each time, `budget` in all.
@@ -44,7 +44,11 @@ impl TopUp {
     }
 
     /// Funds `provider`'s escrow, unless the budget is spent.
-    pub(crate) async fn top_up(&self, chain: &ChainClient, provider: Address) -> Result<(), ClientError> {
+    pub(crate) async fn top_up(
+        &self,
+        chain: &ChainClient,
+        provider: Address,
+    ) -> Result<(), ClientError> {
         let Some(policy) = self.policy else {
             return Err(ClientError::Budget("escrow top-up is off".into()));
         };

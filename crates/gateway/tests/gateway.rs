@@ -28,7 +28,8 @@ async fn openai_python_client_gets_a_paid_verified_chat_and_stream_through_the_g
         .broker(1, &e.url, &e.model, e.digest, "0.000000001", "0.000000002")
         .await;
     let (key, chain) = market.user(2, neuron("0.1"), &[provider.address()]).await;
-    let (url, _gateway, payer) = start_gateway(&mut market, &key, chain, GatewayConfig::default()).await;
+    let (url, _gateway, payer) =
+        start_gateway(&mut market, &key, chain, GatewayConfig::default()).await;
 
     let script =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client.py");
@@ -183,7 +184,8 @@ async fn a_local_key_spend_limit_holds_under_concurrent_requests() {
         .broker(1, &e.url, &e.model, e.digest, "0.000000001", "0.000000002")
         .await;
     let (key, chain) = market.user(5, neuron("0.1"), &[provider.address()]).await;
-    let (url, gateway, payer) = start_gateway(&mut market, &key, chain, GatewayConfig::default()).await;
+    let (url, gateway, payer) =
+        start_gateway(&mut market, &key, chain, GatewayConfig::default()).await;
     let body = chat_body(&e.model, "Count to three.", 8);
     let bytes = serde_json::to_vec(&body).unwrap().len();
     // Worst case of one request, by the rule the broker and the gateway share.

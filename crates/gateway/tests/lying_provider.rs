@@ -3,6 +3,8 @@
 //! the fee, are signed by the wrong key, name the wrong model digest, or
 //! claim the wrong owed. Each is refused by name, kept as evidence, and
 //! adds nothing to what the user authorizes; the gateway stops using it.
+// Test helpers: a panic here is the failure message.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -11,11 +13,11 @@ use bytes::Bytes;
 use common::{Market, chat_body, neuron, start_gateway};
 use std::sync::{Arc, Mutex};
 use zg_client::{AckPolicy, ClientError};
-use zg_gateway::GatewayConfig;
 use zg_core::{
     B256, Domain, PaymentHeaders, Prices, Receipt, Service, SigningKey, U256,
     headers::SignedReceipt, keccak256, request_digest, service_id,
 };
+use zg_gateway::GatewayConfig;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Lie {
@@ -194,7 +196,8 @@ async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
     // Through the gateway: the answer is delivered, the receipt refused, and
     // the provider gets no further requests.
     *fake.lie.lock().unwrap() = Lie::InflatedFee;
-    let (url, gateway, _) = start_gateway(&mut market, &user, chain, GatewayConfig::default()).await;
+    let (url, gateway, _) =
+        start_gateway(&mut market, &user, chain, GatewayConfig::default()).await;
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{url}/chat/completions"))

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use std::time::{Duration, Instant};
 use zg_core::{Address, U256, format_amount};
 
-pub async fn run(stack: &Stack) -> Result<()> {
+pub(super) async fn run(stack: &Stack) -> Result<()> {
     let user = stack.user.user();
     let providers: Vec<Address> = stack.providers.iter().map(|p| p.address).collect();
     println!("\n== balances before");

@@ -7,7 +7,7 @@ use zg_core::{B256, SigningKey};
 
 /// Where the key comes from, shared by `user` and `gateway`.
 #[derive(clap::Args, Clone, Debug)]
-pub struct KeyArgs {
+pub(crate) struct KeyArgs {
     /// Encrypted JSON keystore (from `zg-serving user new-key`).
     #[arg(long, env = "ZG_KEYSTORE", global = true)]
     pub keystore: Option<std::path::PathBuf>,
@@ -20,7 +20,7 @@ pub struct KeyArgs {
 }
 
 impl KeyArgs {
-    pub fn load(&self) -> anyhow::Result<SigningKey> {
+    pub(crate) fn load(&self) -> anyhow::Result<SigningKey> {
         if let Ok(hex) = std::env::var(&self.key_env) {
             return hex.parse().map_err(|e| {
                 anyhow::anyhow!(
@@ -50,7 +50,7 @@ impl KeyArgs {
         Ok(SigningKey::from_bytes(&B256::from(bytes))?)
     }
 
-    pub fn password(&self) -> anyhow::Result<String> {
+    pub(crate) fn password(&self) -> anyhow::Result<String> {
         if let Ok(p) = std::env::var(&self.password_env) {
             return Ok(p);
         }
@@ -64,7 +64,7 @@ impl KeyArgs {
 }
 
 /// Writes a new random key to `out` as an encrypted keystore; returns it.
-pub fn new_keystore(out: &Path, password: &str) -> anyhow::Result<SigningKey> {
+pub(crate) fn new_keystore(out: &Path, password: &str) -> anyhow::Result<SigningKey> {
     if out.exists() {
         bail!(
             "{} exists already: choose another --out, the old key would be lost",

@@ -34,19 +34,19 @@ pub(super) struct Page {
 
 impl Page {
     /// Whether no request to the provider is in flight.
-    pub fn quiet(&self) -> bool {
+    pub(super) fn quiet(&self) -> bool {
         self.in_flight == 0
     }
 
     /// Adds a paid receipt's fee to the tally.
-    pub fn paid(&mut self, fee: U256, claimed_owed: U256) {
+    pub(super) fn paid(&mut self, fee: U256, claimed_owed: U256) {
         self.tab.owed = self.tab.owed.saturating_add(fee);
         self.max_owed = self.max_owed.max(claimed_owed);
     }
 
     /// After the tab changed outside a request (acknowledgement,
     /// recovery): a quiet page's next epoch starts from what it authorized.
-    pub fn reset_epoch(&mut self) {
+    pub(super) fn reset_epoch(&mut self) {
         if self.quiet() {
             self.epoch = self.tab.authorized;
         }
@@ -62,7 +62,7 @@ pub(super) struct Slot {
 }
 
 impl Slot {
-    pub fn new(tab: Tab) -> Self {
+    pub(super) fn new(tab: Tab) -> Self {
         Self {
             provider: tab.provider,
             page: Mutex::new(Page {
@@ -78,13 +78,13 @@ impl Slot {
         }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, Page> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Page> {
         self.page.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts a request: the cumulative its voucher carries. Waits while
     /// the current epoch is full or closed.
-    pub async fn begin(self: &Arc<Self>) -> Ticket {
+    pub(super) async fn begin(self: &Arc<Self>) -> Ticket {
         loop {
             let idle = self.idle.notified();
             if let Some(ticket) = self.try_begin() {

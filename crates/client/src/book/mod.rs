@@ -482,10 +482,7 @@ mod tests {
         .unwrap();
         drop(ticket);
         book.authorize(provider, U256::from(10u64)).await.unwrap();
-        assert_eq!(
-            book.tab(provider).await.unwrap().owed,
-            U256::from(10u64)
-        );
+        assert_eq!(book.tab(provider).await.unwrap().owed, U256::from(10u64));
         drop(book);
 
         let book = Book::open(&path, user).await.unwrap();

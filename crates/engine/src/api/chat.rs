@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, Usage};
 
 #[derive(Debug, Deserialize)]
-pub struct ChatRequest {
+pub(crate) struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     #[serde(default)]
     pub max_tokens: Option<u32>,
@@ -29,7 +29,7 @@ pub struct ChatRequest {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ChatMessage {
+pub(crate) struct ChatMessage {
     pub role: String,
     #[serde(default)]
     pub content: Option<Content>,
@@ -38,13 +38,13 @@ pub struct ChatMessage {
 /// A message's content: a string, or OpenAI's list of parts (text only).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum Content {
+pub(crate) enum Content {
     Text(String),
     Parts(Vec<ContentPart>),
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ContentPart {
+pub(crate) struct ContentPart {
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default)]
@@ -53,20 +53,20 @@ pub struct ContentPart {
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum Stop {
+pub(crate) enum Stop {
     One(String),
     Many(Vec<String>),
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct StreamOptions {
+pub(crate) struct StreamOptions {
     #[serde(default)]
     pub include_usage: Option<bool>,
 }
 
 impl Content {
     /// The text of the content; images and other parts are refused.
-    pub fn into_text(self) -> Result<String, ApiError> {
+    pub(crate) fn into_text(self) -> Result<String, ApiError> {
         match self {
             Content::Text(text) => Ok(text),
             Content::Parts(parts) => {
@@ -91,7 +91,7 @@ impl Content {
 }
 
 impl Stop {
-    pub fn into_vec(self) -> Vec<String> {
+    pub(crate) fn into_vec(self) -> Vec<String> {
         match self {
             Stop::One(s) => vec![s],
             Stop::Many(v) => v,
@@ -101,13 +101,13 @@ impl Stop {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum FinishReason {
+pub(crate) enum FinishReason {
     Stop,
     Length,
 }
 
 #[derive(Debug, Serialize)]
-pub struct ChatResponse {
+pub(crate) struct ChatResponse {
     pub id: String,
     pub object: &'static str,
     pub created: u64,
@@ -117,21 +117,21 @@ pub struct ChatResponse {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Choice {
+pub(crate) struct Choice {
     pub index: u32,
     pub message: AssistantMessage,
     pub finish_reason: FinishReason,
 }
 
 #[derive(Debug, Serialize)]
-pub struct AssistantMessage {
+pub(crate) struct AssistantMessage {
     pub role: &'static str,
     pub content: String,
 }
 
 /// One `data:` line of a stream.
 #[derive(Debug, Serialize)]
-pub struct ChatChunk<'a> {
+pub(crate) struct ChatChunk<'a> {
     pub id: &'a str,
     pub object: &'static str,
     pub created: u64,
@@ -142,14 +142,14 @@ pub struct ChatChunk<'a> {
 }
 
 #[derive(Debug, Serialize)]
-pub struct ChunkChoice<'a> {
+pub(crate) struct ChunkChoice<'a> {
     pub index: u32,
     pub delta: Delta<'a>,
     pub finish_reason: Option<FinishReason>,
 }
 
 #[derive(Debug, Default, Serialize)]
-pub struct Delta<'a> {
+pub(crate) struct Delta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]

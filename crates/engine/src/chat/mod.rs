@@ -17,8 +17,8 @@ use llama_cpp_2::token::LlamaToken;
 
 use crate::api::ApiError;
 use crate::{EngineConfig, EngineError};
-pub use sampler::{Sampling, random_seed};
-pub use scheduler::{Event, Job, Load};
+pub(crate) use sampler::{Sampling, random_seed};
+pub(crate) use scheduler::{Event, Job, Load};
 
 /// llama.cpp's process-wide state; it may be initialised once per process,
 /// so every engine in the process shares it.
@@ -38,7 +38,7 @@ fn backend() -> Result<&'static LlamaBackend, EngineError> {
 }
 
 /// A loaded chat model with its running decode thread.
-pub struct ChatModel {
+pub(crate) struct ChatModel {
     model: Arc<LlamaModel>,
     template: LlamaChatTemplate,
     jobs: std::sync::mpsc::Sender<Job>,
@@ -48,7 +48,7 @@ pub struct ChatModel {
 }
 
 impl ChatModel {
-    pub fn load(config: &EngineConfig) -> Result<Self, EngineError> {
+    pub(crate) fn load(config: &EngineConfig) -> Result<Self, EngineError> {
         if config.parallel == 0 || config.threads == 0 {
             return Err(EngineError::Config(
                 "--parallel and --threads must be at least 1".into(),
@@ -97,12 +97,12 @@ impl ChatModel {
     }
 
     /// Tokens one request may hold in all: prompt plus answer.
-    pub fn ctx_per_slot(&self) -> u32 {
+    pub(crate) fn ctx_per_slot(&self) -> u32 {
         self.ctx_per_slot
     }
 
     /// Slots in all, slots generating, and requests waiting for a slot.
-    pub fn occupancy(&self) -> (u32, usize, usize) {
+    pub(crate) fn occupancy(&self) -> (u32, usize, usize) {
         use std::sync::atomic::Ordering::Relaxed;
         (
             self.slots,
@@ -112,18 +112,18 @@ impl ChatModel {
     }
 
     /// The prompt text of a chat, through the model's template.
-    pub fn render(&self, messages: Vec<(String, String)>) -> Result<String, ApiError> {
+    pub(crate) fn render(&self, messages: Vec<(String, String)>) -> Result<String, ApiError> {
         template::render(&self.model, &self.template, messages)
     }
 
     /// The model's tokens for `text`, reading special tokens such as
     /// `<|im_start|>` as themselves (that is how a rendered prompt is read).
-    pub fn tokenize(&self, text: &str) -> Vec<LlamaToken> {
+    pub(crate) fn tokenize(&self, text: &str) -> Vec<LlamaToken> {
         self.model.vocab().tokenize(text.as_bytes(), true, true)
     }
 
     /// Queues a job for the decode thread.
-    pub fn submit(&self, job: Job) -> Result<(), ApiError> {
+    pub(crate) fn submit(&self, job: Job) -> Result<(), ApiError> {
         self.jobs
             .send(job)
             .map_err(|_| ApiError::unavailable("the decode thread has stopped"))

@@ -6,18 +6,18 @@ use llama_cpp_2::sampling::LlamaSampler;
 
 /// The sampling settings of one request, validated.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sampling {
+pub(crate) struct Sampling {
     pub temperature: f32,
     pub top_p: f32,
     pub seed: u32,
 }
 
 impl Sampling {
-    pub fn is_greedy(&self) -> bool {
+    pub(crate) fn is_greedy(&self) -> bool {
         self.temperature <= 0.0
     }
 
-    pub fn sampler(&self) -> LlamaSampler {
+    pub(crate) fn sampler(&self) -> LlamaSampler {
         if self.is_greedy() {
             return LlamaSampler::greedy();
         }
@@ -31,7 +31,7 @@ impl Sampling {
 }
 
 /// A seed for requests that name none.
-pub fn random_seed() -> u32 {
+pub(crate) fn random_seed() -> u32 {
     use std::hash::{BuildHasher, RandomState};
     // Truncation is the point: any 32 bits of a random hash will do.
     RandomState::new().hash_one(std::time::SystemTime::now()) as u32

@@ -24,7 +24,7 @@ use crate::engine::Engine;
 /// Stop sequences one request may give (OpenAI's limit).
 const MAX_STOPS: usize = 4;
 
-pub async fn completions(
+pub(super) async fn completions(
     State(engine): State<Arc<Engine>>,
     OpenAiJson(req): OpenAiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {

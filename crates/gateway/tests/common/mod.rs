@@ -6,7 +6,7 @@
 #[path = "../../../client/tests/common/mod.rs"]
 mod market;
 
-pub use market::*;
+pub(crate) use market::*;
 use std::{sync::Arc, time::Duration};
 use zg_chain::ChainClient;
 use zg_client::{AckPolicy, Payer};
@@ -14,7 +14,7 @@ use zg_core::SigningKey;
 use zg_gateway::{Gateway, GatewayConfig};
 
 /// A gateway for `key`'s user on a free port; returns its `/v1` URL.
-pub async fn start_gateway(
+pub(crate) async fn start_gateway(
     market: &mut Market,
     key: &SigningKey,
     chain: ChainClient,
