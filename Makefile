@@ -101,11 +101,11 @@ bench-nginx:
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; }
 
 ## ---- user side -----------------------------------------------------------
-# The client crate, the gateway and the user CLI through real parts: anvil
-# with the contracts, real brokers, the real engine and the `openai` client.
+# The client and gateway crates through real parts: anvil with the
+# contracts, real brokers, the real engine and the `openai` client.
 .PHONY: test-client
 test-client: model venv
-	$(CARGO) test -p zg-client
+	$(CARGO) test -p zg-client -p zg-gateway
 
 # The gateway against the broker it pays, on loopback with the same nginx
 # upstream: latency at 1 connection, CPU per request at 16, and the

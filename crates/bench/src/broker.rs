@@ -23,12 +23,8 @@ use std::{
 use zg_core::{Domain, Receipt, SigningKey, U256, Voucher, keccak256};
 
 /// Runs the broker of `config` until Ctrl-C or SIGTERM kills it.
-pub fn serve(config: &Path) -> Result<()> {
-    // The benchmark's throwaway anvil keys are plaintext, which only parse allows.
-    let text =
-        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
-    let config =
-        zg_provider::Config::parse(&text, &config.display().to_string(), std::env::vars())?;
+pub(crate) fn serve(config: &Path) -> Result<()> {
+    let config = zg_provider::Config::load(config)?;
     tokio::runtime::Runtime::new()
         .context("could not start the async runtime")?
         .block_on(zg_provider::serve_until(config, async {
@@ -38,7 +34,7 @@ pub fn serve(config: &Path) -> Result<()> {
 }
 
 /// The whole broker benchmark; its lines go to stdout and `dir/results.txt`.
-pub fn run(dir: &Path) -> Result<()> {
+pub(crate) fn run(dir: &Path) -> Result<()> {
     let dir = run_dir(dir)?;
     let mut report = Report::default();
     let (sign_us, recover_us) = floor()?;

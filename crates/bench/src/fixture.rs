@@ -13,18 +13,19 @@ use std::{
     process::{Command, Stdio},
     time::Duration,
 };
-use zg_chain::{ChainClient, DeployParams, DevChain, DevChainOptions};
+use zg_chain::{ChainClient, DeployParams};
 use zg_core::{Address, Domain, Nonce, PaymentHeaders, SigningKey, U256, Voucher, request_digest};
+use zg_devnet::{DevChain, DevChainOptions};
 
 /// nginx's address (bench/broker/nginx.conf).
-pub const UPSTREAM: &str = "127.0.0.1:18181";
+pub(crate) const UPSTREAM: &str = "127.0.0.1:18181";
 /// The nginx answer's usage (10 in, 5 out) at 1e9 / 2e9 neuron per token.
-pub const FEE: u64 = 10 * 1_000_000_000 + 5 * 2_000_000_000;
+pub(crate) const FEE: u64 = 10 * 1_000_000_000 + 5 * 2_000_000_000;
 /// Users paying the broker straight: enough that no one user's row is hot.
-pub const USERS: usize = 32;
+pub(crate) const USERS: usize = 32;
 
 /// Creates `dir` and `dir/tmp` (nginx's temporary files); the absolute path.
-pub fn run_dir(dir: &Path) -> Result<PathBuf> {
+pub(crate) fn run_dir(dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir.join("tmp"))
         .with_context(|| format!("creating {}", dir.display()))?;
     dir.canonicalize()
@@ -33,7 +34,7 @@ pub fn run_dir(dir: &Path) -> Result<PathBuf> {
 
 /// nginx with bench/broker/nginx.conf (run from the workspace root), its
 /// pid file and temporary files in `dir`; returns once it listens.
-pub fn start_nginx(dir: &Path) -> Result<Guard> {
+pub(crate) fn start_nginx(dir: &Path) -> Result<Guard> {
     let conf = std::env::current_dir()?.join("bench/broker/nginx.conf");
     let prefix = dir.to_str().context("the run directory is not UTF-8")?;
     let nginx = Guard::spawn(
@@ -49,7 +50,7 @@ pub fn start_nginx(dir: &Path) -> Result<Guard> {
 
 /// A local chain with the contracts, a provider, and users who deposited
 /// and funded the provider's escrow generously.
-pub struct Market {
+pub(crate) struct Market {
     pub chain: DevChain,
     pub contract: Address,
     pub provider: SigningKey,
@@ -58,16 +59,16 @@ pub struct Market {
 
 impl Market {
     /// anvil, the contracts, and `users` funded users.
-    pub async fn start(users: usize) -> Result<Market> {
-        let chain = DevChain::start_with(DevChainOptions {
-            accounts: 2,
-            ..Default::default()
-        })
+    pub(crate) async fn start(users: usize) -> Result<Market> {
+        let zg_devnet::Market { chain, deployer } = zg_devnet::Market::start(
+            DevChainOptions {
+                accounts: 2,
+                ..Default::default()
+            },
+            DeployParams::default(),
+        )
         .await
-        .context("starting anvil (`make contracts` or `npm ci` in contracts/ installs it)")?;
-        let deployer = ChainClient::deploy(chain.url(), &chain.keys()[0], DeployParams::default())
-            .await
-            .context("deploying the contracts")?;
+        .context("starting anvil with the contracts (`make contracts` or `npm ci` in contracts/ installs anvil)")?;
         let provider = SigningKey::from_bytes(&chain.keys()[1])?;
         let mut funded = Vec::with_capacity(users);
         for _ in 0..users {
@@ -82,7 +83,7 @@ impl Market {
     }
 
     /// The EIP-712 domain vouchers are signed under.
-    pub fn domain(&self) -> Domain {
+    pub(crate) fn domain(&self) -> Domain {
         Domain::new(self.chain.chain_id(), self.contract)
     }
 }
@@ -105,7 +106,7 @@ async fn fund_user(
 }
 
 /// Removes a SQLite database and its WAL files, so a run starts empty.
-pub fn remove_sqlite(path: &Path) {
+pub(crate) fn remove_sqlite(path: &Path) {
     for suffix in ["", "-wal", "-shm"] {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);
@@ -116,7 +117,7 @@ pub fn remove_sqlite(path: &Path) {
 /// `zg-bench broker` with one service, "bench", in front of nginx, on `db`
 /// (config in `dir/NAME.toml`); returns once it answers /health. The broker
 /// registers itself on chain at http://`listen`.
-pub fn spawn_broker(
+pub(crate) fn spawn_broker(
     market: &Market,
     dir: &Path,
     name: &str,
@@ -169,7 +170,7 @@ max_output_tokens = 16
 
 /// `zg-bench gateway` for `user`, its book at `book`; returns once it
 /// answers /health (it has read the registry by then).
-pub fn spawn_gateway(
+pub(crate) fn spawn_gateway(
     market: &Market,
     user: &SigningKey,
     book: &Path,
@@ -194,14 +195,14 @@ pub fn spawn_gateway(
 
 /// Signs vouchers for a market's users, ahead of the timed part; keeps
 /// each user's cumulative amount across calls (one broker database).
-pub struct Vouchers<'a> {
+pub(crate) struct Vouchers<'a> {
     market: &'a Market,
     domain: Domain,
     counters: Vec<u64>,
 }
 
 impl<'a> Vouchers<'a> {
-    pub fn new(market: &'a Market) -> Self {
+    pub(crate) fn new(market: &'a Market) -> Self {
         Vouchers {
             market,
             domain: market.domain(),
@@ -213,7 +214,12 @@ impl<'a> Vouchers<'a> {
     /// connection k pays for users k, k+conns, ... in turn, so each user's
     /// vouchers go out in order and each covers exactly the fees before it.
     /// `conns` is at most the number of users.
-    pub fn presign(&mut self, conns: usize, per_conn: usize, addr: &str) -> Vec<Vec<Vec<u8>>> {
+    pub(crate) fn presign(
+        &mut self,
+        conns: usize,
+        per_conn: usize,
+        addr: &str,
+    ) -> Vec<Vec<Vec<u8>>> {
         let users = self.market.users.len();
         (0..conns)
             .map(|conn| {

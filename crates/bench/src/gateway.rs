@@ -15,8 +15,9 @@ use crate::{
 use anyhow::{Context, Result, bail};
 use std::{path::Path, time::Duration};
 use zg_chain::ChainClient;
-use zg_client::{AckPolicy, Book, Gateway, GatewayConfig, Payer};
+use zg_client::{AckPolicy, Book, Payer};
 use zg_core::{Address, SigningKey};
+use zg_gateway::{Gateway, GatewayConfig};
 
 const BROKER: &str = "127.0.0.1:18182";
 const GATEWAY: &str = "127.0.0.1:18185";
@@ -28,7 +29,7 @@ const PER_CONN: usize = 1000;
 
 /// What `zg-bench gateway` needs; the rest is the default GatewayConfig
 /// (no API keys, no top-up), as `zg-serving gateway` with no flags.
-pub struct GatewayArgs {
+pub(crate) struct GatewayArgs {
     pub rpc: String,
     pub contract: Address,
     pub key: SigningKey,
@@ -37,8 +38,8 @@ pub struct GatewayArgs {
 }
 
 /// Runs the gateway until killed, built as `zg-serving gateway` builds it.
-pub fn serve(args: GatewayArgs) -> Result<()> {
-    zg_client::gateway::runtime()
+pub(crate) fn serve(args: GatewayArgs) -> Result<()> {
+    zg_gateway::runtime()
         .context("could not start the async runtime")?
         .block_on(serve_async(args))
 }
@@ -63,7 +64,7 @@ async fn serve_async(args: GatewayArgs) -> Result<()> {
 }
 
 /// The whole gateway benchmark; its lines go to stdout and `dir/results.txt`.
-pub fn run(dir: &Path) -> Result<()> {
+pub(crate) fn run(dir: &Path) -> Result<()> {
     let dir = run_dir(dir)?;
     let _nginx = start_nginx(&dir)?;
     let rt = tokio::runtime::Runtime::new().context("could not start the async runtime")?;

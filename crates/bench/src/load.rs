@@ -10,18 +10,18 @@ use std::{
 };
 
 /// The one chat request of every benchmark.
-pub const BODY: &str =
+pub(crate) const BODY: &str =
     r#"{"model":"bench","messages":[{"role":"user","content":"Hello"}],"max_tokens":16}"#;
 
 /// One load run: requests per second and latency percentiles in µs.
-pub struct Stats {
+pub(crate) struct Stats {
     pub rps: f64,
     pub p50: u64,
     pub p99: u64,
 }
 
 /// `POST /v1/chat/completions` with [`BODY`] and `headers`, as raw bytes.
-pub fn plain_request(host: &str, headers: &[(&str, String)]) -> Vec<u8> {
+pub(crate) fn plain_request(host: &str, headers: &[(&str, String)]) -> Vec<u8> {
     let mut req = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
         BODY.len()
@@ -37,7 +37,7 @@ pub fn plain_request(host: &str, headers: &[(&str, String)]) -> Vec<u8> {
 /// Sends `per_conn` requests on each of `conns` keep-alive connections;
 /// `make(conn, i)` builds the i-th request of connection `conn`. Fails on
 /// the first answer that is not 200.
-pub fn load(
+pub(crate) fn load(
     addr: &str,
     conns: usize,
     per_conn: usize,
@@ -69,7 +69,7 @@ pub fn load(
 
 /// [`load`], and the CPU the measured processes spent on it per request
 /// (`cpu` reads their utime + stime in µs).
-pub fn load_cpu(
+pub(crate) fn load_cpu(
     cpu: impl Fn() -> f64,
     addr: &str,
     conns: usize,

@@ -11,23 +11,23 @@ use std::{
 };
 
 /// Stops its child on drop, so that an error anywhere leaves nothing running.
-pub struct Guard(Child);
+pub(crate) struct Guard(Child);
 
 impl Guard {
     /// Starts `command`; `what` names it in the error.
-    pub fn spawn(command: &mut Command, what: &str) -> Result<Guard> {
+    pub(crate) fn spawn(command: &mut Command, what: &str) -> Result<Guard> {
         let child = command
             .spawn()
             .with_context(|| format!("could not start {what} ({command:?})"))?;
         Ok(Guard(child))
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.0.id()
     }
 
     /// utime + stime of the child, in microseconds.
-    pub fn cpu_us(&self) -> f64 {
+    pub(crate) fn cpu_us(&self) -> f64 {
         cpu_us(self.pid())
     }
 }
@@ -50,7 +50,7 @@ impl Drop for Guard {
 }
 
 /// utime + stime of one process, in microseconds (0 when it is gone).
-pub fn cpu_us(pid: u32) -> f64 {
+pub(crate) fn cpu_us(pid: u32) -> f64 {
     let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
@@ -63,7 +63,7 @@ pub fn cpu_us(pid: u32) -> f64 {
 }
 
 /// utime + stime of a process and all its descendants (LiteLLM's workers).
-pub fn tree_cpu_us(root: u32) -> f64 {
+pub(crate) fn tree_cpu_us(root: u32) -> f64 {
     let parents = parent_links();
     let mut tree = vec![root];
     let mut i = 0;
@@ -98,7 +98,7 @@ fn parent_links() -> Vec<(u32, u32)> {
 }
 
 /// Runs one SQL statement as postgres on 127.0.0.1 (the CI database).
-pub fn psql(sql: &str) -> Result<()> {
+pub(crate) fn psql(sql: &str) -> Result<()> {
     let status = Command::new("psql")
         .args([
             "-q",
@@ -121,7 +121,7 @@ pub fn psql(sql: &str) -> Result<()> {
 
 /// The first of `fallbacks` that exists, else `name` for a PATH lookup
 /// (Debian keeps nginx in /usr/sbin, which is not on every user's PATH).
-pub fn which(name: &str, fallbacks: &[&str]) -> PathBuf {
+pub(crate) fn which(name: &str, fallbacks: &[&str]) -> PathBuf {
     fallbacks
         .iter()
         .find(|f| Path::new(f).is_file())
@@ -129,7 +129,7 @@ pub fn which(name: &str, fallbacks: &[&str]) -> PathBuf {
 }
 
 /// Waits up to 10 s for something to accept connections on `addr`.
-pub fn wait_port(addr: &str) -> Result<()> {
+pub(crate) fn wait_port(addr: &str) -> Result<()> {
     for _ in 0..200 {
         if TcpStream::connect(addr).is_ok() {
             return Ok(());
@@ -140,7 +140,7 @@ pub fn wait_port(addr: &str) -> Result<()> {
 }
 
 /// Waits up to `limit` for `GET path` on `addr` to answer 200.
-pub fn wait_http(addr: &str, path: &str, limit: Duration) -> Result<()> {
+pub(crate) fn wait_http(addr: &str, path: &str, limit: Duration) -> Result<()> {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if get_is_ok(addr, path) {

@@ -5,8 +5,9 @@
 use alloy::primitives::{B256, U256};
 use anyhow::{Context, Result};
 use futures::future::try_join_all;
-use zg_chain::{ChainClient, DeployParams, DevChain};
+use zg_chain::{ChainClient, DeployParams};
 use zg_core::{Prices, Service, Signature, SigningKey, Voucher};
+use zg_devnet::DevChain;
 
 const TOKEN: u64 = 1_000_000_000_000_000_000;
 

@@ -7,13 +7,3 @@ alloy::sol!(
     ZgServing,
     "../../contracts/artifacts/ZgServing.json"
 );
-
-/// Test-only contract whose `receive` calls back into the contract paying it.
-pub mod test_contracts {
-    alloy::sol!(
-        #[sol(rpc)]
-        #[derive(Debug, PartialEq, Eq)]
-        ReentrancyAttacker,
-        "../../contracts/artifacts/test/ReentrancyAttacker.json"
-    );
-}

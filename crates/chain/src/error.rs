@@ -57,15 +57,6 @@ pub enum ChainError {
     #[error("the private key is not a valid secp256k1 key: {0}")]
     InvalidKey(String),
 
-    #[error(
-        "anvil (the local dev chain) was not found; looked at: {looked}. \
-         Run `make deps` to install it from contracts/package-lock.json, or set ZG_ANVIL to its path"
-    )]
-    AnvilNotFound { looked: String },
-
-    #[error("could not start anvil ({path}): {reason}")]
-    AnvilStart { path: String, reason: String },
-
     #[error("{action}: the chain returned something unexpected: {reason}")]
     Unexpected { action: String, reason: String },
 }

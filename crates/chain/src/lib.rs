@@ -1,8 +1,8 @@
 //! zg-serving's only door to the chain: typed bindings of the ZgServing
 //! contract (from the committed artifacts), a client with a method per
-//! contract function, view and event, deployment, and a local anvil dev chain.
+//! contract function, view and event, and deployment. The local anvil chain
+//! for development and tests is zg-devnet's.
 
-pub mod anvil;
 pub mod bindings;
 mod client;
 mod error;
@@ -13,7 +13,6 @@ mod registry;
 mod settlement;
 pub mod tls;
 
-pub use anvil::{DevChain, DevChainOptions, find_anvil};
 pub use client::{
     ChainClient, ChainEvent, DEFAULT_LOCK_PERIOD, DEFAULT_MIN_STAKE, DeployParams, Outcome, Page,
 };

@@ -9,7 +9,7 @@ use clap::Args;
 use zg_engine::{Engine, EngineConfig};
 
 #[derive(Args)]
-pub struct EngineArgs {
+pub(crate) struct EngineArgs {
     /// GGUF chat model (e.g. models/SmolLM2-135M-Instruct.Q4_1.gguf from `make model`).
     #[arg(long, env = "ZG_ENGINE_MODEL")]
     model: PathBuf,
@@ -31,7 +31,7 @@ pub struct EngineArgs {
     ctx: u32,
 }
 
-pub fn run(args: EngineArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: EngineArgs) -> anyhow::Result<()> {
     let mut config = EngineConfig::new(args.model);
     config.embedding_model = args.embedding_model;
     config.parallel = args.parallel;

@@ -1,5 +1,5 @@
-//! `zg-serving gateway`: the local OpenAI-compatible server (zg-client's
-//! gateway) on a port, with its limits from flags or a TOML file, and
+//! `zg-serving gateway`: the local OpenAI-compatible server (zg-gateway)
+//! on a port, with its limits from flags or a TOML file, and
 //! `gateway keys add|list|revoke` for local API keys with spend limits.
 
 use crate::user::{ChainArgs, Out, amount_arg};
@@ -8,15 +8,13 @@ use clap::{Args, Subcommand};
 use serde::Deserialize;
 use serde_json::json;
 use std::{path::PathBuf, time::Duration};
-use zg_client::{
-    AckPolicy, Book, Gateway, GatewayConfig, ServiceFilter,
-    gateway::{Keys, RoutingPolicy, TopUpPolicy},
-};
+use zg_client::{AckPolicy, Book, ServiceFilter};
 use zg_core::{Address, format_amount};
+use zg_gateway::{Gateway, GatewayConfig, Keys, RankingPolicy, TopUpPolicy};
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
-pub struct GatewayArgs {
+pub(crate) struct GatewayArgs {
     #[command(flatten)]
     chain: ChainArgs,
     #[arg(long, default_value_t = 8000, env = "ZG_GATEWAY_PORT")]
@@ -120,14 +118,14 @@ impl Settings {
                 ignore: self.ignore_providers.clone(),
                 ..Default::default()
             },
-            routing: RoutingPolicy {
+            ranking: RankingPolicy {
                 latency_scale_ms: self
                     .latency_scale_ms
-                    .unwrap_or(defaults.routing.latency_scale_ms),
+                    .unwrap_or(defaults.ranking.latency_scale_ms),
                 failure_cooldown: self
                     .failure_cooldown_s
                     .map(Duration::from_secs)
-                    .unwrap_or(defaults.routing.failure_cooldown),
+                    .unwrap_or(defaults.ranking.failure_cooldown),
             },
             topup,
             max_attempts: self.max_attempts.unwrap_or(defaults.max_attempts),
@@ -159,8 +157,8 @@ enum KeysCommand {
     },
 }
 
-pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
-    let runtime = zg_client::gateway::runtime().context("could not start the async runtime")?;
+pub(crate) fn run(args: GatewayArgs) -> anyhow::Result<()> {
+    let runtime = zg_gateway::runtime().context("could not start the async runtime")?;
     runtime.block_on(async move {
         let out = Out { json: args.json };
         match args.command {

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 #[derive(Args)]
-pub struct ProviderArgs {
+pub(crate) struct ProviderArgs {
     #[command(subcommand)]
     command: ProviderCommand,
 }
@@ -54,7 +54,7 @@ enum ProviderCommand {
     },
 }
 
-pub fn run(args: ProviderArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: ProviderArgs) -> anyhow::Result<()> {
     if let ProviderCommand::Init { config, force } = &args.command {
         if config.exists() && !force {
             anyhow::bail!("{} exists: pass --force to overwrite it", config.display());

@@ -5,7 +5,7 @@
 //! or its delegated signer, and settled on chain never above it), and restore
 //! the account from it.
 
-use crate::{ClientError, book::Account, discovery, pay::endpoint};
+use crate::{ClientError, book::Tab, discovery, pay::endpoint};
 use serde::Serialize;
 use zg_chain::ChainClient;
 use zg_core::{Address, SignedStatement, U256, Voucher, wire::routes};
@@ -138,17 +138,17 @@ pub async fn recover_one(
         )));
     }
     let book = payer.book();
-    let current = book.account(provider).await?;
-    let account = Account {
+    let current = book.tab(provider).await?;
+    let tab = Tab {
         provider,
         authorized: authorized.max(current.authorized),
         owed: statement.owed.max(current.owed),
     };
-    book.restore(account).await?;
+    book.restore(tab).await?;
     Ok(Recovered {
         provider,
-        authorized: account.authorized,
-        owed: account.owed,
+        authorized: tab.authorized,
+        owed: tab.owed,
         settled: settled_on_chain,
     })
 }

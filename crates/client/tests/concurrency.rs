@@ -32,7 +32,7 @@ async fn concurrent_requests_to_one_provider_are_all_paid_and_tallied() {
             answer.receipt.expect("every receipt passes its checks");
         }
     }
-    let tally = payer.book().account(provider.address()).await.unwrap();
+    let tally = payer.book().tab(provider.address()).await.unwrap();
     assert_eq!(
         payer.book().receipts(None, false, 100).await.unwrap().len(),
         16

@@ -30,7 +30,7 @@ async fn books_are_recovered_after_deleting_the_local_database() {
             .receipt
             .unwrap();
     }
-    let before = payer.book().account(provider.address()).await.unwrap();
+    let before = payer.book().tab(provider.address()).await.unwrap();
     assert!(
         !before.owed.is_zero() && before.authorized == before.owed,
         "acknowledged: {before:?}"
@@ -42,14 +42,14 @@ async fn books_are_recovered_after_deleting_the_local_database() {
     }
     let book = Book::open(&path, key.address()).await.unwrap();
     assert_eq!(
-        book.account(provider.address()).await.unwrap().owed,
+        book.tab(provider.address()).await.unwrap().owed,
         U256::ZERO,
         "the book is gone"
     );
     let payer = Payer::new(key.clone(), chain.domain(), book, AckPolicy::Immediate);
     let recovered = recover(&payer, &chain).await.unwrap();
     assert_eq!(recovered.len(), 1);
-    let after = payer.book().account(provider.address()).await.unwrap();
+    let after = payer.book().tab(provider.address()).await.unwrap();
     assert_eq!(
         (after.authorized, after.owed),
         (before.authorized, before.owed)

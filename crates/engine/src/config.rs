@@ -42,7 +42,7 @@ impl EngineConfig {
 
 /// The number of CPUs this process may use, at most 8 (llama.cpp gains
 /// little from more threads on a small model and hurts the HTTP side).
-pub fn default_threads() -> u32 {
+pub(crate) fn default_threads() -> u32 {
     let n = std::thread::available_parallelism().map_or(4, |n| n.get());
     u32::try_from(n.min(8)).unwrap_or(4)
 }

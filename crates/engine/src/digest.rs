@@ -30,7 +30,7 @@ const KNOWN: &[(&str, &str)] = &[
 ];
 
 /// Fails with [`EngineError::ModelMissing`] when `path` is not a file.
-pub fn require_file(path: &Path) -> Result<(), EngineError> {
+pub(crate) fn require_file(path: &Path) -> Result<(), EngineError> {
     if path.is_file() {
         Ok(())
     } else {
@@ -42,7 +42,7 @@ pub fn require_file(path: &Path) -> Result<(), EngineError> {
 
 /// The hex sha256 of the file at `path`, checked against [`KNOWN`] when its
 /// name is one of the fetched models.
-pub fn verified_sha256(path: &Path) -> Result<String, EngineError> {
+pub(crate) fn verified_sha256(path: &Path) -> Result<String, EngineError> {
     require_file(path)?;
     let actual = sha256_file(path)?;
     if let Some(expected) = expected_sha256(path)

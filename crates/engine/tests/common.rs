@@ -2,6 +2,8 @@
 //! serving on its own runtime so every `#[tokio::test]` can reach it.
 
 #![allow(dead_code)]
+// Test helpers: a panic here is the failure message.
+#![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -9,30 +11,30 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{Value, json};
 use zg_engine::{Engine, EngineConfig};
 
-pub struct TestEngine {
+pub(crate) struct TestEngine {
     pub url: String,
     pub engine: Arc<Engine>,
 }
 
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-pub fn chat_model_path() -> PathBuf {
+pub(crate) fn chat_model_path() -> PathBuf {
     repo_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
-pub fn embedding_model_path() -> PathBuf {
+pub(crate) fn embedding_model_path() -> PathBuf {
     repo_root().join("models/all-MiniLM-L6-v2")
 }
 
 /// Slots of the test engine; the context is small so over-long prompts are
 /// cheap to make.
-pub const SLOTS: u32 = 4;
-pub const CTX: u32 = 2048;
+pub(crate) const SLOTS: u32 = 4;
+pub(crate) const CTX: u32 = 2048;
 
 /// The shared engine, started on first use.
-pub fn engine() -> &'static TestEngine {
+pub(crate) fn engine() -> &'static TestEngine {
     static ENGINE: OnceLock<TestEngine> = OnceLock::new();
     ENGINE.get_or_init(|| {
         for path in [
@@ -75,12 +77,12 @@ pub fn engine() -> &'static TestEngine {
     })
 }
 
-pub fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
 /// POSTs `body` to `path`, returns status and JSON.
-pub async fn post(path: &str, body: &Value) -> (u16, Value) {
+pub(crate) async fn post(path: &str, body: &Value) -> (u16, Value) {
     let res = client()
         .post(format!("{}{path}", engine().url))
         .json(body)
@@ -91,7 +93,7 @@ pub async fn post(path: &str, body: &Value) -> (u16, Value) {
     (status, res.json().await.expect("json body"))
 }
 
-pub fn chat_body(user: &str, max_tokens: u32) -> Value {
+pub(crate) fn chat_body(user: &str, max_tokens: u32) -> Value {
     json!({
         "model": "SmolLM2-135M-Instruct.Q4_1",
         "messages": [
@@ -103,7 +105,7 @@ pub fn chat_body(user: &str, max_tokens: u32) -> Value {
     })
 }
 
-pub fn content(answer: &Value) -> String {
+pub(crate) fn content(answer: &Value) -> String {
     answer["choices"][0]["message"]["content"]
         .as_str()
         .expect("content")
@@ -111,7 +113,7 @@ pub fn content(answer: &Value) -> String {
 }
 
 /// The `data:` payloads of an SSE body.
-pub fn sse_data(body: &str) -> Vec<String> {
+pub(crate) fn sse_data(body: &str) -> Vec<String> {
     body.lines()
         .filter_map(|line| line.strip_prefix("data:"))
         .map(|d| d.trim_start().to_string())
@@ -120,7 +122,7 @@ pub fn sse_data(body: &str) -> Vec<String> {
 
 /// Streams `body` and returns the concatenated deltas, the finish reason,
 /// the usage chunk (if any) and all payloads.
-pub async fn stream(mut body: Value) -> (String, String, Option<Value>, Vec<String>) {
+pub(crate) async fn stream(mut body: Value) -> (String, String, Option<Value>, Vec<String>) {
     body["stream"] = json!(true);
     let res = client()
         .post(format!("{}/v1/chat/completions", engine().url))

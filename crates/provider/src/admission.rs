@@ -45,7 +45,7 @@ impl Tab {
 
 /// A request that passed the signature checks, for the store to admit.
 #[derive(Debug, Clone)]
-pub struct Admission {
+pub(crate) struct Admission {
     /// The broker's id of this request (`X-ZG-Request-Id`).
     pub id: String,
     pub replica: String,
@@ -62,7 +62,7 @@ pub struct Admission {
 
 /// Why the store refused a voucher.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     Replayed,
     Stale {
         newest: U256,
@@ -86,7 +86,7 @@ pub enum Refusal {
 
 /// The tab after admitting `a`, or why not. Pure: the store calls it
 /// while it holds the user's row.
-pub fn decide(tab: &Tab, a: &Admission) -> Result<Tab, Refusal> {
+pub(crate) fn decide(tab: &Tab, a: &Admission) -> Result<Tab, Refusal> {
     let mut next = check_voucher(tab, &a.voucher)?;
     let unpaid = tab.owed.saturating_sub(a.voucher.cumulative);
     if unpaid > a.credit_limit {
@@ -112,7 +112,11 @@ pub fn decide(tab: &Tab, a: &Admission) -> Result<Tab, Refusal> {
 }
 
 /// The tab after accepting an acknowledgement voucher.
-pub fn decide_ack(tab: &Tab, voucher: &Voucher, signature: Signature) -> Result<Tab, Refusal> {
+pub(crate) fn decide_ack(
+    tab: &Tab,
+    voucher: &Voucher,
+    signature: Signature,
+) -> Result<Tab, Refusal> {
     let mut next = check_voucher(tab, voucher)?;
     next.voucher = Some((*voucher, signature));
     Ok(next)

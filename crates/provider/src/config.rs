@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 use zg_core::{Address, B256, ServiceKind, SigningKey, U256, parse_amount};
 
 /// Prefix of the environment overrides; `__` separates nested keys.
-pub const ENV_PREFIX: &str = "ZG_PROVIDER__";
+pub(crate) const ENV_PREFIX: &str = "ZG_PROVIDER__";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

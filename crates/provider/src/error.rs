@@ -25,14 +25,14 @@ pub enum StartError {
 
 /// An error answered to a client.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub param: Option<&'static str>,
 }
 
 impl ApiError {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -40,23 +40,23 @@ impl ApiError {
         }
     }
 
-    pub fn invalid(message: impl Into<String>) -> Self {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidRequest, message)
     }
 
-    pub fn with_param(mut self, param: &'static str) -> Self {
+    pub(crate) fn with_param(mut self, param: &'static str) -> Self {
         self.param = Some(param);
         self
     }
 
-    pub fn internal(what: impl std::fmt::Display) -> Self {
+    pub(crate) fn internal(what: impl std::fmt::Display) -> Self {
         Self::new(
             ErrorCode::Internal,
             format!("the broker failed: {what}; try again later"),
         )
     }
 
-    pub fn body(&self) -> ErrorBody {
+    pub(crate) fn body(&self) -> ErrorBody {
         ErrorBody::new(self.code, self.message.as_str(), self.param)
     }
 }

@@ -17,7 +17,7 @@ const DELEGATE_REFRESH: Duration = Duration::from_secs(1);
 /// The delegate read from chain, when, and the last signer it refused.
 type Delegate = (Option<Address>, Instant, Option<Address>);
 
-pub struct ChainView {
+pub(crate) struct ChainView {
     chain: ChainClient,
     provider: Address,
     /// Seconds before a refund's unlock at which its amount stops counting.
@@ -27,7 +27,7 @@ pub struct ChainView {
 }
 
 impl ChainView {
-    pub fn new(chain: ChainClient, refund_margin: u64) -> Self {
+    pub(crate) fn new(chain: ChainClient, refund_margin: u64) -> Self {
         Self {
             provider: chain.wallet(),
             chain,
@@ -37,18 +37,18 @@ impl ChainView {
         }
     }
 
-    pub fn chain(&self) -> &ChainClient {
+    pub(crate) fn chain(&self) -> &ChainClient {
         &self.chain
     }
 
-    pub fn provider(&self) -> Address {
+    pub(crate) fn provider(&self) -> Address {
         self.provider
     }
 
     /// The cap on what `user` may owe: escrow + settled, less a pending refund
     /// that unlocks within the margin (settlement may not land before it).
     /// Reads the chain when the user is not cached or `refresh` is set.
-    pub async fn cap(&self, user: Address, refresh: bool) -> Result<U256, ChainError> {
+    pub(crate) async fn cap(&self, user: Address, refresh: bool) -> Result<U256, ChainError> {
         let cached = if refresh {
             None
         } else {
@@ -62,7 +62,7 @@ impl ChainView {
     }
 
     /// Reads `user`'s escrow account from the chain into the cache.
-    pub async fn refresh(&self, user: Address) -> Result<EscrowAccount, ChainError> {
+    pub(crate) async fn refresh(&self, user: Address) -> Result<EscrowAccount, ChainError> {
         let account = self.chain.account(user, self.provider).await?;
         self.lock_escrow().insert(user, account.clone());
         Ok(account)
@@ -70,7 +70,7 @@ impl ChainView {
 
     /// Takes a voucher's settlement into the cache: the transaction's
     /// events carry the escrow and settled total after it, so no read is needed.
-    pub fn settled(&self, s: &SettledVoucher) {
+    pub(crate) fn settled(&self, s: &SettledVoucher) {
         if let Some(account) = self.lock_escrow().get_mut(&s.user) {
             account.escrow = s.escrow;
             account.settled = s.settled;
@@ -84,7 +84,11 @@ impl ChainView {
     /// Whether `signer` may sign vouchers for `user` (the user delegated it on chain).
     /// A signer just refused is not looked up again for a second, so a
     /// flood of one forged key costs one chain read per second.
-    pub async fn is_delegate(&self, user: Address, signer: Address) -> Result<bool, ChainError> {
+    pub(crate) async fn is_delegate(
+        &self,
+        user: Address,
+        signer: Address,
+    ) -> Result<bool, ChainError> {
         let cached = self.lock_delegates().get(&user).copied();
         if let Some((delegate, at, refused)) = cached {
             if delegate == Some(signer) {
@@ -112,7 +116,7 @@ impl ChainView {
 
 /// escrow + settled is everything settlement can ever collect from the user;
 /// a refund that unlocks before `now + margin` leaves with its amount.
-pub fn cap_of(account: &EscrowAccount, now: u64, margin: u64) -> U256 {
+pub(crate) fn cap_of(account: &EscrowAccount, now: u64, margin: u64) -> U256 {
     let total = account.escrow.saturating_add(account.settled);
     match account.refund {
         Some(r) if r.unlock_at <= now.saturating_add(margin) => total.saturating_sub(r.amount),

@@ -19,7 +19,7 @@ const BUCKETS: [f64; 12] = [
 ];
 
 #[derive(Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     requests: [AtomicU64; 3],
     errors: [AtomicU64; ErrorCode::ALL.len()],
     input_tokens: AtomicU64,
@@ -36,7 +36,7 @@ pub struct Metrics {
 
 /// The kinds of paid request, for the `requests` counter.
 #[derive(Clone, Copy)]
-pub enum Kind {
+pub(crate) enum Kind {
     Chat = 0,
     ChatStream = 1,
     Embeddings = 2,
@@ -46,30 +46,30 @@ const KIND_NAMES: [&str; 3] = ["chat", "chat_stream", "embeddings"];
 
 /// The process's metrics (one broker per process in production; tests that
 /// run several only ever assert increases).
-pub fn global() -> &'static Metrics {
+pub(crate) fn global() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(Metrics::default)
 }
 
 impl Metrics {
-    pub fn request(&self, kind: Kind) {
+    pub(crate) fn request(&self, kind: Kind) {
         self.requests[kind as usize].fetch_add(1, Relaxed);
     }
 
-    pub fn error(&self, code: ErrorCode) {
+    pub(crate) fn error(&self, code: ErrorCode) {
         if let Some(i) = ErrorCode::ALL.iter().position(|c| *c == code) {
             self.errors[i].fetch_add(1, Relaxed);
         }
     }
 
-    pub fn charged(&self, input: u64, output: u64, fee: U256) {
+    pub(crate) fn charged(&self, input: u64, output: u64, fee: U256) {
         self.input_tokens.fetch_add(input, Relaxed);
         self.output_tokens.fetch_add(output, Relaxed);
         let mut fees = self.fees.lock().unwrap_or_else(|e| e.into_inner());
         *fees = fees.saturating_add(fee);
     }
 
-    pub fn upstream_latency(&self, elapsed: Duration) {
+    pub(crate) fn upstream_latency(&self, elapsed: Duration) {
         let secs = elapsed.as_secs_f64();
         for (i, bound) in BUCKETS.iter().enumerate() {
             if secs <= *bound {
@@ -81,7 +81,7 @@ impl Metrics {
             .fetch_add(elapsed.as_micros() as u64, Relaxed);
     }
 
-    pub fn settlement(&self, ok: bool, settled: usize, rejected: usize) {
+    pub(crate) fn settlement(&self, ok: bool, settled: usize, rejected: usize) {
         if ok {
             self.settlements_ok.fetch_add(1, Relaxed);
         } else {
@@ -92,7 +92,7 @@ impl Metrics {
     }
 
     /// The text exposition; `unsettled` and `owed` come from the store.
-    pub fn render(&self, unsettled: U256, owed: U256) -> String {
+    pub(crate) fn render(&self, unsettled: U256, owed: U256) -> String {
         let mut out = String::with_capacity(4096);
         let _ = writeln!(
             out,

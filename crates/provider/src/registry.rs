@@ -10,7 +10,7 @@ use crate::config::Config;
 
 /// What the sync did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct SyncReport {
+pub(crate) struct SyncReport {
     pub listed: Vec<String>,
     pub unchanged: Vec<String>,
     /// Listed on chain, absent from the config: left alone.
@@ -19,7 +19,7 @@ pub struct SyncReport {
 }
 
 /// The registry entry the config describes for service `index`.
-pub fn desired(config: &Config, index: usize, chain: &ChainClient) -> Service {
+pub(crate) fn desired(config: &Config, index: usize, chain: &ChainClient) -> Service {
     let s = &config.services[index];
     Service {
         provider: chain.wallet(),
@@ -36,7 +36,7 @@ pub fn desired(config: &Config, index: usize, chain: &ChainClient) -> Service {
     }
 }
 
-pub async fn sync(config: &Config, chain: &ChainClient) -> Result<SyncReport, ChainError> {
+pub(crate) async fn sync(config: &Config, chain: &ChainClient) -> Result<SyncReport, ChainError> {
     let provider = chain.wallet();
     let stake = chain.stake_of(provider).await?.stake;
     let target = config.stake.max(chain.min_stake().await?);

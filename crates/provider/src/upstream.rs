@@ -18,13 +18,13 @@ use hyper_util::{
 
 /// Pooled keep-alive connections to every upstream.
 #[derive(Clone)]
-pub struct Upstream {
+pub(crate) struct Upstream {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 /// Why an upstream gave no (complete) answer, with every cause.
 #[derive(Debug)]
-pub struct UpstreamError(String);
+pub(crate) struct UpstreamError(String);
 
 impl std::fmt::Display for UpstreamError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -46,11 +46,11 @@ impl UpstreamError {
 }
 
 /// An upstream's answer: status and headers came, the body is read on demand.
-pub struct UpstreamResponse(axum::http::Response<Incoming>);
+pub(crate) struct UpstreamResponse(axum::http::Response<Incoming>);
 
 impl Upstream {
     /// Plain http:// upstreams, and https:// ones verified with `tls`.
-    pub fn new(tls: rustls::ClientConfig) -> Self {
+    pub(crate) fn new(tls: rustls::ClientConfig) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
@@ -68,7 +68,7 @@ impl Upstream {
     }
 
     /// POSTs a JSON `body` to `uri` with the service's extra `headers`.
-    pub async fn post(
+    pub(crate) async fn post(
         &self,
         uri: &Uri,
         headers: &HeaderMap,
@@ -90,12 +90,12 @@ impl Upstream {
 }
 
 impl UpstreamResponse {
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         self.0.status()
     }
 
     /// The whole body.
-    pub async fn bytes(self) -> Result<Bytes, UpstreamError> {
+    pub(crate) async fn bytes(self) -> Result<Bytes, UpstreamError> {
         Ok(self
             .0
             .into_body()
@@ -106,7 +106,7 @@ impl UpstreamResponse {
     }
 
     /// The body as it comes: the next piece, or None at its end.
-    pub async fn chunk(&mut self) -> Result<Option<Bytes>, UpstreamError> {
+    pub(crate) async fn chunk(&mut self) -> Result<Option<Bytes>, UpstreamError> {
         loop {
             match self.0.body_mut().frame().await {
                 None => return Ok(None),

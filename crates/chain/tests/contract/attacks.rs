@@ -1,4 +1,6 @@
 //! Each attack is rejected (reported, nothing moves) or harmless.
+// Test helpers: a panic here is the failure message.
+#![allow(clippy::unwrap_used)]
 
 use crate::common::{World, raw, service, sig_bytes, tokens, voucher_for};
 use alloy::{
@@ -9,12 +11,10 @@ use alloy::{
 };
 use zg_chain::{
     ChainClient, DeployParams, RejectReason, Settlement,
-    bindings::{
-        ZgServing::{self, ZgServingErrors},
-        test_contracts::ReentrancyAttacker,
-    },
+    bindings::ZgServing::{self, ZgServingErrors},
 };
 use zg_core::{Domain, SigningKey};
+use zg_devnet::contracts::reentrancy::ReentrancyAttacker;
 
 /// Settles one raw voucher and asserts it was rejected for `reason` with nothing paid.
 async fn assert_rejected(w: &World, settlement: Settlement, reason: RejectReason) {

@@ -1,17 +1,18 @@
 //! A fresh world per test: anvil, a deployment, and clients for its roles.
 
 use alloy::primitives::{Address, B256, Bytes, U256};
-use zg_chain::{ChainClient, DeployParams, DevChain, bindings::ZgServing::ZgServingErrors};
+use zg_chain::{ChainClient, DeployParams, bindings::ZgServing::ZgServingErrors};
 use zg_core::{Prices, Service, Signature, SigningKey, Voucher};
+use zg_devnet::DevChain;
 
-pub const LOCK: u64 = 3600;
+pub(crate) const LOCK: u64 = 3600;
 
-pub fn tokens(milli: u64) -> U256 {
+pub(crate) fn tokens(milli: u64) -> U256 {
     // Amounts in thousandths of a token keep the tests readable.
     U256::from(milli) * U256::from(1_000_000_000_000_000u64)
 }
 
-pub struct World {
+pub(crate) struct World {
     pub chain: DevChain,
     pub owner: ChainClient,
     pub provider: ChainClient,
@@ -24,7 +25,7 @@ pub struct World {
 }
 
 impl World {
-    pub async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let chain = DevChain::start().await.expect("anvil starts");
         let params = DeployParams {
             lock_period: LOCK,
@@ -48,7 +49,7 @@ impl World {
     }
 
     /// The user deposits `deposit` and funds `escrow` of it at the provider.
-    pub async fn funded(deposit: U256, escrow: U256) -> Self {
+    pub(crate) async fn funded(deposit: U256, escrow: U256) -> Self {
         let world = Self::new().await;
         world.user.deposit(deposit).await.expect("deposit");
         world
@@ -60,7 +61,7 @@ impl World {
     }
 
     /// A voucher from the user to the provider, signed by the user.
-    pub fn voucher(&self, cumulative: U256) -> (Voucher, Signature) {
+    pub(crate) fn voucher(&self, cumulative: U256) -> (Voucher, Signature) {
         let voucher = voucher_for(self.user.wallet(), self.provider.wallet(), cumulative);
         (
             voucher,
@@ -68,7 +69,7 @@ impl World {
         )
     }
 
-    pub async fn escrow(&self) -> (U256, U256) {
+    pub(crate) async fn escrow(&self) -> (U256, U256) {
         let account = self
             .user
             .account(self.user.wallet(), self.provider.wallet())
@@ -78,7 +79,7 @@ impl World {
     }
 }
 
-pub fn voucher_for(user: Address, provider: Address, cumulative: U256) -> Voucher {
+pub(crate) fn voucher_for(user: Address, provider: Address, cumulative: U256) -> Voucher {
     let request_digest = zg_core::keccak256(format!("request {user} {cumulative}"));
     Voucher {
         user,
@@ -88,7 +89,7 @@ pub fn voucher_for(user: Address, provider: Address, cumulative: U256) -> Vouche
     }
 }
 
-pub fn raw(voucher: &Voucher) -> zg_chain::bindings::ZgServing::Voucher {
+pub(crate) fn raw(voucher: &Voucher) -> zg_chain::bindings::ZgServing::Voucher {
     zg_chain::bindings::ZgServing::Voucher {
         user: voucher.user,
         provider: voucher.provider,
@@ -97,11 +98,11 @@ pub fn raw(voucher: &Voucher) -> zg_chain::bindings::ZgServing::Voucher {
     }
 }
 
-pub fn sig_bytes(signature: &Signature) -> Bytes {
+pub(crate) fn sig_bytes(signature: &Signature) -> Bytes {
     Bytes::copy_from_slice(signature.as_bytes())
 }
 
-pub fn service(name: &str, signer: Address) -> Service {
+pub(crate) fn service(name: &str, signer: Address) -> Service {
     Service {
         provider: Address::ZERO,
         name: name.into(),
@@ -121,7 +122,9 @@ pub fn service(name: &str, signer: Address) -> Service {
 }
 
 /// The contract error a failed call carried; panics if it failed otherwise.
-pub fn revert_of<T: std::fmt::Debug>(result: Result<T, zg_chain::ChainError>) -> ZgServingErrors {
+pub(crate) fn revert_of<T: std::fmt::Debug>(
+    result: Result<T, zg_chain::ChainError>,
+) -> ZgServingErrors {
     match result {
         Err(e) => match e.revert() {
             Some(revert) => revert.clone(),

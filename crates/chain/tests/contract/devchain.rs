@@ -1,5 +1,6 @@
 use alloy::primitives::Address;
-use zg_chain::{ChainClient, ChainError, DevChain};
+use zg_chain::{ChainClient, ChainError};
+use zg_devnet::DevChain;
 
 #[tokio::test]
 async fn dev_chains_run_side_by_side_and_stop_when_dropped() {

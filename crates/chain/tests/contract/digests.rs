@@ -1,7 +1,8 @@
 use crate::common::{World, voucher_for};
 use alloy::primitives::{B256, U256};
-use zg_chain::{ChainClient, DeployParams, DevChain, DevChainOptions};
+use zg_chain::{ChainClient, DeployParams};
 use zg_core::{Domain, Receipt, service_id};
+use zg_devnet::{DevChain, DevChainOptions};
 
 #[tokio::test]
 async fn rust_digests_equal_the_contracts_own() {

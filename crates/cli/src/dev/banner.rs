@@ -4,7 +4,7 @@
 use super::stack::Stack;
 use zg_core::SigningKey;
 
-pub fn print(stack: &Stack, data_dir: &std::path::Path) {
+pub(super) fn print(stack: &Stack, data_dir: &std::path::Path) {
     let user = SigningKey::from_bytes(&stack.user_key)
         .map(|k| k.address())
         .unwrap_or_default();

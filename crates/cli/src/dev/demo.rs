@@ -8,7 +8,7 @@ use futures::StreamExt;
 use std::time::{Duration, Instant};
 use zg_core::{Address, U256, format_amount};
 
-pub async fn run(stack: &Stack) -> Result<()> {
+pub(super) async fn run(stack: &Stack) -> Result<()> {
     let user = stack.user.user();
     let providers: Vec<Address> = stack.providers.iter().map(|p| p.address).collect();
     println!("\n== balances before");
@@ -196,7 +196,7 @@ async fn wait_for_receipts(
 async fn wait_for_acknowledgements(book: &zg_client::Book) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let accounts = book.accounts().await?;
+        let accounts = book.tabs().await?;
         if accounts.iter().all(|a| a.authorized >= a.owed) {
             return Ok(());
         }

@@ -14,7 +14,7 @@ use state::DataDir;
 use std::path::PathBuf;
 
 #[derive(Args)]
-pub struct DevArgs {
+pub(crate) struct DevArgs {
     /// Where the chain, the databases and the keys live; a restart continues from it.
     #[arg(long, env = "ZG_DEV_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -38,7 +38,7 @@ pub struct DevArgs {
     demo: bool,
 }
 
-pub fn run(args: DevArgs) -> Result<()> {
+pub(crate) fn run(args: DevArgs) -> Result<()> {
     let dir = DataDir::open(
         args.data_dir.unwrap_or_else(state::default_data_dir),
         args.fresh,

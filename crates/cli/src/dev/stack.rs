@@ -6,13 +6,15 @@ use super::state::{DataDir, Record};
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 use tokio::net::TcpListener;
-use zg_chain::{ChainClient, DeployParams, DevChain, DevChainOptions};
-use zg_client::{Accounts, AckPolicy, Book, Gateway, GatewayConfig, Payer, gateway::TopUpPolicy};
+use zg_chain::{ChainClient, DeployParams};
+use zg_client::{Accounts, AckPolicy, Book, Payer};
 use zg_core::{Address, B256, SigningKey, U256, format_amount, parse_amount};
+use zg_devnet::{DevChain, DevChainOptions};
 use zg_engine::{EngineConfig, ServerHandle};
+use zg_gateway::{Gateway, GatewayConfig, TopUpPolicy};
 
 /// What `dev` is asked to run.
-pub struct Plan {
+pub(super) struct Plan {
     pub model: PathBuf,
     pub embedding_model: Option<PathBuf>,
     pub providers: usize,
@@ -20,8 +22,8 @@ pub struct Plan {
 }
 
 /// Service names every dev provider lists; the gateway routes by the model they serve.
-pub const CHAT_SERVICE: &str = "smollm2-135m-instruct";
-pub const EMBEDDINGS_SERVICE: &str = "all-minilm-l6-v2";
+pub(super) const CHAT_SERVICE: &str = "smollm2-135m-instruct";
+pub(super) const EMBEDDINGS_SERVICE: &str = "all-minilm-l6-v2";
 
 /// Prices of the first provider per token, in 0G; provider `i` charges `i + 1` times these.
 const INPUT_PRICE: &str = "0.000000001";
@@ -30,14 +32,14 @@ const OUTPUT_PRICE: &str = "0.000000002";
 const USER_DEPOSIT: &str = "100";
 const ESCROW_PER_PROVIDER: &str = "10";
 
-pub struct Provider {
+pub(super) struct Provider {
     pub address: Address,
     pub running: zg_provider::Running,
     pub config_path: PathBuf,
 }
 
 /// Everything running; [`Stack::shutdown`] stops it in order, anvil last so it saves its state.
-pub struct Stack {
+pub(super) struct Stack {
     pub gateway_url: String,
     /// The chat model as the gateway lists it (what `model` names in a request).
     pub chat_model: String,
@@ -53,7 +55,7 @@ pub struct Stack {
 }
 
 impl Stack {
-    pub async fn start(dir: &DataDir, plan: &Plan) -> Result<Self> {
+    pub(super) async fn start(dir: &DataDir, plan: &Plan) -> Result<Self> {
         let record = dir.record()?;
         let keys_needed = plan.providers + 2;
         let chain = DevChain::start_with(DevChainOptions {
@@ -160,7 +162,7 @@ impl Stack {
     }
 
     /// Stops the brokers (finishing requests in flight), the engine, then anvil.
-    pub async fn shutdown(self) {
+    pub(super) async fn shutdown(self) {
         for provider in self.providers {
             if let Err(e) = provider.running.shutdown().await {
                 eprintln!("provider {} did not stop cleanly: {e}", provider.address);

@@ -10,18 +10,18 @@ use zg_core::Address;
 /// What a later run needs to find again: the contract, and the gateway's key
 /// (only its hash is in the book, so the secret is kept here for the person).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Record {
+pub(super) struct Record {
     pub contract: Address,
     pub api_key: Option<String>,
 }
 
-pub struct DataDir {
+pub(super) struct DataDir {
     root: PathBuf,
 }
 
 impl DataDir {
     /// Opens `root` (made if missing); `fresh` wipes what an earlier run left.
-    pub fn open(root: PathBuf, fresh: bool) -> Result<Self> {
+    pub(super) fn open(root: PathBuf, fresh: bool) -> Result<Self> {
         if fresh && root.exists() {
             std::fs::remove_dir_all(&root)
                 .with_context(|| format!("cannot clear {} for --fresh", root.display()))?;
@@ -31,20 +31,20 @@ impl DataDir {
         Ok(Self { root })
     }
 
-    pub fn root(&self) -> &Path {
+    pub(super) fn root(&self) -> &Path {
         &self.root
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(super) fn path(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
 
-    pub fn chain_state(&self) -> PathBuf {
+    pub(super) fn chain_state(&self) -> PathBuf {
         self.path("chain-state.json")
     }
 
     /// The record of an earlier run, if there was one and its chain survived.
-    pub fn record(&self) -> Result<Option<Record>> {
+    pub(super) fn record(&self) -> Result<Option<Record>> {
         let path = self.path("dev.json");
         if !path.exists() || !self.chain_state().exists() {
             return Ok(None);
@@ -60,7 +60,7 @@ impl DataDir {
         Ok(Some(record))
     }
 
-    pub fn save_record(&self, record: &Record) -> Result<()> {
+    pub(super) fn save_record(&self, record: &Record) -> Result<()> {
         let path = self.path("dev.json");
         let text = serde_json::to_string_pretty(record)?;
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
@@ -68,7 +68,7 @@ impl DataDir {
 }
 
 /// `$XDG_DATA_HOME/zg-serving/dev`, else `~/.local/share/zg-serving/dev`.
-pub fn default_data_dir() -> PathBuf {
+pub(super) fn default_data_dir() -> PathBuf {
     let base = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())

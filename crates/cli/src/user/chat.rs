@@ -12,7 +12,7 @@ use zg_client::{AckPolicy, Payer, ServiceFilter, find_services};
 use zg_core::{Address, Service, format_amount};
 
 #[derive(Args)]
-pub struct ChatArgs {
+pub(super) struct ChatArgs {
     /// Model name as listed (`zg-serving user services --kind chat`).
     #[arg(long)]
     model: String,
@@ -25,7 +25,7 @@ pub struct ChatArgs {
     prompt: Vec<String>,
 }
 
-pub async fn chat(c: &ChainArgs, a: ChatArgs, out: Out) -> anyhow::Result<()> {
+pub(super) async fn chat(c: &ChainArgs, a: ChatArgs, out: Out) -> anyhow::Result<()> {
     let session = c.session().await?;
     let filter = ServiceFilter {
         model: Some(a.model.clone()),

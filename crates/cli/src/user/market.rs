@@ -9,7 +9,7 @@ use zg_client::{AckPolicy, Book, ServiceFilter, find_services};
 use zg_core::{Address, U256, format_amount, parse_amount};
 
 #[derive(Args)]
-pub struct ServicesArgs {
+pub(super) struct ServicesArgs {
     #[arg(long)]
     model: Option<String>,
     /// "chat", "embeddings", ...
@@ -41,7 +41,7 @@ fn per_million(price: U256) -> String {
     format_amount(price.saturating_mul(U256::from(1_000_000u64)))
 }
 
-pub async fn services(c: &ChainArgs, a: ServicesArgs, out: Out) -> anyhow::Result<()> {
+pub(super) async fn services(c: &ChainArgs, a: ServicesArgs, out: Out) -> anyhow::Result<()> {
     let filter = ServiceFilter {
         model: a.model,
         kind: a.kind,
@@ -92,7 +92,7 @@ pub async fn services(c: &ChainArgs, a: ServicesArgs, out: Out) -> anyhow::Resul
 }
 
 #[derive(Args)]
-pub struct ReceiptsArgs {
+pub(super) struct ReceiptsArgs {
     #[arg(long)]
     provider: Option<Address>,
     /// Only receipts that failed their checks (not paid, kept as evidence).
@@ -102,7 +102,7 @@ pub struct ReceiptsArgs {
     limit: u32,
 }
 
-pub async fn receipts(c: &ChainArgs, a: ReceiptsArgs, out: Out) -> anyhow::Result<()> {
+pub(super) async fn receipts(c: &ChainArgs, a: ReceiptsArgs, out: Out) -> anyhow::Result<()> {
     let user = c.key.load()?.address();
     let book = Book::open(&c.book_path()?, user).await?;
     let list = book.receipts(a.provider, a.rejected, a.limit).await?;
@@ -145,7 +145,7 @@ pub async fn receipts(c: &ChainArgs, a: ReceiptsArgs, out: Out) -> anyhow::Resul
     Ok(())
 }
 
-pub async fn recover(c: &ChainArgs, out: Out) -> anyhow::Result<()> {
+pub(super) async fn recover(c: &ChainArgs, out: Out) -> anyhow::Result<()> {
     let session = c.session().await?;
     let payer = c.payer(&session, AckPolicy::Never).await?;
     let recovered = zg_client::recover(&payer, &session.chain).await?;

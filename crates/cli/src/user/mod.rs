@@ -6,7 +6,7 @@
 mod chat;
 mod market;
 mod money;
-pub mod wallet;
+pub(crate) mod wallet;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -17,7 +17,7 @@ use zg_core::{Address, SigningKey, U256, parse_amount};
 
 /// Where the chain and the local book are, shared by `user` and `gateway`.
 #[derive(Args, Clone, Debug)]
-pub struct ChainArgs {
+pub(crate) struct ChainArgs {
     /// JSON-RPC URL of the chain.
     #[arg(
         long,
@@ -37,7 +37,7 @@ pub struct ChainArgs {
 }
 
 #[derive(Args)]
-pub struct UserArgs {
+pub(crate) struct UserArgs {
     #[command(flatten)]
     chain: ChainArgs,
     /// Print JSON instead of text.
@@ -100,7 +100,7 @@ enum UserCommand {
     Recover,
 }
 
-pub fn run(args: UserArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: UserArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("could not start the async runtime")?;
     runtime.block_on(async move {
         let out = Out { json: args.json };
@@ -128,12 +128,12 @@ pub fn run(args: UserArgs) -> anyhow::Result<()> {
 
 /// Text or JSON output.
 #[derive(Clone, Copy)]
-pub struct Out {
+pub(crate) struct Out {
     pub json: bool,
 }
 
 impl Out {
-    pub fn print(&self, value: serde_json::Value, text: impl FnOnce() -> String) {
+    pub(crate) fn print(&self, value: serde_json::Value, text: impl FnOnce() -> String) {
         if self.json {
             println!(
                 "{}",
@@ -145,18 +145,18 @@ impl Out {
     }
 }
 
-pub fn amount_arg(text: &str) -> anyhow::Result<U256> {
+pub(crate) fn amount_arg(text: &str) -> anyhow::Result<U256> {
     parse_amount(text).with_context(|| format!("--amount {text:?}"))
 }
 
 /// A connected user: key, chain client on the user's wallet, book.
-pub struct Session {
+pub(crate) struct Session {
     pub key: SigningKey,
     pub chain: ChainClient,
 }
 
 impl ChainArgs {
-    pub async fn session(&self) -> anyhow::Result<Session> {
+    pub(crate) async fn session(&self) -> anyhow::Result<Session> {
         let key = self.key.load()?;
         let contract = self.contract.context(
             "no contract: pass --contract 0x... or set ZG_CONTRACT (`zg-serving dev` prints it)",
@@ -167,7 +167,7 @@ impl ChainArgs {
         Ok(Session { key, chain })
     }
 
-    pub fn book_path(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn book_path(&self) -> anyhow::Result<PathBuf> {
         if let Some(p) = &self.book {
             return Ok(p.clone());
         }
@@ -175,7 +175,7 @@ impl ChainArgs {
         Ok(PathBuf::from(home).join(".zg-serving").join("book.sqlite"))
     }
 
-    pub async fn payer(&self, session: &Session, ack: AckPolicy) -> anyhow::Result<Payer> {
+    pub(crate) async fn payer(&self, session: &Session, ack: AckPolicy) -> anyhow::Result<Payer> {
         let book = Book::open(&self.book_path()?, session.key.address()).await?;
         Ok(Payer::new(
             session.key.clone(),

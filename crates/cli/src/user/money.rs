@@ -8,7 +8,7 @@ use zg_chain::Outcome;
 use zg_client::{Accounts, Book};
 use zg_core::{Address, U256, format_amount};
 
-pub fn new_key(key: &wallet::KeyArgs, out_path: &Path, out: Out) -> anyhow::Result<()> {
+pub(super) fn new_key(key: &wallet::KeyArgs, out_path: &Path, out: Out) -> anyhow::Result<()> {
     let password = key.password()?;
     let k = wallet::new_keystore(out_path, &password)?;
     out.print(json!({ "address": k.address(), "keystore": out_path }), || {
@@ -33,19 +33,24 @@ async fn accounts(c: &ChainArgs) -> anyhow::Result<Accounts> {
     Ok(Accounts::new(c.session().await?.chain))
 }
 
-pub async fn deposit(c: &ChainArgs, amount: U256, out: Out) -> anyhow::Result<()> {
+pub(super) async fn deposit(c: &ChainArgs, amount: U256, out: Out) -> anyhow::Result<()> {
     let o = accounts(c).await?.deposit(amount).await?;
     done(out, format!("deposited {} 0G", format_amount(amount)), &o);
     Ok(())
 }
 
-pub async fn withdraw(c: &ChainArgs, amount: U256, out: Out) -> anyhow::Result<()> {
+pub(super) async fn withdraw(c: &ChainArgs, amount: U256, out: Out) -> anyhow::Result<()> {
     let o = accounts(c).await?.withdraw(amount).await?;
     done(out, format!("withdrew {} 0G", format_amount(amount)), &o);
     Ok(())
 }
 
-pub async fn fund(c: &ChainArgs, provider: Address, amount: U256, out: Out) -> anyhow::Result<()> {
+pub(super) async fn fund(
+    c: &ChainArgs,
+    provider: Address,
+    amount: U256,
+    out: Out,
+) -> anyhow::Result<()> {
     let o = accounts(c).await?.fund(provider, amount).await?;
     done(
         out,
@@ -58,7 +63,7 @@ pub async fn fund(c: &ChainArgs, provider: Address, amount: U256, out: Out) -> a
     Ok(())
 }
 
-pub async fn refund(
+pub(super) async fn refund(
     c: &ChainArgs,
     provider: Address,
     amount: U256,
@@ -83,13 +88,13 @@ pub async fn refund(
     Ok(())
 }
 
-pub async fn claim(c: &ChainArgs, provider: Address, out: Out) -> anyhow::Result<()> {
+pub(super) async fn claim(c: &ChainArgs, provider: Address, out: Out) -> anyhow::Result<()> {
     let o = accounts(c).await?.claim_refund(provider).await?;
     done(out, format!("claimed the refund from {provider}"), &o);
     Ok(())
 }
 
-pub async fn set_signer(c: &ChainArgs, signer: Address, out: Out) -> anyhow::Result<()> {
+pub(super) async fn set_signer(c: &ChainArgs, signer: Address, out: Out) -> anyhow::Result<()> {
     let o = accounts(c).await?.set_voucher_signer(signer).await?;
     done(
         out,
@@ -99,11 +104,11 @@ pub async fn set_signer(c: &ChainArgs, signer: Address, out: Out) -> anyhow::Res
     Ok(())
 }
 
-pub async fn ledger(c: &ChainArgs, out: Out) -> anyhow::Result<()> {
+pub(super) async fn ledger(c: &ChainArgs, out: Out) -> anyhow::Result<()> {
     let session = c.session().await?;
     let summary = Accounts::new(session.chain.clone()).summary().await?;
     let book = Book::open(&c.book_path()?, summary.user).await?;
-    let owed = book.accounts().await?;
+    let owed = book.tabs().await?;
     let owed_at = |p: Address| {
         owed.iter()
             .find(|a| a.provider == p)

@@ -7,7 +7,7 @@ use zg_core::SigningKey;
 
 /// Where the key comes from, shared by `user` and `gateway`.
 #[derive(clap::Args, Clone, Debug)]
-pub struct KeyArgs {
+pub(crate) struct KeyArgs {
     /// Encrypted JSON keystore (from `zg-serving user new-key`).
     #[arg(long, env = "ZG_KEYSTORE", global = true)]
     pub keystore: Option<std::path::PathBuf>,
@@ -20,7 +20,7 @@ pub struct KeyArgs {
 }
 
 impl KeyArgs {
-    pub fn load(&self) -> anyhow::Result<SigningKey> {
+    pub(crate) fn load(&self) -> anyhow::Result<SigningKey> {
         if let Ok(hex) = std::env::var(&self.key_env) {
             return hex.parse().map_err(|e| {
                 anyhow::anyhow!(
@@ -40,7 +40,7 @@ impl KeyArgs {
             .map_err(|e| anyhow::anyhow!("{e} (the password comes from {})", self.password_env))
     }
 
-    pub fn password(&self) -> anyhow::Result<String> {
+    pub(crate) fn password(&self) -> anyhow::Result<String> {
         if let Ok(p) = std::env::var(&self.password_env) {
             return Ok(p);
         }
@@ -54,7 +54,7 @@ impl KeyArgs {
 }
 
 /// Writes a new random key to `out` as an encrypted keystore (0600); returns it.
-pub fn new_keystore(out: &Path, password: &str) -> anyhow::Result<SigningKey> {
+pub(crate) fn new_keystore(out: &Path, password: &str) -> anyhow::Result<SigningKey> {
     let key = SigningKey::random();
     zg_chain::write_keystore(out, &key, password)?;
     Ok(key)

@@ -9,7 +9,7 @@
 //! fee above the tally when it was sent; and when an epoch ends, the highest
 //! `owed` its receipts claimed must not exceed the tally.
 
-use super::Account;
+use super::Tab;
 use std::sync::{Arc, Mutex, MutexGuard};
 use zg_core::{Address, U256};
 
@@ -19,7 +19,7 @@ pub const EPOCH_MAX: u32 = 64;
 
 /// One provider's page, in memory while the book is open.
 pub(super) struct Page {
-    pub account: Account,
+    pub tab: Tab,
     in_flight: u32,
     /// The cumulative the vouchers of the current epoch carry.
     epoch: U256,
@@ -34,21 +34,21 @@ pub(super) struct Page {
 
 impl Page {
     /// Whether no request to the provider is in flight.
-    pub fn quiet(&self) -> bool {
+    pub(super) fn quiet(&self) -> bool {
         self.in_flight == 0
     }
 
     /// Adds a paid receipt's fee to the tally.
-    pub fn paid(&mut self, fee: U256, claimed_owed: U256) {
-        self.account.owed = self.account.owed.saturating_add(fee);
+    pub(super) fn paid(&mut self, fee: U256, claimed_owed: U256) {
+        self.tab.owed = self.tab.owed.saturating_add(fee);
         self.max_owed = self.max_owed.max(claimed_owed);
     }
 
-    /// After the account changed outside a request (acknowledgement,
+    /// After the tab changed outside a request (acknowledgement,
     /// recovery): a quiet page's next epoch starts from what it authorized.
-    pub fn reset_epoch(&mut self) {
+    pub(super) fn reset_epoch(&mut self) {
         if self.quiet() {
-            self.epoch = self.account.authorized;
+            self.epoch = self.tab.authorized;
         }
     }
 }
@@ -62,29 +62,29 @@ pub(super) struct Slot {
 }
 
 impl Slot {
-    pub fn new(account: Account) -> Self {
+    pub(super) fn new(tab: Tab) -> Self {
         Self {
-            provider: account.provider,
+            provider: tab.provider,
             page: Mutex::new(Page {
-                account,
+                tab,
                 in_flight: 0,
-                epoch: account.authorized,
+                epoch: tab.authorized,
                 signed_in_epoch: 0,
                 closed: false,
                 begun: 0,
-                max_owed: account.owed,
+                max_owed: tab.owed,
             }),
             idle: tokio::sync::Notify::new(),
         }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, Page> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Page> {
         self.page.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts a request: the cumulative its voucher carries. Waits while
     /// the current epoch is full or closed.
-    pub async fn begin(self: &Arc<Self>) -> Ticket {
+    pub(super) async fn begin(self: &Arc<Self>) -> Ticket {
         loop {
             let idle = self.idle.notified();
             if let Some(ticket) = self.try_begin() {
@@ -97,10 +97,10 @@ impl Slot {
     fn try_begin(self: &Arc<Self>) -> Option<Ticket> {
         let mut p = self.lock();
         if p.quiet() {
-            p.epoch = p.account.owed.max(p.epoch);
+            p.epoch = p.tab.owed.max(p.epoch);
             p.signed_in_epoch = 0;
             p.closed = false;
-            p.max_owed = p.account.owed;
+            p.max_owed = p.tab.owed;
         }
         if p.signed_in_epoch >= EPOCH_MAX || p.closed {
             return None;
@@ -109,11 +109,11 @@ impl Slot {
         p.in_flight += 1;
         p.signed_in_epoch += 1;
         p.begun += 1;
-        p.account.authorized = p.account.authorized.max(p.epoch);
+        p.tab.authorized = p.tab.authorized.max(p.epoch);
         Some(Ticket {
             slot: self.clone(),
             cumulative: p.epoch,
-            owed_at_start: p.account.owed,
+            owed_at_start: p.tab.owed,
             begun: p.begun,
             alone_at_start,
         })
@@ -160,7 +160,7 @@ impl Ticket {
     pub fn owed_before(&self) -> OwedBefore {
         let p = self.slot.lock();
         if self.alone_at_start && p.begun == self.begun {
-            OwedBefore::Exact(p.account.owed)
+            OwedBefore::Exact(p.tab.owed)
         } else {
             OwedBefore::AtLeast(self.owed_at_start)
         }
@@ -174,9 +174,9 @@ impl Drop for Ticket {
         if !p.quiet() {
             return;
         }
-        if p.max_owed > p.account.owed {
+        if p.max_owed > p.tab.owed {
             tracing::warn!(
-                provider = %self.slot.provider, claimed = %p.max_owed, tally = %p.account.owed,
+                provider = %self.slot.provider, claimed = %p.max_owed, tally = %p.tab.owed,
                 "the provider's receipts claim more owed than they add up to"
             );
         }

@@ -60,9 +60,10 @@ WHEN NEW.status = 'paid' BEGIN
 END;
 ";
 
-/// One provider's page of the book.
+/// One provider's tab in the book: what the user signed for and what it
+/// owes by its own tally (the provider keeps the same tab on its side).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Account {
+pub struct Tab {
     pub provider: Address,
     /// The highest `cumulative` signed to this provider.
     pub authorized: U256,
@@ -70,7 +71,7 @@ pub struct Account {
     pub owed: U256,
 }
 
-impl Account {
+impl Tab {
     /// An empty page for `provider`.
     pub fn of(provider: Address) -> Self {
         Self {
@@ -168,8 +169,9 @@ impl Book {
         &self.path
     }
 
-    /// Runs `work` on the book's file (in the next group commit).
-    pub(crate) async fn call<T: Send + 'static>(
+    /// Runs `work` on the book's file (in the next group commit); tables
+    /// kept next to the book (the gateway's API keys) go through here too.
+    pub async fn call<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> Result<T, BookError> + Send + 'static,
     ) -> Result<T, ClientError> {
@@ -197,17 +199,17 @@ impl Book {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `provider`'s account as the book has it now.
-    pub async fn account(&self, provider: Address) -> Result<Account, ClientError> {
-        Ok(self.slot(provider).await?.lock().account)
+    /// `provider`'s tab as the book has it now.
+    pub async fn tab(&self, provider: Address) -> Result<Tab, ClientError> {
+        Ok(self.slot(provider).await?.lock().tab)
     }
 
-    /// `provider`'s account if no request to it is in flight (the moment to
+    /// `provider`'s tab if no request to it is in flight (the moment to
     /// acknowledge: a higher cumulative now refuses no voucher in flight).
-    pub async fn quiet_account(&self, provider: Address) -> Result<Option<Account>, ClientError> {
+    pub async fn quiet_tab(&self, provider: Address) -> Result<Option<Tab>, ClientError> {
         let slot = self.slot(provider).await?;
         let page = slot.lock();
-        Ok(page.quiet().then_some(page.account))
+        Ok(page.quiet().then_some(page.tab))
     }
 
     /// Starts a request to `provider` (see [`epoch`]).
@@ -215,7 +217,7 @@ impl Book {
         Ok(self.slot(provider).await?.begin().await)
     }
 
-    async fn load(&self, provider: Address) -> Result<Account, ClientError> {
+    async fn load(&self, provider: Address) -> Result<Tab, ClientError> {
         let user = self.user.to_string();
         self.call(move |db| {
             let row: Option<(String, String)> = db
@@ -225,9 +227,9 @@ impl Book {
                 .query_row([user, provider.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
             let Some((authorized, owed)) = row else {
-                return Ok(Account::of(provider));
+                return Ok(Tab::of(provider));
             };
-            Ok(Account {
+            Ok(Tab {
                 provider,
                 authorized: u256(&authorized)?,
                 owed: u256(&owed)?,
@@ -237,28 +239,28 @@ impl Book {
     }
 
     /// Notes that `cumulative` was signed to `provider` (an acknowledgement)
-    /// and writes the account.
+    /// and writes the tab.
     pub async fn authorize(&self, provider: Address, cumulative: U256) -> Result<(), ClientError> {
         self.update(provider, |a| a.authorized = a.authorized.max(cumulative))
             .await
     }
 
-    /// Overwrites `provider`'s account (recovery).
-    pub async fn restore(&self, account: Account) -> Result<(), ClientError> {
-        self.update(account.provider, |a| *a = account).await
+    /// Overwrites `provider`'s tab (recovery).
+    pub async fn restore(&self, tab: Tab) -> Result<(), ClientError> {
+        self.update(tab.provider, |a| *a = tab).await
     }
 
     async fn update(
         &self,
         provider: Address,
-        change: impl FnOnce(&mut Account),
+        change: impl FnOnce(&mut Tab),
     ) -> Result<(), ClientError> {
         let slot = self.slot(provider).await?;
         let saved = {
             let mut p = slot.lock();
-            change(&mut p.account);
+            change(&mut p.tab);
             p.reset_epoch();
-            let a = p.account;
+            let a = p.tab;
             let values = [
                 self.user.to_string(),
                 a.provider.to_string(),
@@ -314,8 +316,8 @@ impl Book {
             if verdict == Verdict::Paid {
                 p.paid(r.fee, r.owed);
             }
-            values[10] = p.account.authorized.to_string();
-            values[11] = p.account.owed.to_string();
+            values[10] = p.tab.authorized.to_string();
+            values[11] = p.tab.owed.to_string();
             // Queued under the page's lock: rows land in tally order.
             let inserted = self
                 .db
@@ -332,7 +334,7 @@ impl Book {
                 ])?;
                     Ok(db.last_insert_rowid())
                 });
-            (inserted, p.account.owed)
+            (inserted, p.tab.owed)
         };
         let id = inserted
             .await
@@ -340,8 +342,8 @@ impl Book {
         Ok((id, tally))
     }
 
-    /// Every account of this user in the book.
-    pub async fn accounts(&self) -> Result<Vec<Account>, ClientError> {
+    /// Every tab of this user in the book.
+    pub async fn tabs(&self) -> Result<Vec<Tab>, ClientError> {
         let user = self.user.to_string();
         self.call(move |db| {
             let mut stmt = db.prepare_cached(
@@ -356,7 +358,7 @@ impl Book {
             })?;
             rows.map(|row| {
                 let (provider, authorized, owed) = row?;
-                Ok(Account {
+                Ok(Tab {
                     provider: address(&provider)?,
                     authorized: u256(&authorized)?,
                     owed: u256(&owed)?,
@@ -414,7 +416,8 @@ impl Book {
     }
 }
 
-pub(crate) fn u256(text: &str) -> Result<U256, BookError> {
+/// An amount as the book writes it (decimal neuron).
+pub fn u256(text: &str) -> Result<U256, BookError> {
     U256::from_str(text).map_err(|_| BookError::Corrupt {
         what: "amount",
         value: text.into(),
@@ -479,14 +482,11 @@ mod tests {
         .unwrap();
         drop(ticket);
         book.authorize(provider, U256::from(10u64)).await.unwrap();
-        assert_eq!(
-            book.account(provider).await.unwrap().owed,
-            U256::from(10u64)
-        );
+        assert_eq!(book.tab(provider).await.unwrap().owed, U256::from(10u64));
         drop(book);
 
         let book = Book::open(&path, user).await.unwrap();
-        let account = book.account(provider).await.unwrap();
+        let account = book.tab(provider).await.unwrap();
         assert_eq!(
             (account.authorized, account.owed),
             (U256::from(10u64), U256::from(10u64))
@@ -524,10 +524,10 @@ mod tests {
             (second.cumulative(), third.cumulative()),
             (U256::ZERO, U256::ZERO)
         );
-        assert_eq!(book.quiet_account(provider).await.unwrap(), None);
+        assert_eq!(book.quiet_tab(provider).await.unwrap(), None);
         drop((second, third));
         // None in flight: a new epoch at the tally.
-        assert!(book.quiet_account(provider).await.unwrap().is_some());
+        assert!(book.quiet_tab(provider).await.unwrap().is_some());
         let fourth = book.begin(provider).await.unwrap();
         assert_eq!(fourth.cumulative(), U256::from(10u64));
         assert_eq!(fourth.owed_before(), OwedBefore::Exact(U256::from(10u64)));

@@ -98,7 +98,7 @@ impl Payer {
     /// provider is in flight (a higher cumulative would make the provider
     /// refuse their vouchers); the next request's voucher pays otherwise.
     async fn acknowledge(&self, service: &Service, receipt_hash: B256) -> Result<(), ClientError> {
-        let Some(account) = self.inner.book.quiet_account(service.provider).await? else {
+        let Some(account) = self.inner.book.quiet_tab(service.provider).await? else {
             return Ok(());
         };
         if account.authorized >= account.owed {

@@ -1,18 +1,18 @@
 //! What the user-side tests share: a dev chain with the contracts deployed,
 //! real provider brokers (zg-provider, in process) in front of the real
-//! engine on the real model (loaded once per test binary), funded users, and
-//! a gateway for a user.
+//! engine on the real model (loaded once per test binary), and funded users.
 #![allow(dead_code)]
 
 use std::{path::PathBuf, sync::OnceLock, time::Duration};
 use tempfile::TempDir;
-use zg_chain::{ChainClient, DeployParams, DevChain, DevChainOptions};
-use zg_client::{AckPolicy, Book, Gateway, GatewayConfig, Payer};
+use zg_chain::{ChainClient, DeployParams};
+use zg_client::{AckPolicy, Book, Payer};
 use zg_core::{Address, B256, SigningKey, U256, parse_amount};
+use zg_devnet::DevChainOptions;
 use zg_provider::{Config, Running};
 
 /// The engine every broker of a test binary forwards to.
-pub struct EngineInfo {
+pub(crate) struct EngineInfo {
     pub url: String,
     pub model: String,
     pub digest: B256,
@@ -24,7 +24,7 @@ fn workspace() -> PathBuf {
 
 /// Starts the built-in engine once, on its own thread and runtime, so every
 /// test of the binary shares one loaded model.
-pub fn engine() -> &'static EngineInfo {
+pub(crate) fn engine() -> &'static EngineInfo {
     static ENGINE: OnceLock<EngineInfo> = OnceLock::new();
     ENGINE.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -62,27 +62,34 @@ pub fn engine() -> &'static EngineInfo {
     })
 }
 
-pub struct Market {
-    pub chain: DevChain,
-    pub deployer: ChainClient,
+/// The devnet market (chain and contract), plus the temp dirs of what runs on it.
+pub(crate) struct Market {
+    net: zg_devnet::Market,
     dirs: Vec<TempDir>,
 }
 
+impl std::ops::Deref for Market {
+    type Target = zg_devnet::Market;
+    fn deref(&self) -> &zg_devnet::Market {
+        &self.net
+    }
+}
+
 /// A provider broker and its keys.
-pub struct Provider {
+pub(crate) struct Provider {
     pub running: Running,
     pub key: SigningKey,
     pub signer: SigningKey,
 }
 
 impl Provider {
-    pub fn address(&self) -> Address {
+    pub(crate) fn address(&self) -> Address {
         self.key.address()
     }
 }
 
 /// What [`Market::one_paid_chat`] sets up.
-pub struct PaidChat {
+pub(crate) struct PaidChat {
     pub provider: Provider,
     pub key: SigningKey,
     pub chain: ChainClient,
@@ -92,36 +99,31 @@ pub struct PaidChat {
     pub service: zg_core::Service,
 }
 
-pub fn neuron(amount: &str) -> U256 {
+pub(crate) fn neuron(amount: &str) -> U256 {
     parse_amount(amount).expect("amount")
 }
 
 impl Market {
-    pub async fn start() -> Market {
-        let chain = DevChain::start_with(DevChainOptions {
-            accounts: 20,
-            ..Default::default()
-        })
-        .await
-        .expect("anvil");
-        let deployer = ChainClient::deploy(
-            chain.url(),
-            &chain.keys()[0],
+    pub(crate) async fn start() -> Market {
+        let net = zg_devnet::Market::start(
+            DevChainOptions {
+                accounts: 20,
+                ..Default::default()
+            },
             DeployParams {
                 lock_period: 60,
                 ..Default::default()
             },
         )
         .await
-        .expect("deploy");
+        .expect("anvil with the contract");
         Market {
-            chain,
-            deployer,
+            net,
             dirs: Vec::new(),
         }
     }
 
-    pub fn tempdir(&mut self) -> PathBuf {
+    pub(crate) fn tempdir(&mut self) -> PathBuf {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().to_path_buf();
         self.dirs.push(dir);
@@ -130,7 +132,7 @@ impl Market {
 
     /// A real broker for dev account `index` in front of `upstream`, listing
     /// one chat service of `model` at these prices (0G per token).
-    pub async fn broker(
+    pub(crate) async fn broker(
         &mut self,
         index: usize,
         upstream: &str,
@@ -192,26 +194,22 @@ max_output_tokens = 64
     }
 
     /// Dev account `index` with `escrow` funded at each of `providers`.
-    pub async fn user(
+    pub(crate) async fn user(
         &self,
         index: usize,
         escrow: U256,
         providers: &[Address],
     ) -> (SigningKey, ChainClient) {
-        let bytes = self.chain.keys()[index];
-        let client = self.deployer.with_key(&bytes).expect("client");
-        let total = escrow * U256::from(providers.len().max(1));
-        client.deposit(total).await.expect("deposit");
-        for p in providers {
-            client.fund(*p, escrow).await.expect("fund");
-        }
-        (SigningKey::from_bytes(&bytes).expect("key"), client)
+        self.net
+            .user(index, escrow, providers)
+            .await
+            .expect("funded user")
     }
 
     /// One broker (dev account 1) on the engine at 1e-9 / 2e-9 0G per token,
     /// one user (dev account 2) with 0.1 0G of escrow at it, the user's
     /// payer with its book, and the broker's chat service as listed.
-    pub async fn one_paid_chat(&mut self, ack: AckPolicy) -> PaidChat {
+    pub(crate) async fn one_paid_chat(&mut self, ack: AckPolicy) -> PaidChat {
         let e = engine();
         let provider = self
             .broker(1, &e.url, &e.model, e.digest, "0.000000001", "0.000000002")
@@ -234,7 +232,7 @@ max_output_tokens = 64
     }
 
     /// A payer for `key` with its book in a fresh temp dir.
-    pub async fn payer(&mut self, key: &SigningKey, ack: AckPolicy) -> (Payer, PathBuf) {
+    pub(crate) async fn payer(&mut self, key: &SigningKey, ack: AckPolicy) -> (Payer, PathBuf) {
         let path = self.tempdir().join("book.sqlite");
         let book = Book::open(&path, key.address()).await.expect("book");
         (
@@ -242,29 +240,9 @@ max_output_tokens = 64
             path,
         )
     }
-
-    /// A gateway for `key`'s user on a free port; returns its `/v1` URL.
-    pub async fn gateway(
-        &mut self,
-        key: &SigningKey,
-        chain: ChainClient,
-        config: GatewayConfig,
-    ) -> (String, std::sync::Arc<Gateway>, Payer) {
-        let (payer, _) = self
-            .payer(key, AckPolicy::WhenIdle(Duration::from_secs(2)))
-            .await;
-        let gateway = Gateway::new(payer.clone(), chain, config)
-            .await
-            .expect("gateway");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = gateway.clone().spawn(listener).await.expect("serve");
-        (format!("http://{addr}/v1"), gateway, payer)
-    }
 }
 
-pub fn chat_body(model: &str, text: &str, max_tokens: u64) -> serde_json::Value {
+pub(crate) fn chat_body(model: &str, text: &str, max_tokens: u64) -> serde_json::Value {
     serde_json::json!({
         "model": model,
         "messages": [{ "role": "user", "content": text }],
@@ -274,7 +252,7 @@ pub fn chat_body(model: &str, text: &str, max_tokens: u64) -> serde_json::Value 
 }
 
 /// Waits until `f` holds (receipts of streams are recorded just after the stream).
-pub async fn eventually<F: AsyncFnMut() -> bool>(mut f: F) -> bool {
+pub(crate) async fn eventually<F: AsyncFnMut() -> bool>(mut f: F) -> bool {
     for _ in 0..100 {
         if f().await {
             return true;

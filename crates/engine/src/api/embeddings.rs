@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::strict::KnownFields;
 
 #[derive(Debug, Deserialize)]
-pub struct EmbeddingsRequest {
+pub(crate) struct EmbeddingsRequest {
     pub input: EmbeddingInput,
     #[serde(default)]
     pub encoding_format: Option<String>,
@@ -19,13 +19,13 @@ impl KnownFields for EmbeddingsRequest {
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum EmbeddingInput {
+pub(crate) enum EmbeddingInput {
     One(String),
     Many(Vec<String>),
 }
 
 impl EmbeddingInput {
-    pub fn into_vec(self) -> Vec<String> {
+    pub(crate) fn into_vec(self) -> Vec<String> {
         match self {
             EmbeddingInput::One(s) => vec![s],
             EmbeddingInput::Many(v) => v,
@@ -34,7 +34,7 @@ impl EmbeddingInput {
 }
 
 #[derive(Debug, Serialize)]
-pub struct EmbeddingsResponse {
+pub(crate) struct EmbeddingsResponse {
     pub object: &'static str,
     pub data: Vec<EmbeddingData>,
     pub model: String,
@@ -42,7 +42,7 @@ pub struct EmbeddingsResponse {
 }
 
 #[derive(Debug, Serialize)]
-pub struct EmbeddingData {
+pub(crate) struct EmbeddingData {
     pub object: &'static str,
     pub index: u32,
     pub embedding: EmbeddingVector,
@@ -52,13 +52,13 @@ pub struct EmbeddingData {
 /// Python client asks for by default).
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
-pub enum EmbeddingVector {
+pub(crate) enum EmbeddingVector {
     Float(Vec<f32>),
     Base64(String),
 }
 
 #[derive(Debug, Serialize)]
-pub struct EmbeddingUsage {
+pub(crate) struct EmbeddingUsage {
     pub prompt_tokens: u32,
     pub total_tokens: u32,
 }

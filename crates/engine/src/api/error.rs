@@ -11,7 +11,7 @@ use serde_json::json;
 /// An error answer: status, OpenAI error type, the offending parameter and a
 /// stable code.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub status: StatusCode,
     pub kind: &'static str,
     pub message: String,
@@ -21,7 +21,7 @@ pub struct ApiError {
 
 impl ApiError {
     /// 400 `invalid_request_error`.
-    pub fn invalid(message: impl Into<String>, param: Option<&'static str>) -> Self {
+    pub(crate) fn invalid(message: impl Into<String>, param: Option<&'static str>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
             kind: "invalid_request_error",
@@ -31,12 +31,12 @@ impl ApiError {
         }
     }
 
-    pub fn with_code(mut self, code: &'static str) -> Self {
+    pub(crate) fn with_code(mut self, code: &'static str) -> Self {
         self.code = Some(code);
         self
     }
 
-    pub fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::NOT_FOUND,
             kind: "invalid_request_error",
@@ -47,7 +47,7 @@ impl ApiError {
     }
 
     /// 500: the engine itself failed (llama.cpp, candle).
-    pub fn internal(message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             kind: "server_error",
@@ -58,7 +58,7 @@ impl ApiError {
     }
 
     /// 503: the engine is shutting down.
-    pub fn unavailable(message: impl Into<String>) -> Self {
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::SERVICE_UNAVAILABLE,
             kind: "server_error",
@@ -69,7 +69,7 @@ impl ApiError {
     }
 
     /// The JSON body, also used inside an SSE stream.
-    pub fn body(&self) -> serde_json::Value {
+    pub(crate) fn body(&self) -> serde_json::Value {
         json!({
             "error": {
                 "message": self.message,
@@ -89,7 +89,7 @@ impl IntoResponse for ApiError {
 
 /// Like `axum::Json`, but a body that is not valid JSON of the expected
 /// shape gets a 400 in OpenAI's error shape instead of axum's plain text.
-pub struct OpenAiJson<T>(pub T);
+pub(crate) struct OpenAiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OpenAiJson<T> {
     type Rejection = ApiError;

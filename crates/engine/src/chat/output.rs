@@ -4,7 +4,7 @@
 
 /// What one more token produced.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Step {
+pub(super) struct Step {
     /// Text that is now safe to send.
     pub text: String,
     /// A stop sequence completed: generation ends here, the stop sequence
@@ -13,13 +13,13 @@ pub struct Step {
 }
 
 #[derive(Debug)]
-pub struct TextOutput {
+pub(super) struct TextOutput {
     pending: Vec<u8>,
     stops: Vec<Vec<u8>>,
 }
 
 impl TextOutput {
-    pub fn new(stops: &[String]) -> Self {
+    pub(super) fn new(stops: &[String]) -> Self {
         Self {
             pending: Vec::new(),
             stops: stops
@@ -31,7 +31,7 @@ impl TextOutput {
     }
 
     /// Adds the bytes of one token.
-    pub fn push(&mut self, piece: &[u8]) -> Step {
+    pub(super) fn push(&mut self, piece: &[u8]) -> Step {
         self.pending.extend_from_slice(piece);
         if let Some(at) = self.first_stop() {
             self.pending.truncate(at);
@@ -52,7 +52,7 @@ impl TextOutput {
     }
 
     /// Whatever is held back, at the end of generation.
-    pub fn finish(&mut self) -> String {
+    pub(super) fn finish(&mut self) -> String {
         self.take_all()
     }
 

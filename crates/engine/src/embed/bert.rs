@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 /// The fields of `config.json` the forward pass needs.
 #[derive(Debug, Clone, Deserialize)]
-pub struct BertConfig {
+pub(super) struct BertConfig {
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub num_hidden_layers: usize,
@@ -24,7 +24,7 @@ fn default_act() -> String {
     "gelu".into()
 }
 
-pub struct Bert {
+pub(super) struct Bert {
     word: Embedding,
     position: Embedding,
     token_type: Embedding,
@@ -46,7 +46,7 @@ struct Layer {
 }
 
 impl Bert {
-    pub fn load(vb: VarBuilder, cfg: &BertConfig) -> Result<Self> {
+    pub(super) fn load(vb: VarBuilder, cfg: &BertConfig) -> Result<Self> {
         if cfg.hidden_act != "gelu" {
             candle_core::bail!(
                 "hidden_act {:?} is not supported (gelu only)",
@@ -87,7 +87,7 @@ impl Bert {
 
     /// Hidden states `(batch, seq, hidden)` for token ids `(batch, seq)`
     /// with attention mask `(batch, seq)` (1 for tokens, 0 for padding).
-    pub fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    pub(super) fn forward(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
         let (batch, seq) = ids.dims2()?;
         let positions = Tensor::arange(0u32, seq as u32, ids.device())?.unsqueeze(0)?;
         let types = Tensor::zeros((batch, seq), DType::U32, ids.device())?;
@@ -136,7 +136,7 @@ impl Layer {
 
 /// Sentence embeddings as sentence-transformers makes them: the mean of the
 /// token states under the mask, scaled to unit length.
-pub fn mean_pool_normalized(states: &Tensor, mask: &Tensor) -> Result<Tensor> {
+pub(super) fn mean_pool_normalized(states: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
     let summed = states.broadcast_mul(&mask)?.sum(1)?;
     let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;

@@ -19,7 +19,7 @@ const MAX_TOKENS: usize = 256;
 /// Inputs encoded together; bounds memory for long input lists.
 const CHUNK: usize = 32;
 
-pub struct Embedder {
+pub(crate) struct Embedder {
     model: Bert,
     tokenizer: Tokenizer,
     /// The weights file, whose sha256 names the model.
@@ -27,14 +27,14 @@ pub struct Embedder {
 }
 
 /// Embeddings of several inputs and the tokens they took.
-pub struct Embedded {
+pub(crate) struct Embedded {
     pub vectors: Vec<Vec<f32>>,
     pub tokens: u32,
 }
 
 impl Embedder {
     /// Loads from `dir` (or from the directory of a `model.safetensors` path).
-    pub fn load(path: &Path) -> Result<Self, EngineError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, EngineError> {
         let dir = if path.is_file() {
             path.parent().unwrap_or(Path::new("."))
         } else {
@@ -80,7 +80,7 @@ impl Embedder {
 
     /// Unit-length embeddings of `inputs`, in order. CPU-bound: call it
     /// from a blocking thread.
-    pub fn embed(&self, inputs: &[String]) -> Result<Embedded, String> {
+    pub(crate) fn embed(&self, inputs: &[String]) -> Result<Embedded, String> {
         let mut vectors = Vec::with_capacity(inputs.len());
         let mut tokens = 0u32;
         for chunk in inputs.chunks(CHUNK) {

@@ -15,7 +15,7 @@ use crate::engine::Engine;
 /// Inputs one request may carry.
 const MAX_INPUTS: usize = 2048;
 
-pub async fn embeddings(
+pub(super) async fn embeddings(
     State(engine): State<Arc<Engine>>,
     StrictJson(req): StrictJson<EmbeddingsRequest>,
 ) -> Result<Json<EmbeddingsResponse>, ApiError> {

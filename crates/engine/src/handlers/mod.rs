@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use crate::api::ApiError;
 use crate::engine::Engine;
 
-pub fn router(engine: Arc<Engine>) -> Router {
+pub(crate) fn router(engine: Arc<Engine>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/completions", post(completions::completions))

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::engine::Engine;
 
-pub async fn list(State(engine): State<Arc<Engine>>) -> Json<Value> {
+pub(super) async fn list(State(engine): State<Arc<Engine>>) -> Json<Value> {
     let data: Vec<Value> = engine
         .models()
         .iter()

@@ -7,8 +7,8 @@
 mod postgres;
 mod sqlite;
 
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub(crate) use postgres::PgStore;
+pub(crate) use sqlite::SqliteStore;
 
 use crate::admission::{Admission, Refusal, Tab};
 use async_trait::async_trait;
@@ -40,14 +40,14 @@ pub enum StoreError {
 
 /// A signed receipt as the broker stores and sends it: its EIP-712 hash (what
 /// acknowledgement vouchers name) and its JSON (`X-ZG-Receipt`, serialized once).
-pub struct Issued {
+pub(crate) struct Issued {
     pub hash: B256,
     pub json: String,
 }
 
 /// A completed request's charge: the store adds `fee` to what the user owes
 /// and hands the new total to `sign`, which builds and signs the receipt.
-pub struct Charge {
+pub(crate) struct Charge {
     pub id: String,
     pub user: Address,
     pub worst: U256,
@@ -57,13 +57,13 @@ pub struct Charge {
 
 /// A stored request as `GET /v1/receipts/{id}` needs it.
 #[derive(Debug, Clone)]
-pub struct RequestRecord {
+pub(crate) struct RequestRecord {
     pub state: RequestState,
     pub receipt: Option<SignedReceipt>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestState {
+pub(crate) enum RequestState {
     Admitted,
     Charged,
     Failed,
@@ -71,7 +71,7 @@ pub enum RequestState {
 }
 
 impl RequestState {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Admitted => "admitted",
             Self::Charged => "charged",
@@ -99,13 +99,13 @@ impl RequestState {
 /// An acknowledgement voucher: `voucher.request_digest` is the EIP-712 hash of
 /// a receipt this broker issued.
 #[derive(Clone)]
-pub struct Ack {
+pub(crate) struct Ack {
     pub voucher: Voucher,
     pub signature: Signature,
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub(crate) trait Store: Send + Sync + 'static {
     /// Stores the voucher and reserves the request's worst case, or refuses.
     async fn admit(&self, admission: &Admission) -> Result<Result<(), Refusal>, StoreError>;
     /// Stores the charge and the receipt `sign` builds; returns the receipt.
@@ -128,7 +128,7 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Opens the store a database URL names, creating and migrating the schema.
-pub async fn open(url: &str, provider: Address) -> Result<Arc<dyn Store>, StoreError> {
+pub(crate) async fn open(url: &str, provider: Address) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("postgres") {
         Ok(Arc::new(PgStore::connect(url, provider).await?))
     } else {
@@ -141,7 +141,7 @@ pub async fn open(url: &str, provider: Address) -> Result<Arc<dyn Store>, StoreE
 /// ids stay unguessable. Within a process the time part only grows, one
 /// nanosecond at least, so it alone identifies a request (the SQLite
 /// store's row id).
-pub fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -235,7 +235,7 @@ pub(crate) struct AccountRow {
 }
 
 impl AccountRow {
-    pub fn decode(self, provider: Address) -> Result<Tab, StoreError> {
+    pub(crate) fn decode(self, provider: Address) -> Result<Tab, StoreError> {
         let user = parse_addr(&self.user)?;
         let voucher = match (self.cumulative, self.request_digest, self.signature) {
             (Some(c), Some(d), Some(s)) => Some((

@@ -12,7 +12,7 @@ use super::StoreError;
 
 type Db = sqlx::Postgres;
 
-pub struct PgStore {
+pub(crate) struct PgStore {
     pool: PgPool,
     provider: Address,
 }
@@ -28,7 +28,7 @@ impl PgStore {
             .collect()
     }
 
-    pub async fn connect(url: &str, provider: Address) -> Result<Self, StoreError> {
+    pub(crate) async fn connect(url: &str, provider: Address) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))

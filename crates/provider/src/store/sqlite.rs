@@ -30,7 +30,7 @@ const MIGRATIONS: &[&str] = &[
 
 const SELECT_ACCOUNT: &str = "SELECT user_addr, owed, reserved, settled, cumulative, request_digest, signature FROM accounts";
 
-pub struct SqliteStore {
+pub(crate) struct SqliteStore {
     db: Writer,
     provider: Address,
 }
@@ -49,7 +49,7 @@ impl SqliteStore {
 
     /// Opens (creating if needed) and migrates the database at `url`
     /// (`sqlite://path` or `sqlite::memory:`).
-    pub async fn open(url: &str, provider: Address) -> Result<Self, StoreError> {
+    pub(crate) async fn open(url: &str, provider: Address) -> Result<Self, StoreError> {
         let path = url
             .strip_prefix("sqlite://")
             .or_else(|| url.strip_prefix("sqlite:"))

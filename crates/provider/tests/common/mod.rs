@@ -2,77 +2,75 @@
 //! funded user, databases (a SQLite file, a fresh PostgreSQL database), a
 //! broker config, a paying client, and a scripted upstream for fault injection.
 #![allow(dead_code)]
+// Test helpers: a panic here is the failure message.
+#![allow(clippy::unwrap_used)]
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use axum::{Json, Router, body::Body, http::StatusCode, response::IntoResponse, routing::post};
 use bytes::Bytes;
 use serde_json::{Value, json};
-use zg_chain::{ChainClient, DeployParams, DevChain, DevChainOptions};
+use zg_chain::{ChainClient, DeployParams};
 use zg_core::{
     Address, B256, Domain, Nonce, PaymentHeaders, SigningKey, U256, Voucher,
     headers::SignedReceipt, request_digest,
 };
+use zg_devnet::DevChainOptions;
 use zg_provider::{Config, Running};
 
-pub const INPUT_PRICE: u64 = 1_000_000_000; // neuron per token
-pub const OUTPUT_PRICE: u64 = 2_000_000_000;
+pub(crate) const INPUT_PRICE: u64 = 1_000_000_000; // neuron per token
+pub(crate) const OUTPUT_PRICE: u64 = 2_000_000_000;
 
-pub struct Env {
-    pub chain: DevChain,
-    pub deployer: ChainClient,
+/// The devnet market (chain and contract) and the one provider's keys.
+pub(crate) struct Env {
+    net: zg_devnet::Market,
     pub provider_key: SigningKey,
     pub signer_key: SigningKey,
 }
 
+impl std::ops::Deref for Env {
+    type Target = zg_devnet::Market;
+    fn deref(&self) -> &zg_devnet::Market {
+        &self.net
+    }
+}
+
 impl Env {
-    pub async fn start() -> Env {
-        let chain = DevChain::start_with(DevChainOptions {
-            accounts: 20,
-            ..Default::default()
-        })
-        .await
-        .expect("anvil");
-        let deployer = ChainClient::deploy(
-            chain.url(),
-            &chain.keys()[0],
+    pub(crate) async fn start() -> Env {
+        let net = zg_devnet::Market::start(
+            DevChainOptions {
+                accounts: 20,
+                ..Default::default()
+            },
             DeployParams {
                 lock_period: 60,
                 ..Default::default()
             },
         )
         .await
-        .expect("deploy");
-        let provider_key = SigningKey::from_bytes(&chain.keys()[1]).unwrap();
+        .expect("anvil with the contract");
+        let provider_key = net.key(1).expect("dev key");
         Env {
-            chain,
-            deployer,
+            net,
             provider_key,
             signer_key: SigningKey::random(),
         }
     }
 
-    pub fn domain(&self) -> Domain {
-        self.deployer.domain()
-    }
-
-    pub fn provider(&self) -> Address {
+    pub(crate) fn provider(&self) -> Address {
         self.provider_key.address()
     }
 
     /// Dev account `index` (2..20) as a user with `escrow` neuron funded at the provider.
-    pub async fn user(&self, index: usize, escrow: U256) -> (SigningKey, ChainClient) {
-        let key_bytes = self.chain.keys()[index];
-        let client = self.deployer.with_key(&key_bytes).unwrap();
-        if !escrow.is_zero() {
-            client.deposit(escrow).await.expect("deposit");
-            client.fund(self.provider(), escrow).await.expect("fund");
-        }
-        (SigningKey::from_bytes(&key_bytes).unwrap(), client)
+    pub(crate) async fn user(&self, index: usize, escrow: U256) -> (SigningKey, ChainClient) {
+        self.net
+            .user(index, escrow, &[self.provider()])
+            .await
+            .expect("funded user")
     }
 
     /// A config with one chat service (and optionally an embeddings one).
-    pub fn config(
+    pub(crate) fn config(
         &self,
         db_url: &str,
         chat_upstream: &str,
@@ -84,7 +82,7 @@ impl Env {
         Config::parse(&text, "test", std::iter::empty()).expect("config")
     }
 
-    pub fn config_text(
+    pub(crate) fn config_text(
         &self,
         db_url: &str,
         chat_upstream: &str,
@@ -128,7 +126,7 @@ max_output_tokens = 64
         )
     }
 
-    pub async fn broker(&self, config: Config) -> Running {
+    pub(crate) async fn broker(&self, config: Config) -> Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         zg_provider::start(config, listener)
             .await
@@ -137,14 +135,14 @@ max_output_tokens = 64
 }
 
 /// A SQLite file in a fresh temp dir (kept alive by the returned guard).
-pub fn sqlite_url() -> (String, tempfile::TempDir) {
+pub(crate) fn sqlite_url() -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("broker.db").display());
     (url, dir)
 }
 
 /// A fresh PostgreSQL database, dropped by `drop_pg`.
-pub async fn pg_url() -> (String, String) {
+pub(crate) async fn pg_url() -> (String, String) {
     use sqlx::Connection;
     let name = format!("zgp_{}", hex::encode(rand::random::<[u8; 6]>()));
     let mut admin = sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test")
@@ -157,7 +155,7 @@ pub async fn pg_url() -> (String, String) {
     (format!("postgres://postgres@127.0.0.1:5432/{name}"), name)
 }
 
-pub async fn drop_pg(name: &str) {
+pub(crate) async fn drop_pg(name: &str) {
     use sqlx::Connection;
     if let Ok(mut admin) =
         sqlx::PgConnection::connect("postgres://postgres@127.0.0.1:5432/test").await
@@ -169,7 +167,7 @@ pub async fn drop_pg(name: &str) {
 }
 
 /// A user's side of the protocol: signs vouchers, keeps the tally of fees.
-pub struct Payer {
+pub(crate) struct Payer {
     pub key: SigningKey,
     pub domain: Domain,
     pub provider: Address,
@@ -179,7 +177,7 @@ pub struct Payer {
     pub owed: U256,
 }
 
-pub struct Answer {
+pub(crate) struct Answer {
     pub status: u16,
     pub body: Bytes,
     pub receipt: Option<SignedReceipt>,
@@ -189,7 +187,7 @@ pub struct Answer {
 }
 
 impl Payer {
-    pub fn new(key: SigningKey, env: &Env, base: &str) -> Self {
+    pub(crate) fn new(key: SigningKey, env: &Env, base: &str) -> Self {
         Self {
             key,
             domain: env.domain(),
@@ -200,7 +198,7 @@ impl Payer {
         }
     }
 
-    pub fn headers(&self, body: &[u8], cumulative: U256) -> (PaymentHeaders, B256) {
+    pub(crate) fn headers(&self, body: &[u8], cumulative: U256) -> (PaymentHeaders, B256) {
         let nonce = Nonce::random();
         let digest = request_digest(&nonce, body);
         let voucher = Voucher {
@@ -222,14 +220,19 @@ impl Payer {
     }
 
     /// Sends `body` to `path` with a fresh voucher for everything owed so far.
-    pub async fn send(&mut self, path: &str, body: &Value) -> Answer {
+    pub(crate) async fn send(&mut self, path: &str, body: &Value) -> Answer {
         let bytes = serde_json::to_vec(body).unwrap();
         let (headers, digest) = self.headers(&bytes, self.owed);
         let answer = self.send_raw(path, bytes, &headers).await;
         Answer { digest, ..answer }
     }
 
-    pub async fn send_raw(&self, path: &str, bytes: Vec<u8>, headers: &PaymentHeaders) -> Answer {
+    pub(crate) async fn send_raw(
+        &self,
+        path: &str,
+        bytes: Vec<u8>,
+        headers: &PaymentHeaders,
+    ) -> Answer {
         let mut request = self
             .http
             .post(format!("{}{path}", self.base))
@@ -259,7 +262,7 @@ impl Payer {
         }
     }
 
-    pub async fn receipt(&self, id: &str) -> SignedReceipt {
+    pub(crate) async fn receipt(&self, id: &str) -> SignedReceipt {
         let r = self
             .http
             .get(format!("{}/v1/receipts/{id}", self.base))
@@ -271,11 +274,11 @@ impl Payer {
     }
 }
 
-pub fn chat_body(model: &str, text: &str, max_tokens: u64) -> Value {
+pub(crate) fn chat_body(model: &str, text: &str, max_tokens: u64) -> Value {
     json!({ "model": model, "messages": [{ "role": "user", "content": text }], "max_tokens": max_tokens, "temperature": 0 })
 }
 
-pub fn code(answer: &Answer) -> &str {
+pub(crate) fn code(answer: &Answer) -> &str {
     answer
         .json
         .pointer("/error/code")
@@ -288,7 +291,7 @@ pub fn code(answer: &Answer) -> &str {
 /// 2 s; "die N" streams N
 /// content chunks then drops the connection; anything else answers with a
 /// fixed completion of 10 prompt and 5 completion tokens.
-pub async fn scripted_upstream() -> SocketAddr {
+pub(crate) async fn scripted_upstream() -> SocketAddr {
     async fn chat(body: Bytes) -> axum::response::Response {
         let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let text = v
@@ -365,7 +368,12 @@ fn async_stream(
 use futures::StreamExt;
 
 /// Checks a receipt against the registry entry on chain and the bytes seen.
-pub async fn check_receipt(env: &Env, signed: &SignedReceipt, request_digest: B256, body: &[u8]) {
+pub(crate) async fn check_receipt(
+    env: &Env,
+    signed: &SignedReceipt,
+    request_digest: B256,
+    body: &[u8],
+) {
     let r = &signed.receipt;
     let service = env
         .deployer
@@ -392,6 +400,6 @@ pub async fn check_receipt(env: &Env, signed: &SignedReceipt, request_digest: B2
     assert_eq!(r.provider, env.provider());
 }
 
-pub fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }

@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{Market, chat_body, engine, eventually, neuron};
+use common::{Market, chat_body, engine, eventually, neuron, start_gateway};
 use std::{process::Command, time::Duration};
-use zg_client::{GatewayConfig, gateway::RoutingPolicy};
-use zg_core::{Address, U256};
+use zg_core::{Address, Prices, U256};
+use zg_gateway::{GatewayConfig, RankingPolicy};
 
 fn venv_python() -> std::path::PathBuf {
     let python =
@@ -28,7 +28,8 @@ async fn openai_python_client_gets_a_paid_verified_chat_and_stream_through_the_g
         .broker(1, &e.url, &e.model, e.digest, "0.000000001", "0.000000002")
         .await;
     let (key, chain) = market.user(2, neuron("0.1"), &[provider.address()]).await;
-    let (url, _gateway, payer) = market.gateway(&key, chain, GatewayConfig::default()).await;
+    let (url, _gateway, payer) =
+        start_gateway(&mut market, &key, chain, GatewayConfig::default()).await;
 
     let script =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai_client.py");
@@ -76,7 +77,7 @@ async fn openai_python_client_gets_a_paid_verified_chat_and_stream_through_the_g
     assert!(stream_usage > U256::ZERO);
     // ...and the user's tally agrees with what the broker says it is owed.
     let owed: U256 = receipts.iter().map(|r| r.fee).sum();
-    let account = book.account(provider.address()).await.unwrap();
+    let account = book.tab(provider.address()).await.unwrap();
     assert_eq!(account.owed, owed);
     let statement: zg_core::SignedStatement = reqwest::get(format!(
         "{}/v1/account/{}",
@@ -126,13 +127,13 @@ async fn the_cheaper_provider_is_chosen_until_it_dies_then_the_gateway_fails_ove
         .await;
     let config = GatewayConfig {
         // Latency must not outweigh a 2x price difference on a busy test machine.
-        routing: RoutingPolicy {
+        ranking: RankingPolicy {
             latency_scale_ms: 1e9,
             failure_cooldown: Duration::from_secs(60),
         },
         ..Default::default()
     };
-    let (url, gateway, _payer) = market.gateway(&key, chain, config).await;
+    let (url, gateway, _payer) = start_gateway(&mut market, &key, chain, config).await;
     let body = chat_body(&e.model, "Say yes.", 4);
 
     for _ in 0..2 {
@@ -151,7 +152,7 @@ async fn the_cheaper_provider_is_chosen_until_it_dies_then_the_gateway_fails_ove
     let r = post(&url, &body).await;
     assert_eq!(r.status(), 200, "failed over before the first byte");
     assert_eq!(served_by(&r), dear.address());
-    let standing = gateway.routing().standings();
+    let standing = gateway.ranking().standings();
     let cheap_standing = standing
         .iter()
         .find(|s| s.provider == cheap_address)
@@ -164,7 +165,7 @@ async fn the_cheaper_provider_is_chosen_until_it_dies_then_the_gateway_fails_ove
     // While it cools down the dead provider is not even tried first.
     let r = post(&url, &body).await;
     assert_eq!(served_by(&r), dear.address());
-    let again = gateway.routing().standings();
+    let again = gateway.ranking().standings();
     assert_eq!(
         again
             .iter()
@@ -183,12 +184,16 @@ async fn a_local_key_spend_limit_holds_under_concurrent_requests() {
         .broker(1, &e.url, &e.model, e.digest, "0.000000001", "0.000000002")
         .await;
     let (key, chain) = market.user(5, neuron("0.1"), &[provider.address()]).await;
-    let (url, gateway, payer) = market.gateway(&key, chain, GatewayConfig::default()).await;
+    let (url, gateway, payer) =
+        start_gateway(&mut market, &key, chain, GatewayConfig::default()).await;
     let body = chat_body(&e.model, "Count to three.", 8);
-    let bytes = serde_json::to_vec(&body).unwrap().len() as u64;
-    // Worst case of one request: body bytes as input tokens, max_tokens as output.
-    let worst =
-        U256::from(bytes) * neuron("0.000000001") + U256::from(8u64) * neuron("0.000000002");
+    let bytes = serde_json::to_vec(&body).unwrap().len();
+    // Worst case of one request, by the rule the broker and the gateway share.
+    let prices = Prices {
+        input: neuron("0.000000001"),
+        output: neuron("0.000000002"),
+    };
+    let worst = prices.worst_case(bytes, 8);
     let limit = worst * U256::from(3u64);
     let (_, secret) = gateway.keys().add("app", Some(limit)).await.unwrap();
     let (_, other) = gateway.keys().add("other", None).await.unwrap();

@@ -12,14 +12,14 @@ use zg_core::{Address, Service, U256};
 
 /// How the router trades price against latency and failures.
 #[derive(Debug, Clone, Copy)]
-pub struct RoutingPolicy {
+pub struct RankingPolicy {
     /// A provider this many milliseconds slower costs twice as much.
     pub latency_scale_ms: f64,
     /// First cooldown after a failure; doubles per failure in a row (up to 16x).
     pub failure_cooldown: Duration,
 }
 
-impl Default for RoutingPolicy {
+impl Default for RankingPolicy {
     fn default() -> Self {
         Self {
             latency_scale_ms: 1000.0,
@@ -39,8 +39,8 @@ struct Stats {
 
 /// Per-provider measurements, shared by every request of the gateway.
 #[derive(Debug, Default)]
-pub struct Routing {
-    policy: RoutingPolicy,
+pub struct Ranking {
+    policy: RankingPolicy,
     stats: Mutex<HashMap<Address, Stats>>,
 }
 
@@ -54,8 +54,8 @@ pub struct Standing {
     pub banned: Option<String>,
 }
 
-impl Routing {
-    pub fn new(policy: RoutingPolicy) -> Self {
+impl Ranking {
+    pub(crate) fn new(policy: RankingPolicy) -> Self {
         Self {
             policy,
             stats: Mutex::default(),
@@ -68,7 +68,7 @@ impl Routing {
 
     /// Orders `candidates` best first; banned providers are dropped.
     /// `input_tokens`/`output_tokens` estimate the request for the price.
-    pub fn rank(
+    pub(crate) fn rank(
         &self,
         candidates: Vec<Service>,
         input_tokens: u64,
@@ -96,7 +96,7 @@ impl Routing {
         scored.into_iter().map(|(_, _, s)| s).collect()
     }
 
-    pub fn success(&self, provider: Address, first_byte: Duration) {
+    pub(crate) fn success(&self, provider: Address, first_byte: Duration) {
         let ms = first_byte.as_secs_f64() * 1000.0;
         let mut stats = self.stats();
         let st = stats.entry(provider).or_default();
@@ -108,7 +108,7 @@ impl Routing {
         st.cooling_until = None;
     }
 
-    pub fn failure(&self, provider: Address) {
+    pub(crate) fn failure(&self, provider: Address) {
         let mut stats = self.stats();
         let st = stats.entry(provider).or_default();
         st.failures_in_a_row = st.failures_in_a_row.saturating_add(1);
@@ -117,7 +117,7 @@ impl Routing {
     }
 
     /// A provider whose receipt failed its checks gets no more requests.
-    pub fn ban(&self, provider: Address, why: String) {
+    pub(crate) fn ban(&self, provider: Address, why: String) {
         self.stats().entry(provider).or_default().banned = Some(why);
     }
 
@@ -157,7 +157,7 @@ mod tests {
         }
     }
 
-    fn order(r: &Routing) -> Vec<u8> {
+    fn order(r: &Ranking) -> Vec<u8> {
         r.rank(vec![service(1, 100), service(2, 150)], 100, 100)
             .iter()
             .map(|s| s.provider.0[0])
@@ -166,13 +166,13 @@ mod tests {
 
     #[test]
     fn cheaper_first_unless_latency_or_failures_say_otherwise() {
-        let r = Routing::new(RoutingPolicy::default());
+        let r = Ranking::new(RankingPolicy::default());
         assert_eq!(order(&r), vec![1, 2]);
         // 1 s slower doubles the cost: 100 * 2 > 150.
         r.success(Address::repeat_byte(1), Duration::from_millis(1000));
         r.success(Address::repeat_byte(2), Duration::from_millis(10));
         assert_eq!(order(&r), vec![2, 1]);
-        let r = Routing::new(RoutingPolicy::default());
+        let r = Ranking::new(RankingPolicy::default());
         r.failure(Address::repeat_byte(1));
         assert_eq!(order(&r), vec![2, 1]);
         r.success(Address::repeat_byte(1), Duration::from_millis(1));

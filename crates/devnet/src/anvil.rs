@@ -1,7 +1,7 @@
 //! A local dev chain: anvil on a free port, stopped when dropped. The project
 //! installs anvil with npm (contracts/package-lock.json), so nothing global is needed.
 
-use crate::ChainError;
+use crate::DevnetError;
 use alloy::{
     primitives::{Address, B256, U256},
     providers::{Provider, ProviderBuilder, ext::AnvilApi},
@@ -53,14 +53,14 @@ pub struct DevChain {
 }
 
 impl DevChain {
-    pub async fn start() -> Result<Self, ChainError> {
+    pub async fn start() -> Result<Self, DevnetError> {
         Self::start_with(DevChainOptions::default()).await
     }
 
-    pub async fn start_with(options: DevChainOptions) -> Result<Self, ChainError> {
+    pub async fn start_with(options: DevChainOptions) -> Result<Self, DevnetError> {
         let path = find_anvil()?;
         let shown = path.display().to_string();
-        let start_err = |reason: String| ChainError::AnvilStart {
+        let start_err = |reason: String| DevnetError::AnvilStart {
             path: shown.clone(),
             reason,
         };
@@ -165,8 +165,8 @@ impl DevChain {
         &self.keys
     }
 
-    fn provider(&self) -> Result<impl Provider + AnvilApi<alloy::network::Ethereum>, ChainError> {
-        let url = self.url.parse().map_err(|e| ChainError::Unexpected {
+    fn provider(&self) -> Result<impl Provider + AnvilApi<alloy::network::Ethereum>, DevnetError> {
+        let url = self.url.parse().map_err(|e| DevnetError::Rpc {
             action: "connecting to anvil".into(),
             reason: format!("{}: {e}", self.url),
         })?;
@@ -178,31 +178,31 @@ impl DevChain {
     }
 
     /// Moves the chain's clock forward and mines a block at the new time.
-    pub async fn advance_time(&self, seconds: u64) -> Result<(), ChainError> {
+    pub async fn advance_time(&self, seconds: u64) -> Result<(), DevnetError> {
         let provider = self.provider()?;
         provider
             .anvil_increase_time(seconds)
             .await
-            .map_err(|e| ChainError::transport("advancing anvil's clock", e))?;
+            .map_err(|e| DevnetError::rpc("advancing anvil's clock", e))?;
         provider
             .evm_mine(None)
             .await
-            .map_err(|e| ChainError::transport("mining a block", e))?;
+            .map_err(|e| DevnetError::rpc("mining a block", e))?;
         Ok(())
     }
 
     /// Sets the native balance of `who` (to fund accounts beyond the dev keys).
-    pub async fn set_balance(&self, who: Address, amount: U256) -> Result<(), ChainError> {
+    pub async fn set_balance(&self, who: Address, amount: U256) -> Result<(), DevnetError> {
         self.provider()?
             .anvil_set_balance(who, amount)
             .await
-            .map_err(|e| ChainError::transport(format!("setting the balance of {who}"), e))
+            .map_err(|e| DevnetError::rpc(format!("setting the balance of {who}"), e))
     }
 }
 
 /// `ZG_ANVIL`, then npm's copy in this workspace (found from where the crate
 /// was built, then from the running executable's ancestors), then `PATH`.
-pub fn find_anvil() -> Result<PathBuf, ChainError> {
+pub fn find_anvil() -> Result<PathBuf, DevnetError> {
     let mut looked = Vec::new();
     if let Some(path) = std::env::var_os("ZG_ANVIL") {
         let path = PathBuf::from(path);
@@ -233,7 +233,7 @@ pub fn find_anvil() -> Result<PathBuf, ChainError> {
         }
     }
     looked.push("anvil on PATH".into());
-    Err(ChainError::AnvilNotFound {
+    Err(DevnetError::AnvilNotFound {
         looked: looked.join(", "),
     })
 }

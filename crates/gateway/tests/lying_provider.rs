@@ -3,18 +3,21 @@
 //! the fee, are signed by the wrong key, name the wrong model digest, or
 //! claim the wrong owed. Each is refused by name, kept as evidence, and
 //! adds nothing to what the user authorizes; the gateway stops using it.
+// Test helpers: a panic here is the failure message.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
 use axum::{Router, extract::State, http::HeaderMap, response::IntoResponse, routing::post};
 use bytes::Bytes;
-use common::{Market, chat_body, neuron};
+use common::{Market, chat_body, neuron, start_gateway};
 use std::sync::{Arc, Mutex};
-use zg_client::{AckPolicy, ClientError, GatewayConfig};
+use zg_client::{AckPolicy, ClientError};
 use zg_core::{
     B256, Domain, PaymentHeaders, Prices, Receipt, Service, SigningKey, U256,
     headers::SignedReceipt, keccak256, request_digest, service_id,
 };
+use zg_gateway::GatewayConfig;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Lie {
@@ -142,7 +145,7 @@ async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
     ] {
         *fake.lie.lock().unwrap() = lie;
         // The fake's own tally follows the honest one so only this lie shows.
-        *fake.owed.lock().unwrap() = payer.book().account(service.provider).await.unwrap().owed;
+        *fake.owed.lock().unwrap() = payer.book().tab(service.provider).await.unwrap().owed;
         let answer = payer
             .send(&service, "/v1/chat/completions", body.clone())
             .await
@@ -153,7 +156,7 @@ async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
             }
             other => panic!("{lie:?} was not caught: {other:?}"),
         }
-        let account = payer.book().account(service.provider).await.unwrap();
+        let account = payer.book().tab(service.provider).await.unwrap();
         assert_eq!(
             account.owed, honest_fee,
             "{lie:?} added nothing to the tally"
@@ -193,7 +196,8 @@ async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
     // Through the gateway: the answer is delivered, the receipt refused, and
     // the provider gets no further requests.
     *fake.lie.lock().unwrap() = Lie::InflatedFee;
-    let (url, gateway, _) = market.gateway(&user, chain, GatewayConfig::default()).await;
+    let (url, gateway, _) =
+        start_gateway(&mut market, &user, chain, GatewayConfig::default()).await;
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{url}/chat/completions"))
@@ -220,5 +224,5 @@ async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
         before,
         "no request reached the liar"
     );
-    assert!(gateway.routing().standings()[0].banned.is_some());
+    assert!(gateway.ranking().standings()[0].banned.is_some());
 }

@@ -1,13 +1,10 @@
 //! Local API keys, so several applications share one wallet, each with its
 //! own spend limit. Kept in the book's SQLite file (only a hash of each key).
-//! A request reserves its worst case against the key before it is sent and
-//! settles to the receipt's fee after, so concurrent requests can't overspend.
+//! A request holds its worst case against the key before it is sent, and
+//! the hold closes at the receipt's fee after, so concurrent requests can't
+//! overspend.
 //! With no active key the gateway is open (it listens on loopback).
 
-use crate::{
-    ClientError,
-    book::{Book, now, u256},
-};
 use rusqlite::params;
 use serde::Serialize;
 use std::{
@@ -15,7 +12,8 @@ use std::{
     sync::Mutex,
     time::{Duration, Instant},
 };
-use zg_core::{U256, keccak256};
+use zg_client::{Book, ClientError, book::u256};
+use zg_core::{U256, keccak256, now_unix};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS gateway_keys (
@@ -50,7 +48,7 @@ struct Live {
 
 /// Why a key may not spend.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum KeyRefusal {
+pub(crate) enum KeyRefusal {
     #[error(
         "this gateway needs a local API key (Authorization: Bearer zgk-...): make one with `zg-serving gateway keys add <name>`"
     )]
@@ -68,9 +66,9 @@ pub enum KeyRefusal {
     },
 }
 
-/// A reservation against a key, settled with [`Keys::settle`].
+/// A reservation against a key, closed with [`Keys::close`].
 #[derive(Debug)]
-pub struct Hold {
+pub(crate) struct Hold {
     pub key_id: Option<String>,
     pub amount: U256,
 }
@@ -119,7 +117,7 @@ impl Keys {
             .call(move |db| {
                 db.execute(
                     "INSERT INTO gateway_keys (id, name, hash, spend_limit, spent, created_at) VALUES (?1, ?2, ?3, ?4, '0', ?5)",
-                    params![values.0, values.1, values.2, values.3, now()],
+                    params![values.0, values.1, values.2, values.3, now_unix() as i64],
                 )?;
                 Ok(())
             })
@@ -131,7 +129,7 @@ impl Keys {
             spend_limit,
             spent: U256::ZERO,
             revoked: false,
-            created_at: now(),
+            created_at: now_unix() as i64,
         };
         Ok((info, secret))
     }
@@ -224,7 +222,7 @@ impl Keys {
     }
 
     /// Checks the bearer key and reserves `worst_case` against its limit.
-    pub async fn hold(
+    pub(crate) async fn hold(
         &self,
         bearer: Option<&str>,
         worst_case: U256,
@@ -271,7 +269,7 @@ impl Keys {
     }
 
     /// Releases a hold and charges what the request really cost.
-    pub async fn settle(&self, hold: Hold, fee: U256) -> Result<(), ClientError> {
+    pub(crate) async fn close(&self, hold: Hold, fee: U256) -> Result<(), ClientError> {
         let Some(id) = hold.key_id else { return Ok(()) };
         let spent = {
             let mut state = self.state();
@@ -295,7 +293,10 @@ impl Keys {
     }
 
     /// Room left under the key's limit, for capping `max_tokens`.
-    pub async fn remaining(&self, bearer: Option<&str>) -> Result<Option<U256>, ClientError> {
+    pub(crate) async fn remaining(
+        &self,
+        bearer: Option<&str>,
+    ) -> Result<Option<U256>, ClientError> {
         self.refresh().await?;
         let state = self.state();
         let Some(live) = bearer.and_then(|b| state.by_hash.get(&hash(b))) else {
@@ -339,13 +340,13 @@ mod tests {
             matches!(refused, Err(KeyRefusal::Limit { .. })),
             "two holds of 60 exceed 100"
         );
-        keys.settle(a, U256::from(30u64)).await.unwrap();
+        keys.close(a, U256::from(30u64)).await.unwrap();
         let b = keys
             .hold(Some(&secret), U256::from(60u64))
             .await
             .unwrap()
             .unwrap();
-        keys.settle(b, U256::from(60u64)).await.unwrap();
+        keys.close(b, U256::from(60u64)).await.unwrap();
         assert_eq!(keys.list().await.unwrap()[0].spent, U256::from(90u64));
         let (_, other) = keys.add("other", None).await.unwrap();
         assert!(keys.revoke(&info.id).await.unwrap());

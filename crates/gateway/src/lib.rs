@@ -1,27 +1,34 @@
-//! The gateway: a local OpenAI-compatible server in front of the whole
-//! marketplace. Any OpenAI SDK points its base_url here; the gateway picks a
-//! provider per request ([`routing`]) within the user's limits ([`limits`]),
-//! pays with vouchers and checks receipts (through [`crate::Payer`]), fails
-//! over before the first byte, tops up escrow within a budget ([`topup`]),
-//! and meters local API keys ([`keys`]). HTTP lives in [`handlers`].
+//! zg-gateway: a local OpenAI-compatible server in front of the whole
+//! marketplace, on top of the zg-client SDK. Any OpenAI SDK points its
+//! base_url here. `http` is the edge (routes, headers, error bodies);
+//! `dispatch` serves one paid request: the user's limits (`limits`),
+//! providers ranked by price, latency and failures (`ranking`), payment
+//! and receipt checks (through [`zg_client::Payer`]), failover before the
+//! first byte, escrow top-up within a budget (`topup`), and local API keys
+//! with spend limits (`keys`).
 
-pub mod handlers;
-pub mod keys;
-pub mod limits;
-pub mod routing;
-pub mod topup;
+// Errors carry the amounts and addresses a user needs to act on; they are
+// off the hot path, so they are not boxed.
+#![allow(clippy::result_large_err)]
 
-use crate::{ClientError, Payer, discovery::ServiceFilter};
+mod dispatch;
+mod http;
+mod keys;
+mod limits;
+mod ranking;
+mod topup;
+
 use std::{
     net::SocketAddr,
     sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
 use zg_chain::ChainClient;
+use zg_client::{ClientError, Payer, ServiceFilter, discovery};
 use zg_core::Service;
 
 pub use keys::{KeyInfo, Keys};
-pub use routing::{Routing, RoutingPolicy};
+pub use ranking::{Ranking, RankingPolicy, Standing};
 pub use topup::TopUpPolicy;
 
 /// How the gateway behaves; the CLI fills it from flags and a TOML file.
@@ -30,7 +37,7 @@ pub struct GatewayConfig {
     /// The user's standing limits (max prices, only/ignore providers,
     /// verifiability); a request can narrow them, never widen them.
     pub limits: ServiceFilter,
-    pub routing: RoutingPolicy,
+    pub ranking: RankingPolicy,
     /// Escrow top-up on `insufficient_escrow`; None: never move money.
     pub topup: Option<TopUpPolicy>,
     /// How long the registry listing is reused before it is read again.
@@ -46,7 +53,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             limits: ServiceFilter::default(),
-            routing: RoutingPolicy::default(),
+            ranking: RankingPolicy::default(),
             topup: None,
             refresh: Duration::from_secs(30),
             max_attempts: 3,
@@ -72,7 +79,7 @@ pub struct Gateway {
     pub(crate) payer: Payer,
     pub(crate) chain: ChainClient,
     pub(crate) config: GatewayConfig,
-    pub(crate) routing: Routing,
+    pub(crate) ranking: Ranking,
     pub(crate) keys: Keys,
     pub(crate) topup: topup::TopUp,
     registry: RwLock<(Option<Instant>, Arc<Vec<Service>>)>,
@@ -87,7 +94,7 @@ impl Gateway {
     ) -> Result<Arc<Self>, ClientError> {
         let keys = Keys::open(payer.book().clone()).await?;
         let gateway = Arc::new(Self {
-            routing: Routing::new(config.routing),
+            ranking: Ranking::new(config.ranking),
             topup: topup::TopUp::new(config.topup),
             payer,
             chain,
@@ -103,8 +110,8 @@ impl Gateway {
         &self.keys
     }
 
-    pub fn routing(&self) -> &Routing {
-        &self.routing
+    pub fn ranking(&self) -> &Ranking {
+        &self.ranking
     }
 
     /// The listed services, re-read from the chain when older than
@@ -120,7 +127,7 @@ impl Gateway {
         if !stale {
             return Ok(current);
         }
-        match crate::discovery::all_services(&self.chain).await {
+        match discovery::all_services(&self.chain).await {
             Ok(services) => {
                 let services = Arc::new(services);
                 *self.registry.write().unwrap_or_else(|p| p.into_inner()) =
@@ -137,7 +144,7 @@ impl Gateway {
 
     /// Serves on `listener` until the task is dropped.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-        axum::serve(listener, handlers::router(self)).await
+        axum::serve(listener, http::router(self)).await
     }
 
     /// Serves in the background; returns the address.

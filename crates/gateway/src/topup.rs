@@ -2,12 +2,12 @@
 //! fixed amount of the ledger into its escrow, within a budget for the
 //! gateway's run, one top-up at a time.
 
-use crate::{Accounts, ClientError, error::show};
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
 };
 use zg_chain::ChainClient;
+use zg_client::{Accounts, ClientError};
 use zg_core::{Address, U256, format_amount};
 
 /// A top-up funds `amount` each time, `budget` in all.
@@ -20,7 +20,7 @@ pub struct TopUpPolicy {
 /// A top-up this recent makes a retry enough (another request just funded).
 const FRESH: Duration = Duration::from_secs(3);
 
-pub struct TopUp {
+pub(crate) struct TopUp {
     policy: Option<TopUpPolicy>,
     state: tokio::sync::Mutex<State>,
 }
@@ -32,19 +32,23 @@ struct State {
 }
 
 impl TopUp {
-    pub fn new(policy: Option<TopUpPolicy>) -> Self {
+    pub(crate) fn new(policy: Option<TopUpPolicy>) -> Self {
         Self {
             policy,
             state: tokio::sync::Mutex::default(),
         }
     }
 
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.policy.is_some()
     }
 
     /// Funds `provider`'s escrow, unless the budget is spent.
-    pub async fn top_up(&self, chain: &ChainClient, provider: Address) -> Result<(), ClientError> {
+    pub(crate) async fn top_up(
+        &self,
+        chain: &ChainClient,
+        provider: Address,
+    ) -> Result<(), ClientError> {
         let Some(policy) = self.policy else {
             return Err(ClientError::Budget("escrow top-up is off".into()));
         };
@@ -59,9 +63,9 @@ impl TopUp {
         let after = state.spent.saturating_add(policy.amount);
         if after > policy.budget {
             return Err(ClientError::Budget(format!(
-                "the gateway's top-up budget of {} is spent ({} used): fund provider {provider} yourself with `zg-serving user fund --provider {provider} --amount {}` or restart the gateway with a larger --topup-budget",
-                show(policy.budget),
-                show(state.spent),
+                "the gateway's top-up budget of {} 0G is spent ({} 0G used): fund provider {provider} yourself with `zg-serving user fund --provider {provider} --amount {}` or restart the gateway with a larger --topup-budget",
+                format_amount(policy.budget),
+                format_amount(state.spent),
                 format_amount(policy.amount)
             )));
         }

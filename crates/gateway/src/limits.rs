@@ -3,21 +3,21 @@
 //! (`extra_body={"zg": {...}}` in the openai SDK). Prices are decimal 0G per
 //! token; providers are addresses.
 
-use crate::{ClientError, discovery::ServiceFilter};
 use serde::Deserialize;
+use zg_client::{ClientError, ServiceFilter};
 use zg_core::{Address, U256, parse_amount};
 
-pub const MAX_PRICE: &str = "x-zg-max-price";
-pub const MAX_INPUT_PRICE: &str = "x-zg-max-input-price";
-pub const MAX_OUTPUT_PRICE: &str = "x-zg-max-output-price";
-pub const ONLY_PROVIDERS: &str = "x-zg-only-providers";
-pub const IGNORE_PROVIDERS: &str = "x-zg-ignore-providers";
-pub const VERIFIABILITY: &str = "x-zg-verifiability";
+pub(crate) const MAX_PRICE: &str = "x-zg-max-price";
+pub(crate) const MAX_INPUT_PRICE: &str = "x-zg-max-input-price";
+pub(crate) const MAX_OUTPUT_PRICE: &str = "x-zg-max-output-price";
+pub(crate) const ONLY_PROVIDERS: &str = "x-zg-only-providers";
+pub(crate) const IGNORE_PROVIDERS: &str = "x-zg-ignore-providers";
+pub(crate) const VERIFIABILITY: &str = "x-zg-verifiability";
 
 /// The body's `zg` object.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BodyLimits {
+pub(crate) struct BodyLimits {
     /// Both prices at once.
     pub max_price: Option<String>,
     pub max_input_price: Option<String>,
@@ -30,7 +30,7 @@ pub struct BodyLimits {
 }
 
 /// Narrows `base` (the configured limits) by headers and the body's `zg` field.
-pub fn narrow<'a>(
+pub(crate) fn narrow<'a>(
     base: &ServiceFilter,
     header: impl Fn(&'static str) -> Option<&'a str>,
     body: Option<BodyLimits>,

@@ -1,0 +1,233 @@
+//! The gateway's HTTP edge: `/v1/models`, `/v1/chat/completions` (plain
+//! and streamed), `/v1/embeddings`, and `/zg/providers` (ranking standings).
+//! A paid route hands the body to [`crate::dispatch`] and writes out what
+//! comes back, or the OpenAI-shaped error.
+
+use crate::{
+    Gateway,
+    dispatch::{Delivered, DeliveredBody, Failure, dispatch},
+    keys::KeyRefusal,
+};
+use axum::{
+    Json, Router,
+    body::Body,
+    extract::{DefaultBodyLimit, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use std::{collections::BTreeMap, sync::Arc, time::Instant};
+use tracing::Instrument;
+use zg_client::ClientError;
+use zg_core::{ErrorBody, ErrorCode, Service, ServiceKind, format_amount, wire::routes};
+
+const BODY_LIMIT: usize = 8 * 1024 * 1024;
+
+pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route(routes::MODELS, get(models))
+        .route(routes::CHAT_COMPLETIONS, post(chat))
+        .route(routes::EMBEDDINGS, post(embeddings))
+        .route("/zg/providers", get(providers))
+        .route("/health", get(|| async { "ok" }))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(gateway)
+}
+
+async fn chat(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+    proxy(
+        &gw,
+        &ServiceKind::Chat,
+        routes::CHAT_COMPLETIONS,
+        &headers,
+        body,
+    )
+    .await
+}
+
+async fn embeddings(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+    proxy(
+        &gw,
+        &ServiceKind::Embeddings,
+        routes::EMBEDDINGS,
+        &headers,
+        body,
+    )
+    .await
+}
+
+async fn providers(State(gw): State<Arc<Gateway>>) -> Response {
+    Json(gw.ranking.standings()).into_response()
+}
+
+/// Marketplace models: one entry per model, with how many providers serve
+/// it and the lowest listed prices (decimal 0G per token).
+async fn models(State(gw): State<Arc<Gateway>>) -> Response {
+    let services = match gw.services(false).await {
+        Ok(s) => s,
+        Err(e) => return client_error(&e),
+    };
+    let mut by_model: BTreeMap<&str, Vec<&Service>> = BTreeMap::new();
+    for s in services.iter().filter(|s| gw.config.limits.matches(s)) {
+        by_model.entry(&s.model).or_default().push(s);
+    }
+    let data: Vec<Value> = by_model
+        .into_iter()
+        .map(|(model, list)| {
+            let min_in = list
+                .iter()
+                .map(|s| s.prices.input)
+                .min()
+                .unwrap_or_default();
+            let min_out = list
+                .iter()
+                .map(|s| s.prices.output)
+                .min()
+                .unwrap_or_default();
+            json!({
+                "id": model,
+                "object": "model",
+                "created": list.iter().map(|s| s.updated_at).max().unwrap_or_default(),
+                "owned_by": "zg-serving",
+                "kind": list[0].kind,
+                "providers": list.len(),
+                "min_input_price": format_amount(min_in),
+                "min_output_price": format_amount(min_out),
+            })
+        })
+        .collect();
+    Json(json!({ "object": "list", "data": data })).into_response()
+}
+
+async fn proxy(
+    gw: &Arc<Gateway>,
+    kind: &ServiceKind,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let started = Instant::now();
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    // The provider and request id join in the payer's span within.
+    let span = tracing::info_span!("gateway_request", user = %gw.payer.user(), %kind);
+    match dispatch(gw, kind, path, header, bearer, body)
+        .instrument(span)
+        .await
+    {
+        Ok(delivered) => respond(delivered),
+        Err(Failure::Client(e)) => {
+            tracing::info!(error = %e, elapsed_ms = started.elapsed().as_millis() as u64, "request failed");
+            client_error(&e)
+        }
+        Err(Failure::Key(refusal)) => key_error(&refusal),
+    }
+}
+
+/// Writes a delivered answer out with the gateway's headers: which provider
+/// answered, and for a whole answer its receipt, fee and whether it was paid.
+fn respond(delivered: Delivered) -> Response {
+    let Delivered {
+        provider,
+        status,
+        content_type,
+        body,
+    } = delivered;
+    let mut response = match body {
+        DeliveredBody::Whole {
+            bytes,
+            receipt,
+            fee,
+            receipt_status,
+        } => {
+            let mut response = Response::new(Body::from(bytes));
+            let h = response.headers_mut();
+            if let Some(value) = receipt.and_then(|r| HeaderValue::from_str(&r).ok()) {
+                h.insert(zg_core::headers::RECEIPT, value);
+            }
+            if let Ok(value) = HeaderValue::from_str(&fee.to_string()) {
+                h.insert("x-zg-fee", value);
+            }
+            h.insert("x-zg-receipt-status", header_text(&receipt_status));
+            response
+        }
+        DeliveredBody::Stream { chunks, request_id } => {
+            let mut response = Response::new(Body::from_stream(chunks));
+            response
+                .headers_mut()
+                .insert(zg_core::headers::REQUEST_ID, header_text(&request_id));
+            response
+        }
+    };
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let h = response.headers_mut();
+    if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        h.insert(header::CONTENT_TYPE, ct);
+    }
+    h.insert("x-zg-provider", header_text(&provider.to_string()));
+    response
+}
+
+fn header_text(text: &str) -> HeaderValue {
+    let clean: String = text
+        .chars()
+        .filter(|c| (' '..='~').contains(c))
+        .take(500)
+        .collect();
+    HeaderValue::from_str(&clean).unwrap_or(HeaderValue::from_static("-"))
+}
+
+fn error_body(status: u16, code: &str, kind: &str, message: &str) -> Response {
+    let body = ErrorBody::raw(code, kind, message, None);
+    (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+        Json(body),
+    )
+        .into_response()
+}
+
+fn client_error(e: &ClientError) -> Response {
+    let message = e.to_string();
+    let code = |c: ErrorCode| (c.http_status(), c.as_str(), c.error_type());
+    let (status, code, kind) = match e {
+        ClientError::Refused {
+            status, code: c, ..
+        } => {
+            let c = c.unwrap_or(ErrorCode::UpstreamFailed);
+            (*status, c.as_str(), c.error_type())
+        }
+        ClientError::NoService(_) => code(ErrorCode::UnknownModel),
+        ClientError::InvalidRequest(_) => code(ErrorCode::InvalidRequest),
+        ClientError::Budget(_) => code(ErrorCode::InsufficientEscrow),
+        ClientError::Unreachable { .. }
+        | ClientError::MissingReceipt { .. }
+        | ClientError::BadReceipt { .. } => code(ErrorCode::UpstreamFailed),
+        ClientError::Book { .. } | ClientError::Chain(_) | ClientError::BadStatement { .. } => {
+            code(ErrorCode::Internal)
+        }
+    };
+    error_body(status, code, kind, &message)
+}
+
+fn key_error(refusal: &KeyRefusal) -> Response {
+    match refusal {
+        KeyRefusal::Limit { .. } => error_body(
+            429,
+            "spend_limit_exceeded",
+            "insufficient_quota",
+            &refusal.to_string(),
+        ),
+        _ => error_body(
+            401,
+            "unauthorized",
+            "authentication_error",
+            &refusal.to_string(),
+        ),
+    }
+}
