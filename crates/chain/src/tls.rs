@@ -70,7 +70,7 @@ pub fn client_config(extra_ca: &[PathBuf]) -> Result<ClientConfig, TlsError> {
 
 /// The HTTP client of chain RPCs (http:// and https:// with webpki's
 /// roots), made once: clones share its connection pool.
-pub(crate) fn rpc_client() -> Result<reqwest::Client, TlsError> {
+pub fn rpc_client() -> Result<reqwest::Client, TlsError> {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     if let Some(client) = CLIENT.get() {
         return Ok(client.clone());

@@ -9,7 +9,7 @@ use zg_chain::{Password, keystore::keystore_address, read_keystore, write_keysto
 use zg_core::SigningKey;
 
 #[derive(Args)]
-pub struct KeysArgs {
+pub(crate) struct KeysArgs {
     #[command(flatten)]
     password: PasswordArgs,
     /// Print JSON instead of text.
@@ -41,7 +41,7 @@ enum KeysCommand {
 
 /// Where a keystore's password comes from, shared with `chain deploy`.
 #[derive(Args, Clone, Debug)]
-pub struct PasswordArgs {
+pub(crate) struct PasswordArgs {
     /// File whose first line is the keystore password.
     #[arg(long, global = true)]
     pub password_file: Option<PathBuf>,
@@ -53,7 +53,7 @@ pub struct PasswordArgs {
 impl PasswordArgs {
     /// The password from the file, else the variable, else a prompt
     /// (asked twice when it protects a new keystore).
-    pub fn read(&self, new: bool) -> anyhow::Result<String> {
+    pub(crate) fn read(&self, new: bool) -> anyhow::Result<String> {
         if let Some(file) = &self.password_file {
             return Ok(Password::File(file.clone()).read()?);
         }
@@ -79,12 +79,12 @@ impl PasswordArgs {
     }
 
     /// Decrypts the keystore at `file`.
-    pub fn unlock(&self, file: &Path) -> anyhow::Result<SigningKey> {
+    pub(crate) fn unlock(&self, file: &Path) -> anyhow::Result<SigningKey> {
         Ok(read_keystore(file, &self.read(false)?)?)
     }
 }
 
-pub fn run(args: KeysArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: KeysArgs) -> anyhow::Result<()> {
     let print = |value: serde_json::Value, text: String| {
         if args.json {
             println!("{value}");

@@ -170,10 +170,8 @@ impl DevChain {
             action: "connecting to anvil".into(),
             reason: format!("{}: {e}", self.url),
         })?;
-        let http = crate::tls::rpc_client().map_err(|e| ChainError::Unexpected {
-            action: "connecting to anvil".into(),
-            reason: e.to_string(),
-        })?;
+        let http =
+            zg_chain::tls::rpc_client().map_err(|e| DevnetError::rpc("connecting to anvil", e))?;
         Ok(ProviderBuilder::new().connect_reqwest(http, url))
     }
 

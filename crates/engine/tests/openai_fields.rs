@@ -1,6 +1,8 @@
 //! The OpenAI request fields beyond plain chat, on the real SmolLM2 model:
 //! tools, structured outputs, logprobs, n, sampling extras, the legacy
 //! completions endpoint, and refusal of fields the engine cannot honour.
+// Test helpers: a panic here is the failure message.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

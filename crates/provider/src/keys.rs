@@ -11,7 +11,7 @@ use zg_core::SigningKey;
 use crate::config::KeysConfig;
 
 /// Where the password comes from when the section names none.
-pub const DEFAULT_PASSWORD_ENV: &str = "ZG_KEYSTORE_PASSWORD";
+pub(crate) const DEFAULT_PASSWORD_ENV: &str = "ZG_KEYSTORE_PASSWORD";
 
 /// `[keys]` as written.
 #[derive(Deserialize)]
@@ -87,7 +87,7 @@ fn one_key(
 }
 
 /// Why a plaintext key is refused, and how to make the keystore instead.
-pub fn plaintext_refused() -> String {
+pub(crate) fn plaintext_refused() -> String {
     let (p, s) = (suggested_path("provider"), suggested_path("signer"));
     format!(
         "a plaintext private key is refused outside a local dev chain (`dev = true` in [keys]): move it into an encrypted keystore with \

@@ -1,5 +1,7 @@
 //! TLS end to end with a self-made CA: the broker serves HTTPS from `[tls]`
 //! and forwards to an https upstream it trusts only through `extra_ca`.
+// Test helpers: a panic here is the failure message.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

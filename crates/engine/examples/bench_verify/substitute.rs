@@ -6,17 +6,17 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy)]
-pub enum Kind {
+pub(crate) enum Kind {
     Q4_0,
     Q2K,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Q4_0, Kind::Q2K];
+    pub(crate) const ALL: [Kind; 2] = [Kind::Q4_0, Kind::Q2K];
 }
 
 /// `model` requantized to `kind`, made once under `target/verify-substitutes/`.
-pub fn make(model: &Path, target: &Path, kind: Kind) -> Result<PathBuf, String> {
+pub(crate) fn make(model: &Path, target: &Path, kind: Kind) -> Result<PathBuf, String> {
     let ftype = match kind {
         Kind::Q4_0 => llama_cpp_sys_2::LLAMA_FTYPE_MOSTLY_Q4_0,
         Kind::Q2K => llama_cpp_sys_2::LLAMA_FTYPE_MOSTLY_Q2_K,

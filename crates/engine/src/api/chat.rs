@@ -8,7 +8,7 @@ use super::strict::KnownFields;
 use super::{ApiError, Usage};
 
 #[derive(Debug, Deserialize)]
-pub struct ChatRequest {
+pub(crate) struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     #[serde(default)]
     pub max_completion_tokens: Option<u32>,
@@ -46,14 +46,14 @@ impl KnownFields for ChatRequest {
 
 /// A function the model may call.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct Tool {
+pub(crate) struct Tool {
     #[serde(rename = "type")]
     pub kind: String,
     pub function: FunctionDef,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct FunctionDef {
+pub(crate) struct FunctionDef {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -65,27 +65,27 @@ pub struct FunctionDef {
 /// `"auto"`, `"none"`, `"required"` or `{"type":"function","function":{"name"}}`.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum ToolChoice {
+pub(crate) enum ToolChoice {
     Mode(String),
     Named(NamedToolChoice),
 }
 
 #[derive(Debug, Deserialize)]
-pub struct NamedToolChoice {
+pub(crate) struct NamedToolChoice {
     #[serde(rename = "type")]
     pub kind: String,
     pub function: FunctionName,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct FunctionName {
+pub(crate) struct FunctionName {
     pub name: String,
 }
 
 /// `{"type":"text"}`, `{"type":"json_object"}` or
 /// `{"type":"json_schema","json_schema":{"name","schema","strict"}}`.
 #[derive(Debug, Deserialize)]
-pub struct ResponseFormat {
+pub(crate) struct ResponseFormat {
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default)]
@@ -95,13 +95,13 @@ pub struct ResponseFormat {
 /// `name` and `strict` are accepted and have no effect: the answer is
 /// always decoded under the schema's grammar, strict or not.
 #[derive(Debug, Deserialize)]
-pub struct JsonSchemaFormat {
+pub(crate) struct JsonSchemaFormat {
     #[serde(default)]
     pub schema: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ChatMessage {
+pub(crate) struct ChatMessage {
     pub role: String,
     #[serde(default)]
     pub content: Option<Content>,
@@ -113,7 +113,7 @@ pub struct ChatMessage {
 /// A function call, as the answer carries it and as later requests send it
 /// back in the assistant's message.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct ToolCall {
+pub(crate) struct ToolCall {
     pub id: String,
     #[serde(rename = "type")]
     pub kind: String,
@@ -121,7 +121,7 @@ pub struct ToolCall {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct FunctionCall {
+pub(crate) struct FunctionCall {
     pub name: String,
     /// The arguments object as JSON text.
     pub arguments: String,
@@ -130,13 +130,13 @@ pub struct FunctionCall {
 /// A message's content: a string, or OpenAI's list of parts (text only).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum Content {
+pub(crate) enum Content {
     Text(String),
     Parts(Vec<ContentPart>),
 }
 
 #[derive(Debug, Deserialize)]
-pub struct ContentPart {
+pub(crate) struct ContentPart {
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default)]
@@ -145,7 +145,7 @@ pub struct ContentPart {
 
 impl Content {
     /// The text of the content; images and other parts are refused.
-    pub fn into_text(self) -> Result<String, ApiError> {
+    pub(crate) fn into_text(self) -> Result<String, ApiError> {
         match self {
             Content::Text(text) => Ok(text),
             Content::Parts(parts) => {
@@ -171,7 +171,7 @@ impl Content {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum FinishReason {
+pub(crate) enum FinishReason {
     Stop,
     Length,
     #[serde(rename = "tool_calls")]
@@ -179,7 +179,7 @@ pub enum FinishReason {
 }
 
 #[derive(Debug, Serialize)]
-pub struct ChatResponse {
+pub(crate) struct ChatResponse {
     pub id: String,
     pub object: &'static str,
     pub created: u64,
@@ -189,7 +189,7 @@ pub struct ChatResponse {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Choice {
+pub(crate) struct Choice {
     pub index: u32,
     pub message: AssistantMessage,
     pub logprobs: Option<ChoiceLogprobs>,
@@ -197,7 +197,7 @@ pub struct Choice {
 }
 
 #[derive(Debug, Serialize)]
-pub struct AssistantMessage {
+pub(crate) struct AssistantMessage {
     pub role: &'static str,
     /// `null` when the answer is only tool calls.
     pub content: Option<String>,
@@ -207,13 +207,13 @@ pub struct AssistantMessage {
 
 /// `choices[].logprobs`: one entry per generated token.
 #[derive(Debug, Clone, Serialize)]
-pub struct ChoiceLogprobs {
+pub(crate) struct ChoiceLogprobs {
     pub content: Vec<TokenLogprob>,
 }
 
 /// One `data:` line of a stream.
 #[derive(Debug, Serialize)]
-pub struct ChatChunk<'a> {
+pub(crate) struct ChatChunk<'a> {
     pub id: &'a str,
     pub object: &'static str,
     pub created: u64,
@@ -224,7 +224,7 @@ pub struct ChatChunk<'a> {
 }
 
 #[derive(Debug, Serialize)]
-pub struct ChunkChoice<'a> {
+pub(crate) struct ChunkChoice<'a> {
     pub index: u32,
     pub delta: Delta<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -233,7 +233,7 @@ pub struct ChunkChoice<'a> {
 }
 
 #[derive(Debug, Default, Serialize)]
-pub struct Delta<'a> {
+pub(crate) struct Delta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -245,7 +245,7 @@ pub struct Delta<'a> {
 /// A piece of a streamed tool call: the first names the call (`id`, `type`,
 /// `function.name`), later ones add to `function.arguments`.
 #[derive(Debug, Serialize)]
-pub struct ToolCallDelta<'a> {
+pub(crate) struct ToolCallDelta<'a> {
     pub index: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<&'a str>,
@@ -255,7 +255,7 @@ pub struct ToolCallDelta<'a> {
 }
 
 #[derive(Debug, Serialize)]
-pub struct FunctionDelta<'a> {
+pub(crate) struct FunctionDelta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<&'a str>,
     pub arguments: &'a str,

@@ -11,7 +11,7 @@ use super::generation::{Generation, TokenLogprob};
 use super::strict::KnownFields;
 
 #[derive(Debug, Deserialize)]
-pub struct CompletionRequest {
+pub(crate) struct CompletionRequest {
     pub prompt: Prompt,
     /// How many alternatives per token to list (legacy shape, at most 5).
     #[serde(default)]
@@ -32,13 +32,13 @@ impl KnownFields for CompletionRequest {
 /// a single prompt); token arrays and batches are refused.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum Prompt {
+pub(crate) enum Prompt {
     One(String),
     Many(Vec<String>),
 }
 
 #[derive(Debug, Serialize)]
-pub struct CompletionResponse<'a> {
+pub(crate) struct CompletionResponse<'a> {
     pub id: &'a str,
     pub object: &'static str,
     pub created: u64,
@@ -49,7 +49,7 @@ pub struct CompletionResponse<'a> {
 }
 
 #[derive(Debug, Serialize)]
-pub struct CompletionChoice {
+pub(crate) struct CompletionChoice {
     pub text: String,
     pub index: u32,
     pub logprobs: Option<LegacyLogprobs>,
@@ -58,7 +58,7 @@ pub struct CompletionChoice {
 
 /// The legacy log-probability shape: parallel lists per token.
 #[derive(Debug, Default, Serialize)]
-pub struct LegacyLogprobs {
+pub(crate) struct LegacyLogprobs {
     pub tokens: Vec<String>,
     pub token_logprobs: Vec<f32>,
     pub top_logprobs: Vec<BTreeMap<String, f32>>,
@@ -68,7 +68,7 @@ pub struct LegacyLogprobs {
 impl LegacyLogprobs {
     /// Appends `entries`, the first of which starts at `offset` bytes into
     /// the choice's text.
-    pub fn extend(&mut self, entries: &[TokenLogprob], mut offset: usize) {
+    pub(crate) fn extend(&mut self, entries: &[TokenLogprob], mut offset: usize) {
         for entry in entries {
             self.tokens.push(entry.token.clone());
             self.token_logprobs.push(entry.logprob);

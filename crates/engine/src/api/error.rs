@@ -107,7 +107,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OpenAiJson<T> {
 }
 
 /// A body that is JSON but not of the endpoint's shape.
-pub fn invalid_body(e: serde_json::Error) -> ApiError {
+pub(crate) fn invalid_body(e: serde_json::Error) -> ApiError {
     ApiError::invalid(
         format!("the request body is not valid JSON for this endpoint: {e}"),
         None,

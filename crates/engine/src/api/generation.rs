@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// `model` (answered with the engine's own id) and `user` (an end-user id;
 /// the engine keeps nothing) are accepted and not read.
 #[derive(Debug, Default, Deserialize)]
-pub struct Generation {
+pub(crate) struct Generation {
     #[serde(default)]
     pub max_tokens: Option<u32>,
     #[serde(default)]
@@ -38,13 +38,13 @@ pub struct Generation {
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum Stop {
+pub(crate) enum Stop {
     One(String),
     Many(Vec<String>),
 }
 
 impl Stop {
-    pub fn into_vec(self) -> Vec<String> {
+    pub(crate) fn into_vec(self) -> Vec<String> {
         match self {
             Stop::One(s) => vec![s],
             Stop::Many(v) => v,
@@ -53,14 +53,14 @@ impl Stop {
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct StreamOptions {
+pub(crate) struct StreamOptions {
     #[serde(default)]
     pub include_usage: Option<bool>,
 }
 
 impl Generation {
     /// The request fields above, for [`super::strict::KnownFields`].
-    pub const FIELDS: &'static [&'static str] = &[
+    pub(crate) const FIELDS: &'static [&'static str] = &[
         "model",
         "user",
         "max_tokens",
@@ -82,7 +82,7 @@ impl Generation {
 /// One generated token with its log-probability and the most likely
 /// alternatives at its position (chat's `logprobs.content[]`).
 #[derive(Debug, Clone, Serialize)]
-pub struct TokenLogprob {
+pub(crate) struct TokenLogprob {
     pub token: String,
     pub logprob: f32,
     pub bytes: Vec<u8>,
@@ -90,7 +90,7 @@ pub struct TokenLogprob {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct TopLogprob {
+pub(crate) struct TopLogprob {
     pub token: String,
     pub logprob: f32,
     pub bytes: Vec<u8>,

@@ -2,28 +2,28 @@
 //! bodies, the error shape, and the JSON body extractor that answers bad
 //! bodies in that shape.
 
-pub mod chat;
-pub mod completions;
-pub mod embeddings;
-pub mod error;
-pub mod generation;
-pub mod strict;
+pub(crate) mod chat;
+pub(crate) mod completions;
+pub(crate) mod embeddings;
+pub(crate) mod error;
+pub(crate) mod generation;
+pub(crate) mod strict;
 
-pub use error::{ApiError, OpenAiJson};
-pub use strict::StrictJson;
+pub(crate) use error::{ApiError, OpenAiJson};
+pub(crate) use strict::StrictJson;
 
 use serde::Serialize;
 
 /// Token counts of one answer.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct Usage {
+pub(crate) struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub total_tokens: u32,
 }
 
 impl Usage {
-    pub fn new(prompt_tokens: u32, completion_tokens: u32) -> Self {
+    pub(crate) fn new(prompt_tokens: u32, completion_tokens: u32) -> Self {
         Self {
             prompt_tokens,
             completion_tokens,
@@ -33,14 +33,14 @@ impl Usage {
 }
 
 /// Seconds since the Unix epoch, for `created`.
-pub fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
 /// A fresh response id such as `chatcmpl-3f2a...`: unique per process run.
-pub fn response_id(prefix: &str) -> String {
+pub(crate) fn response_id(prefix: &str) -> String {
     use std::hash::{BuildHasher, RandomState};
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);

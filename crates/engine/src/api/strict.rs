@@ -10,13 +10,13 @@ use super::{ApiError, OpenAiJson, error::invalid_body};
 
 /// A request body with the lists of top-level fields it honours (its own,
 /// and those of the parts it flattens in).
-pub trait KnownFields {
+pub(crate) trait KnownFields {
     const FIELDS: &'static [&'static [&'static str]];
 }
 
 /// Like [`OpenAiJson`], and a field not in `T::FIELDS` is a 400 naming it
 /// (a field set to `null` asks for nothing and passes).
-pub struct StrictJson<T>(pub T);
+pub(crate) struct StrictJson<T>(pub T);
 
 impl<T: DeserializeOwned + KnownFields, S: Send + Sync> FromRequest<S> for StrictJson<T> {
     type Rejection = ApiError;

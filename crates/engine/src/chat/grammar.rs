@@ -10,7 +10,7 @@ use crate::api::ApiError;
 /// The grammar of JSON text valid for `schema` (JSON text: llama.cpp keeps
 /// its property order); `param` names the request field the schema came
 /// from, for the error.
-pub fn from_schema(schema: &str, param: &'static str) -> Result<String, ApiError> {
+pub(crate) fn from_schema(schema: &str, param: &'static str) -> Result<String, ApiError> {
     llama_cpp_2::json_schema_to_grammar(schema).map_err(|e| {
         ApiError::invalid(
             format!("this JSON schema cannot be turned into a grammar ({e}): use the subset llama.cpp supports (types, properties, required, enum, const, anyOf, items, min/max lengths)"),
@@ -20,7 +20,7 @@ pub fn from_schema(schema: &str, param: &'static str) -> Result<String, ApiError
 }
 
 /// A whole-answer grammar for `schema`.
-pub fn whole(schema: &Value, param: &'static str) -> Result<Grammar, ApiError> {
+pub(crate) fn whole(schema: &Value, param: &'static str) -> Result<Grammar, ApiError> {
     Ok(Grammar {
         gbnf: from_schema(&schema.to_string(), param)?,
         trigger: None,
@@ -29,7 +29,7 @@ pub fn whole(schema: &Value, param: &'static str) -> Result<Grammar, ApiError> {
 
 /// `gbnf` with its start rule named `name` instead of `root`, so that it can
 /// be part of a larger grammar; `None` when another rule refers to `root`.
-pub fn rename_root(gbnf: &str, name: &str) -> Option<String> {
+pub(crate) fn rename_root(gbnf: &str, name: &str) -> Option<String> {
     let mut out = String::with_capacity(gbnf.len());
     for line in gbnf.lines() {
         if let Some(body) = line.strip_prefix("root ::=") {

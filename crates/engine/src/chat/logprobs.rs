@@ -10,7 +10,12 @@ use crate::api::generation::{TokenLogprob, TopLogprob};
 
 /// The entry of `token` given the logits of its position, with the `top`
 /// most likely tokens (at most 20).
-pub fn entry(model: &LlamaModel, logits: &[f32], token: LlamaToken, top: usize) -> TokenLogprob {
+pub(super) fn entry(
+    model: &LlamaModel,
+    logits: &[f32],
+    token: LlamaToken,
+    top: usize,
+) -> TokenLogprob {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let log_sum = logits.iter().map(|l| (l - max).exp()).sum::<f32>().ln() + max;
     let logprob_of = |t: LlamaToken| {

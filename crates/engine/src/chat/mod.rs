@@ -2,13 +2,13 @@
 //! messages into prompt tokens, and handing generation jobs to the decode
 //! thread ([`scheduler`]).
 
-pub mod grammar;
+pub(crate) mod grammar;
 mod logprobs;
 mod output;
 mod sampler;
 mod scheduler;
 pub(crate) mod template;
-pub mod tools;
+pub(crate) mod tools;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -22,8 +22,8 @@ use crate::api::ApiError;
 use crate::proof::ProofStore;
 use crate::{EngineConfig, EngineError};
 pub(crate) use output::TextOutput;
-pub use sampler::{Grammar, Penalties, Sampling, random_seed};
-pub use scheduler::{Event, Job, Load};
+pub(crate) use sampler::{Grammar, Penalties, Sampling, random_seed};
+pub(crate) use scheduler::{Event, Job, Load};
 
 /// llama.cpp's process-wide state; it may be initialised once per process,
 /// so every engine in the process shares it.
@@ -48,7 +48,7 @@ pub(crate) fn tokenize(model: &LlamaModel, text: &str) -> Vec<LlamaToken> {
 }
 
 /// A loaded chat model with its running decode thread.
-pub struct ChatModel {
+pub(crate) struct ChatModel {
     model: Arc<LlamaModel>,
     template: LlamaChatTemplate,
     jobs: std::sync::mpsc::Sender<Job>,
@@ -60,7 +60,7 @@ pub struct ChatModel {
 impl ChatModel {
     /// Loads the model and starts the decode thread, which records a proof
     /// of every answer into `proofs` when given one.
-    pub fn load(
+    pub(crate) fn load(
         config: &EngineConfig,
         proofs: Option<Arc<ProofStore>>,
     ) -> Result<Self, EngineError> {
@@ -113,12 +113,12 @@ impl ChatModel {
     }
 
     /// Tokens one request may hold in all: prompt plus answer.
-    pub fn ctx_per_slot(&self) -> u32 {
+    pub(crate) fn ctx_per_slot(&self) -> u32 {
         self.ctx_per_slot
     }
 
     /// Slots in all, slots generating, and requests waiting for a slot.
-    pub fn occupancy(&self) -> (u32, usize, usize) {
+    pub(crate) fn occupancy(&self) -> (u32, usize, usize) {
         use std::sync::atomic::Ordering::Relaxed;
         (
             self.slots,
@@ -128,19 +128,19 @@ impl ChatModel {
     }
 
     /// The prompt text of a chat, through the model's template.
-    pub fn render(&self, messages: Vec<(String, String)>) -> Result<String, ApiError> {
+    pub(crate) fn render(&self, messages: Vec<(String, String)>) -> Result<String, ApiError> {
         template::render(&self.model, &self.template, messages)
     }
 
     /// The model's tokens for `text`, reading special tokens such as
     /// `<|im_start|>` as themselves (that is how a rendered prompt is read).
-    pub fn tokenize(&self, text: &str) -> Vec<LlamaToken> {
+    pub(crate) fn tokenize(&self, text: &str) -> Vec<LlamaToken> {
         tokenize(&self.model, text)
     }
 
     /// Checks that the decode thread can build the sampler of `sampling`
     /// (a grammar llama.cpp cannot parse is the request's fault).
-    pub fn check_sampling(&self, sampling: &Sampling) -> Result<(), ApiError> {
+    pub(crate) fn check_sampling(&self, sampling: &Sampling) -> Result<(), ApiError> {
         if sampling.grammar.is_none() {
             return Ok(());
         }
@@ -151,7 +151,7 @@ impl ChatModel {
     }
 
     /// Queues a job for the decode thread.
-    pub fn submit(&self, job: Job) -> Result<(), ApiError> {
+    pub(crate) fn submit(&self, job: Job) -> Result<(), ApiError> {
         self.jobs
             .send(job)
             .map_err(|_| ApiError::unavailable("the decode thread has stopped"))

@@ -4,7 +4,7 @@
 
 /// What one more token produced.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(super) struct Step {
+pub(crate) struct Step {
     /// Text that is now safe to send.
     pub text: String,
     /// A stop sequence completed: generation ends here, the stop sequence
@@ -13,13 +13,13 @@ pub(super) struct Step {
 }
 
 #[derive(Debug)]
-pub(super) struct TextOutput {
+pub(crate) struct TextOutput {
     pending: Vec<u8>,
     stops: Vec<Vec<u8>>,
 }
 
 impl TextOutput {
-    pub(super) fn new(stops: &[String]) -> Self {
+    pub(crate) fn new(stops: &[String]) -> Self {
         Self {
             pending: Vec::new(),
             stops: stops
@@ -31,7 +31,7 @@ impl TextOutput {
     }
 
     /// Adds the bytes of one token.
-    pub(super) fn push(&mut self, piece: &[u8]) -> Step {
+    pub(crate) fn push(&mut self, piece: &[u8]) -> Step {
         self.pending.extend_from_slice(piece);
         if let Some(at) = self.first_stop() {
             self.pending.truncate(at);
@@ -52,7 +52,7 @@ impl TextOutput {
     }
 
     /// Whatever is held back, at the end of generation.
-    pub(super) fn finish(&mut self) -> String {
+    pub(crate) fn finish(&mut self) -> String {
         self.take_all()
     }
 

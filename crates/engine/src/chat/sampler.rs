@@ -8,7 +8,7 @@ use llama_cpp_2::sampling::LlamaSampler;
 
 /// The sampling settings of one request, validated.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Sampling {
+pub(crate) struct Sampling {
     pub temperature: f32,
     pub top_p: f32,
     pub seed: u32,
@@ -23,7 +23,7 @@ pub struct Sampling {
 /// OpenAI's presence and frequency penalties and llama.cpp's repeat
 /// penalty, over the tokens generated so far.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Penalties {
+pub(crate) struct Penalties {
     pub presence: f32,
     pub frequency: f32,
     /// 1: off.
@@ -43,7 +43,7 @@ impl Default for Penalties {
 /// A GBNF grammar the answer must follow. A lazy one applies only from the
 /// trigger text on (a tool call the model may or may not start).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Grammar {
+pub(crate) struct Grammar {
     pub gbnf: String,
     pub trigger: Option<String>,
 }
@@ -53,7 +53,7 @@ const PENALTY_WINDOW: i32 = 1024;
 
 impl Sampling {
     /// Plain sampling at `temperature`, no grammar, no penalties.
-    pub fn new(temperature: f32, top_p: f32, seed: u32) -> Self {
+    pub(crate) fn new(temperature: f32, top_p: f32, seed: u32) -> Self {
         Self {
             temperature,
             top_p,
@@ -65,13 +65,13 @@ impl Sampling {
         }
     }
 
-    pub fn is_greedy(&self) -> bool {
+    pub(crate) fn is_greedy(&self) -> bool {
         self.temperature <= 0.0
     }
 
     /// The llama.cpp sampler chain; fails only on a grammar llama.cpp
     /// cannot parse.
-    pub fn sampler(&self, model: &LlamaModel) -> Result<LlamaSampler, String> {
+    pub(crate) fn sampler(&self, model: &LlamaModel) -> Result<LlamaSampler, String> {
         let mut chain = Vec::new();
         if let Some(grammar) = &self.grammar {
             let sampler = match &grammar.trigger {
@@ -114,7 +114,7 @@ impl Sampling {
 }
 
 /// A seed for requests that name none.
-pub fn random_seed() -> u32 {
+pub(crate) fn random_seed() -> u32 {
     use std::hash::{BuildHasher, RandomState};
     // Truncation is the point: any 32 bits of a random hash will do.
     RandomState::new().hash_one(std::time::SystemTime::now()) as u32

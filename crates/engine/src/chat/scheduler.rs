@@ -31,7 +31,7 @@ use crate::proof::{ProofStore, Recorder};
 const STEP_TOKENS: usize = 512;
 
 /// One generation request.
-pub struct Job {
+pub(crate) struct Job {
     pub prompt: Vec<LlamaToken>,
     pub max_tokens: u32,
     pub sampling: Sampling,
@@ -45,7 +45,7 @@ pub struct Job {
 
 /// What the decode thread tells the request.
 #[derive(Debug)]
-pub enum Event {
+pub(crate) enum Event {
     /// Text now safe to send, and the log-probability of the token just
     /// generated when the job asked for them.
     Text {
@@ -59,7 +59,7 @@ pub enum Event {
     Failed(String),
 }
 
-pub struct Settings {
+pub(super) struct Settings {
     pub slots: u32,
     pub threads: u32,
     pub ctx: u32,
@@ -68,7 +68,7 @@ pub struct Settings {
 }
 
 /// Where requests go, and how many tokens (prompt and answer) a slot holds.
-pub struct Started {
+pub(super) struct Started {
     pub jobs: Sender<Job>,
     pub ctx_per_slot: u32,
     pub load: Arc<Load>,
@@ -76,14 +76,14 @@ pub struct Started {
 
 /// How busy the decode thread is, for `/health`.
 #[derive(Debug, Default)]
-pub struct Load {
+pub(crate) struct Load {
     pub busy_slots: AtomicUsize,
     pub waiting: AtomicUsize,
 }
 
 /// Creates the context and starts the decode thread; it ends when every
 /// `Sender<Job>` is gone and the running slots have finished.
-pub fn start(
+pub(super) fn start(
     backend: &'static LlamaBackend,
     model: Arc<LlamaModel>,
     settings: Settings,

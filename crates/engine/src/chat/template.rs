@@ -6,7 +6,7 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use crate::api::ApiError;
 
 /// The model's own template, or ChatML when the GGUF carries none.
-pub(super) fn model_template(model: &LlamaModel) -> LlamaChatTemplate {
+pub(crate) fn model_template(model: &LlamaModel) -> LlamaChatTemplate {
     match model.chat_template(None) {
         Ok(template) => template,
         Err(_) => {
@@ -19,7 +19,7 @@ pub(super) fn model_template(model: &LlamaModel) -> LlamaChatTemplate {
 
 /// The prompt text for `messages` (role, content), ending with the opening
 /// of the assistant's turn.
-pub(super) fn render(
+pub(crate) fn render(
     model: &LlamaModel,
     template: &LlamaChatTemplate,
     messages: Vec<(String, String)>,

@@ -15,11 +15,11 @@ use super::sampler::Grammar;
 use crate::api::ApiError;
 use crate::api::chat::{FunctionCall, Tool, ToolCall};
 
-pub const OPEN: &str = "<tool_call>";
-pub const CLOSE: &str = "</tool_call>";
+pub(crate) const OPEN: &str = "<tool_call>";
+pub(crate) const CLOSE: &str = "</tool_call>";
 
 /// The tool part of the system prompt.
-pub fn prompt_block(tools: &[Tool]) -> String {
+pub(crate) fn prompt_block(tools: &[Tool]) -> String {
     let defs: Vec<&crate::api::chat::FunctionDef> = tools.iter().map(|t| &t.function).collect();
     format!(
         "You can call these functions (each with a JSON Schema of its arguments):\n{}\n\
@@ -31,7 +31,7 @@ pub fn prompt_block(tools: &[Tool]) -> String {
 
 /// An assistant turn of the history: its text, then its calls as the model
 /// would have written them.
-pub fn history_text(content: &str, calls: &[ToolCall]) -> String {
+pub(crate) fn history_text(content: &str, calls: &[ToolCall]) -> String {
     if calls.is_empty() {
         return content.to_string();
     }
@@ -55,7 +55,11 @@ pub fn history_text(content: &str, calls: &[ToolCall]) -> String {
 /// objects, one shape per function, at least one call, at most one unless
 /// `parallel`. `wrapped` adds the tags around it (for `auto`, where the
 /// model writes the opening tag itself).
-pub fn calls_grammar(tools: &[&Tool], parallel: bool, wrapped: bool) -> Result<Grammar, ApiError> {
+pub(crate) fn calls_grammar(
+    tools: &[&Tool],
+    parallel: bool,
+    wrapped: bool,
+) -> Result<Grammar, ApiError> {
     // Written as text: llama.cpp keeps the properties in the order of the
     // text (serde_json's map would sort them), and a model reads the name
     // before the arguments in every call it was trained on.
@@ -101,7 +105,7 @@ pub fn calls_grammar(tools: &[&Tool], parallel: bool, wrapped: bool) -> Result<G
 /// calls, as it arrives: everything from `<tool_call>` on is held for the
 /// calls (a forced call starts inside the list, the prompt having opened it).
 #[derive(Debug)]
-pub struct CallSplitter {
+pub(crate) struct CallSplitter {
     /// The prompt opened the call list (a forced call).
     forced: bool,
     in_call: bool,
@@ -110,7 +114,7 @@ pub struct CallSplitter {
 }
 
 impl CallSplitter {
-    pub fn new(forced: bool) -> Self {
+    pub(crate) fn new(forced: bool) -> Self {
         Self {
             forced,
             in_call: forced,
@@ -120,7 +124,7 @@ impl CallSplitter {
     }
 
     /// Adds generated text; returns the content now safe to show.
-    pub fn push(&mut self, text: &str) -> String {
+    pub(crate) fn push(&mut self, text: &str) -> String {
         if self.in_call {
             self.calls.push_str(text);
             return String::new();
@@ -145,7 +149,7 @@ impl CallSplitter {
     /// a valid list of calls to known functions (the complete ones, when
     /// `max_tokens` cut the list). Text that looked like a call but is not
     /// one is returned as content.
-    pub fn finish(self, tools: &[Tool]) -> (String, Vec<ToolCall>) {
+    pub(crate) fn finish(self, tools: &[Tool]) -> (String, Vec<ToolCall>) {
         if !self.in_call {
             return (self.held, Vec::new());
         }

@@ -21,7 +21,7 @@ use crate::chat::tools::{self, CallSplitter};
 use crate::chat::{Grammar, grammar};
 use crate::engine::Engine;
 
-pub async fn completions(
+pub(super) async fn completions(
     State(engine): State<Arc<Engine>>,
     StrictJson(req): StrictJson<ChatRequest>,
 ) -> Result<Response, ApiError> {

@@ -20,7 +20,7 @@ use crate::engine::Engine;
 /// Alternatives per token the legacy endpoint allows.
 const MAX_LOGPROBS: u32 = 5;
 
-pub async fn completions(
+pub(super) async fn completions(
     State(engine): State<Arc<Engine>>,
     StrictJson(req): StrictJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {

@@ -23,13 +23,13 @@ use crate::engine::Engine;
 /// Stop sequences one request may give (OpenAI's limit).
 const MAX_STOPS: usize = 4;
 /// Choices one request may ask for; each takes a slot.
-pub const MAX_CHOICES: u32 = 8;
+pub(super) const MAX_CHOICES: u32 = 8;
 /// Alternatives per token OpenAI allows.
-pub const MAX_TOP_LOGPROBS: u32 = 20;
+pub(super) const MAX_TOP_LOGPROBS: u32 = 20;
 
 /// The checked generation settings of a request.
 #[derive(Debug)]
-pub struct Plan {
+pub(super) struct Plan {
     pub sampling: Sampling,
     pub max_tokens: Option<u32>,
     pub stop: Vec<String>,
@@ -40,7 +40,7 @@ pub struct Plan {
 }
 
 /// Checks the shared fields; `max_tokens` is the endpoint's limit field.
-pub fn plan(generation: Generation, max_tokens: Option<u32>) -> Result<Plan, ApiError> {
+pub(super) fn plan(generation: Generation, max_tokens: Option<u32>) -> Result<Plan, ApiError> {
     let g = generation;
     let n = g.n.unwrap_or(1);
     if !(1..=MAX_CHOICES).contains(&n) {
@@ -139,12 +139,12 @@ pub fn plan(generation: Generation, max_tokens: Option<u32>) -> Result<Plan, Api
 }
 
 /// One choice's events, tagged with its index.
-pub type Events = BoxStream<'static, (u32, Event)>;
+pub(super) type Events = BoxStream<'static, (u32, Event)>;
 
 /// Queues `prompt` and answers through `answer`. With proofs on, each
 /// choice's proof of model is stored under the answer's id (choice `i` > 0
 /// under `{id}-{i}`), which the `X-Engine-Proof-Id` header names.
-pub async fn run<A: Answer>(
+pub(super) async fn run<A: Answer>(
     engine: &Engine,
     prompt: Vec<LlamaToken>,
     plan: &Plan,
@@ -204,7 +204,7 @@ fn submit(
 
 /// An endpoint's shape of the answer, fed the events of every choice.
 /// Each call returns the stream chunks it makes (ignored when not streaming).
-pub trait Answer: Send + 'static {
+pub(super) trait Answer: Send + 'static {
     /// Chunks before any text.
     fn start(&mut self) -> Vec<Value>;
     fn text(&mut self, index: u32, text: String, logprob: Option<TokenLogprob>) -> Vec<Value>;

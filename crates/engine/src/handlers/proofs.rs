@@ -15,12 +15,12 @@ const PROOF_ID: HeaderName = HeaderName::from_static("x-engine-proof-id");
 const PROOF_METHOD_HEADER: HeaderName = HeaderName::from_static("x-engine-proof-method");
 
 /// The header that names an answer's proof; ids are ASCII.
-pub fn id_header(id: &str) -> [(HeaderName, HeaderValue); 1] {
+pub(super) fn id_header(id: &str) -> [(HeaderName, HeaderValue); 1] {
     let value = HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static(""));
     [(PROOF_ID, value)]
 }
 
-pub async fn get(
+pub(super) async fn get(
     State(engine): State<Arc<Engine>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {

@@ -38,7 +38,7 @@ pub enum ProofError {
 }
 
 /// The three logits of one generated token, in fixed point.
-pub type Marks = [i16; MARKS];
+pub(super) type Marks = [i16; MARKS];
 
 /// A decoded proof.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +138,7 @@ pub fn tokens_digest(tokens: impl IntoIterator<Item = u32>) -> [u8; 32] {
 
 /// The marks of one row of logits for the token chosen from it: a single
 /// pass over the vocabulary, cheap beside the decode step that made it.
-pub fn marks(logits: &[f32], token: u32) -> Marks {
+pub(super) fn marks(logits: &[f32], token: u32) -> Marks {
     // Eight lanes so the compiler vectorizes the pass.
     let mut max = [f32::NEG_INFINITY; 8];
     let mut sum = [0.0f32; 8];
@@ -167,7 +167,7 @@ fn fixed(logit: f32) -> i16 {
 
 /// How far two marks are apart, in logits: the largest of the three
 /// differences.
-pub fn distance(a: &Marks, b: &Marks) -> f32 {
+pub(super) fn distance(a: &Marks, b: &Marks) -> f32 {
     a.iter()
         .zip(b)
         .map(|(x, y)| (i32::from(*x) - i32::from(*y)).unsigned_abs())
@@ -177,12 +177,12 @@ pub fn distance(a: &Marks, b: &Marks) -> f32 {
 }
 
 /// The proof of one answer as the decode thread builds it.
-pub struct Recorder {
+pub(crate) struct Recorder {
     proof: Proof,
 }
 
 impl Recorder {
-    pub fn new(prompt: impl IntoIterator<Item = u32>) -> Self {
+    pub(crate) fn new(prompt: impl IntoIterator<Item = u32>) -> Self {
         Self {
             proof: Proof {
                 prompt_digest: tokens_digest(prompt),
@@ -193,12 +193,12 @@ impl Recorder {
     }
 
     /// Records `token`, chosen from `logits`.
-    pub fn record(&mut self, logits: &[f32], token: u32) {
+    pub(crate) fn record(&mut self, logits: &[f32], token: u32) {
         self.proof.tokens.push(token);
         self.proof.marks.push(marks(logits, token));
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         self.proof.encode()
     }
 }

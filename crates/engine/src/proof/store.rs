@@ -10,7 +10,7 @@ const MAX_PROOFS: usize = 100_000;
 const MAX_BYTES: usize = 64 << 20;
 
 #[derive(Default)]
-pub struct ProofStore {
+pub(crate) struct ProofStore {
     inner: Mutex<Inner>,
 }
 
@@ -22,7 +22,7 @@ struct Inner {
 }
 
 impl ProofStore {
-    pub fn insert(&self, id: String, proof: Vec<u8>) {
+    pub(crate) fn insert(&self, id: String, proof: Vec<u8>) {
         let mut inner = self.lock();
         inner.bytes += proof.len();
         if let Some(old) = inner.by_id.insert(id.clone(), proof.into()) {
@@ -40,7 +40,7 @@ impl ProofStore {
         }
     }
 
-    pub fn get(&self, id: &str) -> Option<Arc<[u8]>> {
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<[u8]>> {
         self.lock().by_id.get(id).cloned()
     }
 
