@@ -12,6 +12,11 @@ pub const NONCE: &str = "x-zg-nonce";
 pub const SIGNATURE: &str = "x-zg-signature";
 pub const RECEIPT: &str = "x-zg-receipt";
 pub const REQUEST_ID: &str = "x-zg-request-id";
+/// Unix seconds of a statement request (`GET /v1/account/{user}`), signed
+/// with `X-ZG-Signature`.
+pub const TIMESTAMP: &str = "x-zg-timestamp";
+/// What every header of the protocol starts with.
+pub const PREFIX: &str = "x-zg-";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {

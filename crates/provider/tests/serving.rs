@@ -95,11 +95,8 @@ async fn streams_are_metered_and_faults_are_free_or_partial() {
 
     // The signed statement matches.
     let s: zg_core::SignedStatement = payer
-        .http
-        .get(format!("{}/v1/account/{}", broker.url(), key.address()))
-        .send()
+        .statement(&key, zg_core::now_unix())
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -198,7 +198,8 @@ pub(crate) async fn plain(admitted: Admitted, body: Bytes) -> Result<Response, A
 pub(crate) use stream::stream;
 
 /// An upstream error answer: a 4xx is the request's fault (passed on as
-/// invalid_request with the upstream's message), anything else upstream_failed.
+/// invalid_request with the upstream's message, or request_too_large for a
+/// body over the model server's limit), anything else upstream_failed.
 fn upstream_refused(status: StatusCode, body: &[u8]) -> ApiError {
     // Read loosely: model servers differ in the rest of the error body.
     let message = serde_json::from_slice::<serde_json::Value>(body)
@@ -209,7 +210,14 @@ fn upstream_refused(status: StatusCode, body: &[u8]) -> ApiError {
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned());
-    if status.is_client_error() {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            ErrorCode::RequestTooLarge,
+            format!(
+                "the model server refuses a body this large ({status}): {message}; send a smaller request, it cost nothing"
+            ),
+        )
+    } else if status.is_client_error() {
         ApiError::invalid(format!(
             "the model server refused the request ({status}): {message}; it cost nothing"
         ))

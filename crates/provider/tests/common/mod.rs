@@ -258,6 +258,23 @@ impl Payer {
         }
     }
 
+    /// `GET /v1/account/{user}` with a statement request signed by `signer`
+    /// at `timestamp`.
+    pub async fn statement(&self, signer: &SigningKey, timestamp: u64) -> reqwest::Response {
+        let request = zg_core::StatementRequest {
+            user: self.key.address(),
+            provider: self.provider,
+            timestamp,
+        };
+        let mut get = self
+            .http
+            .get(format!("{}/v1/account/{}", self.base, self.key.address()));
+        for (name, value) in request.headers(signer, &self.domain) {
+            get = get.header(name, value);
+        }
+        get.send().await.expect("broker reachable")
+    }
+
     pub async fn receipt(&self, id: &str) -> SignedReceipt {
         let r = self
             .http
