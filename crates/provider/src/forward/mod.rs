@@ -114,12 +114,28 @@ impl Admitted {
                 Ok((self, response))
             }
             Err(e) => {
-                let error = self.failed(&e);
+                let error = if e.body_refused() {
+                    too_large(&format!(
+                        "it closed the connection before reading the whole body ({e})"
+                    ))
+                } else {
+                    self.failed(&e)
+                };
                 self.release(&e.to_string()).await;
                 Err(error)
             }
         }
     }
+}
+
+/// The model server would not take a body this large: the client's mistake.
+fn too_large(what: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::RequestTooLarge,
+        format!(
+            "the model server refuses a body this large: {what}; send a smaller request, it cost nothing"
+        ),
+    )
 }
 
 impl Drop for Admitted {
@@ -211,12 +227,7 @@ fn upstream_refused(status: StatusCode, body: &[u8]) -> ApiError {
         })
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned());
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(
-            ErrorCode::RequestTooLarge,
-            format!(
-                "the model server refuses a body this large ({status}): {message}; send a smaller request, it cost nothing"
-            ),
-        )
+        too_large(&format!("{status}: {message}"))
     } else if status.is_client_error() {
         ApiError::invalid(format!(
             "the model server refused the request ({status}): {message}; it cost nothing"
