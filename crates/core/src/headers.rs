@@ -32,6 +32,17 @@ pub enum HeaderError {
     },
 }
 
+impl HeaderError {
+    /// `header` came as `got` (cut to 100 characters), not as `expected`.
+    pub fn malformed(header: &'static str, expected: &'static str, got: &str) -> Self {
+        Self::Malformed {
+            header,
+            expected,
+            got: got.chars().take(100).collect(),
+        }
+    }
+}
+
 /// 16 random bytes that make every request's digest unique.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Nonce(pub [u8; 16]);
@@ -72,11 +83,7 @@ impl PaymentHeaders {
     /// Decodes from any header map through `get(lowercase name)`.
     pub fn decode<'a>(get: impl Fn(&'static str) -> Option<&'a str>) -> Result<Self, HeaderError> {
         let field = |name: &'static str| get(name).map(str::trim).ok_or(HeaderError::Missing(name));
-        let malformed = |header, expected, got: &str| HeaderError::Malformed {
-            header,
-            expected,
-            got: got.chars().take(100).collect(),
-        };
+        let malformed = HeaderError::malformed;
 
         let user = field(USER)?;
         let user = parse_address(user)

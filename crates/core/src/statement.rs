@@ -5,7 +5,7 @@
 //! for it is signed by the user ([`StatementRequest`]): a statement is the
 //! user's alone.
 
-use crate::{Domain, Signature, SignatureError, SigningKey, eip712, headers};
+use crate::{Domain, HeaderError, Signature, SignatureError, SigningKey, eip712, headers};
 use alloy_primitives::{Address, B256, U256, keccak256};
 use serde::{Deserialize, Serialize};
 
@@ -97,12 +97,8 @@ pub enum StatementRequestError {
         "missing header {0}: GET /v1/account/{{user}} carries X-ZG-Timestamp (unix seconds) and X-ZG-Signature, the EIP-712 signature of StatementRequest(user, provider, timestamp) by the user or its delegated voucher signer"
     )]
     Missing(&'static str),
-    #[error("header {header} is malformed: expected {expected}, got {got:?}")]
-    Malformed {
-        header: &'static str,
-        expected: &'static str,
-        got: String,
-    },
+    #[error(transparent)]
+    Malformed(#[from] HeaderError),
     #[error(
         "X-ZG-Timestamp {got} is {skew} s away from the provider's clock ({now}), more than the {STATEMENT_FRESHNESS_SECS} s allowed: sign a new request with the current time"
     )]
@@ -155,11 +151,7 @@ impl StatementRequest {
                 .map(str::trim)
                 .ok_or(StatementRequestError::Missing(name))
         };
-        let malformed = |header, expected, got: &str| StatementRequestError::Malformed {
-            header,
-            expected,
-            got: got.chars().take(100).collect(),
-        };
+        let malformed = HeaderError::malformed;
         let text = field(headers::TIMESTAMP)?;
         let timestamp: u64 = text
             .parse()

@@ -127,6 +127,16 @@ max_output_tokens = 64
         )
     }
 
+    /// A broker on a SQLite file (in the returned temp dir) in front of the
+    /// scripted upstream, its chat service with `credit` 0G of credit.
+    pub async fn scripted_broker(&self, credit: &str) -> (Running, tempfile::TempDir) {
+        let upstream = scripted_upstream().await;
+        let (db, dir) = sqlite_url();
+        let upstream = format!("http://{upstream}/v1");
+        let config = self.config(&db, &upstream, "scripted", Default::default(), credit);
+        (self.broker(config).await, dir)
+    }
+
     pub async fn broker(&self, config: Config) -> Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         zg_provider::start(config, listener)
