@@ -9,33 +9,25 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use zg_chain::ChainClient;
 use zg_core::{
     Address, STATEMENT_FRESHNESS_SECS, SignedStatement, SigningKey, U256, Voucher, now_unix,
     request_digest,
 };
+use zg_provider::Running;
 
 /// 0.1 0G: room for many worst cases, a 3 MiB body's included.
 fn escrow() -> U256 {
     U256::from(10u64).pow(U256::from(17u64))
 }
 
-/// A broker in front of the scripted upstream, and a funded user of it.
-struct Setup {
-    broker: zg_provider::Running,
-    payer: Payer,
-    chain: zg_chain::ChainClient,
-    _db: tempfile::TempDir,
-}
-
-async fn setup(env: &Env) -> Setup {
+/// A broker in front of the scripted upstream, a funded user of it (its
+/// payer and chain client), and the temp dir of the broker's database.
+async fn setup(env: &Env) -> (Running, Payer, ChainClient, tempfile::TempDir) {
     let (broker, dir) = env.scripted_broker("1").await;
     let (key, chain) = env.user(2, escrow()).await;
-    Setup {
-        payer: Payer::new(key, env, &broker.url()),
-        broker,
-        chain,
-        _db: dir,
-    }
+    let payer = Payer::new(key, env, &broker.url());
+    (broker, payer, chain, dir)
 }
 
 /// A paid chat request whose voucher `signer` signed for `payer`'s user.
@@ -69,12 +61,7 @@ async fn error_of(response: reqwest::Response) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_account_statement_is_the_users_alone() {
     let env = Env::start().await;
-    let Setup {
-        broker,
-        mut payer,
-        chain: user_chain,
-        ..
-    } = setup(&env).await;
+    let (broker, mut payer, user_chain, _db) = setup(&env).await;
     let ok = payer
         .send("/v1/chat/completions", &chat_body("chat", "hi", 8))
         .await;
@@ -127,12 +114,7 @@ async fn the_account_statement_is_the_users_alone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_delegate_is_refused_from_the_block_that_mined_the_revocation() {
     let env = Env::start().await;
-    let Setup {
-        broker,
-        mut payer,
-        chain: user_chain,
-        ..
-    } = setup(&env).await;
+    let (broker, mut payer, user_chain, _db) = setup(&env).await;
     let delegate = SigningKey::random();
     user_chain
         .set_voucher_signer(delegate.address())
@@ -167,7 +149,7 @@ async fn a_revoked_delegate_is_refused_from_the_block_that_mined_the_revocation(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_x_zg_header_sent_twice_is_refused() {
     let env = Env::start().await;
-    let Setup { broker, payer, .. } = setup(&env).await;
+    let (broker, payer, _chain, _db) = setup(&env).await;
     let bytes = serde_json::to_vec(&chat_body("chat", "hi", 8)).unwrap();
     let other = SigningKey::random().address().to_string();
     for (twice, second) in [
@@ -207,7 +189,7 @@ async fn an_x_zg_header_sent_twice_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_hangs_up_is_released_at_once() {
     let env = Env::start().await;
-    let Setup { broker, payer, .. } = setup(&env).await;
+    let (broker, payer, _chain, _db) = setup(&env).await;
     let user = payer.key.address();
     // The upstream takes 2 s; the client leaves after 300 ms.
     let bytes = serde_json::to_vec(&chat_body("chat", "slow", 8)).unwrap();
@@ -250,9 +232,7 @@ async fn a_client_that_hangs_up_is_released_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_refusal_is_json_in_openais_shape() {
     let env = Env::start().await;
-    let Setup {
-        broker, mut payer, ..
-    } = setup(&env).await;
+    let (broker, mut payer, _chain, _db) = setup(&env).await;
     let url = broker.url();
     let http = payer.http.clone();
 
