@@ -1,6 +1,6 @@
 //! Recovery of the voucher book after the local file is lost: for each
 //! provider the user has escrow at (read from the chain), ask the broker for
-//! its signed account statement, check it (signer from the registry, user,
+//! its signed account statement (a request the user signs), check it (signer from the registry, user,
 //! provider, chain and contract, the newest voucher really signed by the user
 //! or its delegated signer, and settled on chain never above it), and restore
 //! the account from it.
@@ -60,6 +60,37 @@ pub async fn recover(
     Ok(out)
 }
 
+/// Asks the broker at `url` for the user's statement (a request signed with
+/// the payer's voucher key: the statement is the user's alone). Unchecked:
+/// [`SignedStatement::verify`] says whether the registered signer signed it.
+pub async fn statement(
+    payer: &crate::Payer,
+    url: &str,
+    provider: Address,
+) -> Result<SignedStatement, ClientError> {
+    let mut request = payer
+        .http()
+        .get(endpoint(url, &routes::account(payer.user())));
+    for (name, value) in payer.statement_request(provider) {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.map_err(|e| ClientError::Unreachable {
+        provider,
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if !response.status().is_success() {
+        return Err(crate::pay::refused(provider, response).await);
+    }
+    response
+        .json()
+        .await
+        .map_err(|e| ClientError::BadStatement {
+            provider,
+            reason: format!("not a signed statement: {e}"),
+        })
+}
+
 /// Restores one provider's account from the statement at `url`, signed by `signer`.
 pub async fn recover_one(
     payer: &crate::Payer,
@@ -70,23 +101,7 @@ pub async fn recover_one(
 ) -> Result<Recovered, ClientError> {
     let user = payer.user();
     let bad = |reason: String| ClientError::BadStatement { provider, reason };
-    let response = payer
-        .http()
-        .get(endpoint(url, &routes::account(user)))
-        .send()
-        .await
-        .map_err(|e| ClientError::Unreachable {
-            provider,
-            url: url.to_owned(),
-            reason: e.to_string(),
-        })?;
-    if !response.status().is_success() {
-        return Err(crate::pay::refused(provider, response).await);
-    }
-    let signed: SignedStatement = response
-        .json()
-        .await
-        .map_err(|e| bad(format!("not a signed statement: {e}")))?;
+    let signed = statement(payer, url, provider).await?;
     let statement = signed.verify(signer).map_err(|e| bad(e.to_string()))?;
     let domain = payer.domain();
     if statement.user != user || statement.provider != provider {

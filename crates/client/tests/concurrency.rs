@@ -7,8 +7,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{Market, PaidChat, chat_body, engine};
-use zg_client::{AckPolicy, pay::endpoint};
-use zg_core::SignedStatement;
+use zg_client::AckPolicy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_to_one_provider_are_all_paid_and_tallied() {
@@ -17,7 +16,6 @@ async fn concurrent_requests_to_one_provider_are_all_paid_and_tallied() {
     let mut market = Market::start().await;
     let PaidChat {
         provider,
-        key,
         payer,
         service,
         ..
@@ -38,8 +36,9 @@ async fn concurrent_requests_to_one_provider_are_all_paid_and_tallied() {
         16
     );
 
-    let url = endpoint(&service.url, &format!("/v1/account/{}", key.address()));
-    let signed: SignedStatement = reqwest::get(url).await.unwrap().json().await.unwrap();
+    let signed = zg_client::recovery::statement(&payer, &service.url, provider.address())
+        .await
+        .unwrap();
     let statement = signed
         .verify(service.signer)
         .expect("signed by the service's signer");

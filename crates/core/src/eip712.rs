@@ -1,5 +1,6 @@
 //! The EIP-712 domain ("zg-serving", version "1", chain id, contract) and the
-//! Solidity shapes of Voucher and Receipt, hashed exactly as the contract does.
+//! Solidity shapes of Voucher and Receipt, hashed exactly as the contract
+//! does, and of StatementRequest, which only the broker checks.
 
 use alloy_primitives::{Address, B256, keccak256};
 use alloy_sol_types::{SolStruct, eip712_domain};
@@ -27,6 +28,14 @@ alloy_sol_types::sol! {
         uint256 outputPrice;
         uint256 fee;
         uint256 owed;
+    }
+
+    /// A user's request for its account statement at one provider, at one
+    /// time: proves the asker holds the user's (or its delegate's) key.
+    struct StatementRequest {
+        address user;
+        address provider;
+        uint256 timestamp;
     }
 }
 
@@ -84,6 +93,10 @@ mod tests {
             "Receipt(address user,address provider,bytes32 service,bytes32 modelDigest,\
              bytes32 requestDigest,bytes32 responseDigest,uint256 inputTokens,\
              uint256 outputTokens,uint256 inputPrice,uint256 outputPrice,uint256 fee,uint256 owed)"
+        );
+        assert_eq!(
+            StatementRequest::eip712_encode_type(),
+            "StatementRequest(address user,address provider,uint256 timestamp)"
         );
     }
 

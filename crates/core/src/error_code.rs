@@ -17,6 +17,12 @@ pub enum ErrorCode {
     CreditExceeded,
     UnknownModel,
     InvalidRequest,
+    /// An `X-ZG-*` header sent more than once.
+    DuplicateHeader,
+    /// The body is over the broker's limit, or over the model server's.
+    RequestTooLarge,
+    HeadersTooLarge,
+    MethodNotAllowed,
     UpstreamFailed,
     RateLimited,
     Unauthorized,
@@ -26,7 +32,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 16] = [
         Self::VoucherInvalid,
         Self::VoucherStale,
         Self::VoucherReplayed,
@@ -34,6 +40,10 @@ impl ErrorCode {
         Self::CreditExceeded,
         Self::UnknownModel,
         Self::InvalidRequest,
+        Self::DuplicateHeader,
+        Self::RequestTooLarge,
+        Self::HeadersTooLarge,
+        Self::MethodNotAllowed,
         Self::UpstreamFailed,
         Self::RateLimited,
         Self::Unauthorized,
@@ -50,6 +60,10 @@ impl ErrorCode {
             Self::CreditExceeded => "credit_exceeded",
             Self::UnknownModel => "unknown_model",
             Self::InvalidRequest => "invalid_request",
+            Self::DuplicateHeader => "duplicate_header",
+            Self::RequestTooLarge => "request_too_large",
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::UpstreamFailed => "upstream_failed",
             Self::RateLimited => "rate_limited",
             Self::Unauthorized => "unauthorized",
@@ -61,7 +75,10 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             Self::VoucherInvalid | Self::VoucherStale | Self::Unauthorized => 401,
-            Self::InvalidRequest => 400,
+            Self::InvalidRequest | Self::DuplicateHeader => 400,
+            Self::MethodNotAllowed => 405,
+            Self::RequestTooLarge => 413,
+            Self::HeadersTooLarge => 431,
             Self::InsufficientEscrow => 402,
             Self::UnknownModel | Self::NotFound => 404,
             Self::VoucherReplayed => 409,
@@ -71,10 +88,31 @@ impl ErrorCode {
         }
     }
 
+    /// The code of an error a layer under the handlers answered (HTTP
+    /// parsing, routing, body limits, extractors), known by its status only.
+    pub fn for_status(status: u16) -> Self {
+        match status {
+            401 => Self::Unauthorized,
+            404 => Self::NotFound,
+            405 => Self::MethodNotAllowed,
+            413 => Self::RequestTooLarge,
+            429 => Self::RateLimited,
+            431 => Self::HeadersTooLarge,
+            400..=499 => Self::InvalidRequest,
+            _ => Self::Internal,
+        }
+    }
+
     /// OpenAI's `error.type` for this code.
     pub fn error_type(self) -> &'static str {
         match self {
-            Self::InvalidRequest | Self::UnknownModel | Self::NotFound => "invalid_request_error",
+            Self::InvalidRequest
+            | Self::DuplicateHeader
+            | Self::RequestTooLarge
+            | Self::HeadersTooLarge
+            | Self::MethodNotAllowed
+            | Self::UnknownModel
+            | Self::NotFound => "invalid_request_error",
             Self::VoucherInvalid
             | Self::VoucherStale
             | Self::VoucherReplayed
@@ -114,5 +152,19 @@ mod tests {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }
+    }
+
+    #[test]
+    fn a_status_gets_the_code_that_answers_with_it() {
+        for code in [
+            ErrorCode::MethodNotAllowed,
+            ErrorCode::RequestTooLarge,
+            ErrorCode::HeadersTooLarge,
+            ErrorCode::NotFound,
+        ] {
+            assert_eq!(ErrorCode::for_status(code.http_status()), code);
+        }
+        assert_eq!(ErrorCode::for_status(415), ErrorCode::InvalidRequest);
+        assert_eq!(ErrorCode::for_status(503), ErrorCode::Internal);
     }
 }

@@ -12,6 +12,11 @@ pub const NONCE: &str = "x-zg-nonce";
 pub const SIGNATURE: &str = "x-zg-signature";
 pub const RECEIPT: &str = "x-zg-receipt";
 pub const REQUEST_ID: &str = "x-zg-request-id";
+/// Unix seconds of a statement request (`GET /v1/account/{user}`), signed
+/// with `X-ZG-Signature`.
+pub const TIMESTAMP: &str = "x-zg-timestamp";
+/// What every header of the protocol starts with.
+pub const PREFIX: &str = "x-zg-";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
@@ -25,6 +30,17 @@ pub enum HeaderError {
         expected: &'static str,
         got: String,
     },
+}
+
+impl HeaderError {
+    /// `header` came as `got` (cut to 100 characters), not as `expected`.
+    pub fn malformed(header: &'static str, expected: &'static str, got: &str) -> Self {
+        Self::Malformed {
+            header,
+            expected,
+            got: got.chars().take(100).collect(),
+        }
+    }
 }
 
 /// 16 random bytes that make every request's digest unique.
@@ -67,11 +83,7 @@ impl PaymentHeaders {
     /// Decodes from any header map through `get(lowercase name)`.
     pub fn decode<'a>(get: impl Fn(&'static str) -> Option<&'a str>) -> Result<Self, HeaderError> {
         let field = |name: &'static str| get(name).map(str::trim).ok_or(HeaderError::Missing(name));
-        let malformed = |header, expected, got: &str| HeaderError::Malformed {
-            header,
-            expected,
-            got: got.chars().take(100).collect(),
-        };
+        let malformed = HeaderError::malformed;
 
         let user = field(USER)?;
         let user = parse_address(user)

@@ -27,6 +27,9 @@ pub use headers::{HeaderError, Nonce, PaymentHeaders};
 pub use receipt::Receipt;
 pub use service::{Service, ServiceKind, service_id};
 pub use signature::{Signature, SignatureError, SigningKey};
-pub use statement::{AccountStatement, SignedStatement, StatementError};
+pub use statement::{
+    AccountStatement, STATEMENT_FRESHNESS_SECS, SignedStatement, StatementError, StatementRequest,
+    StatementRequestError,
+};
 pub use voucher::{Voucher, request_digest};
 pub use wire::{AckBody, ErrorBody, OpenAiUsage, now_unix};

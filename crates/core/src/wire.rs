@@ -64,6 +64,70 @@ impl ErrorBody {
     }
 }
 
+impl ErrorBody {
+    /// The body of a refusal a layer under the handlers answered (HTTP
+    /// parsing, routing, methods, body limits, extractors) with `status` and
+    /// plain `text`, often empty: [`ErrorCode::for_status`] names it.
+    pub fn for_status(status: u16, text: &str) -> Self {
+        let code = ErrorCode::for_status(status);
+        let what = match code {
+            ErrorCode::MethodNotAllowed => {
+                "this path does not take this method (the Allow header lists the ones it does)"
+            }
+            ErrorCode::RequestTooLarge => {
+                "the request body is over this server's size limit: send a smaller request"
+            }
+            ErrorCode::HeadersTooLarge => {
+                "the request's headers are over this server's limit: send fewer or shorter headers"
+            }
+            ErrorCode::NotFound => "no such route: the OpenAI paths are under /v1",
+            _ => "the request was refused",
+        };
+        let text = text.trim();
+        let message = if text.is_empty() {
+            what.to_owned()
+        } else {
+            format!("{what}: {text}")
+        };
+        Self::new(code, message, None)
+    }
+}
+
+/// For servers built on axum (the broker, the gateway): their own refusals
+/// in OpenAI's error shape.
+#[cfg(feature = "axum")]
+pub mod http {
+    use axum::{
+        Json,
+        http::header,
+        response::{IntoResponse, Response},
+    };
+
+    use super::ErrorBody;
+    use crate::ErrorCode;
+
+    /// Gives an error answer that is not JSON (axum's own refusals of a
+    /// path, a method, a body or an extractor are plain text or empty)
+    /// OpenAI's error shape, keeping its status and headers. Returns the
+    /// code it gave, if it rewrote the answer.
+    pub async fn json_errors(response: Response) -> (Response, Option<ErrorCode>) {
+        let status = response.status();
+        let is_json = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        if !(status.is_client_error() || status.is_server_error()) || is_json {
+            return (response, None);
+        }
+        let (mut parts, body) = response.into_parts();
+        let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let body = ErrorBody::for_status(status.as_u16(), &String::from_utf8_lossy(&text));
+        let code = ErrorCode::for_status(status.as_u16());
+        ((parts, Json(body)).into_response(), Some(code))
+    }
+}
+
 /// `usage` as OpenAI-compatible servers report it.
 #[derive(Debug, Deserialize, Serialize, Default, Clone, Copy, PartialEq, Eq)]
 pub struct OpenAiUsage {

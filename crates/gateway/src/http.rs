@@ -33,6 +33,9 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
         .route("/zg/providers", get(providers))
         .route("/health", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::map_response(|r: Response| async move {
+            zg_core::wire::http::json_errors(r).await.0
+        }))
         .with_state(gateway)
 }
 

@@ -79,16 +79,10 @@ async fn openai_python_client_gets_a_paid_verified_chat_and_stream_through_the_g
     let owed: U256 = receipts.iter().map(|r| r.fee).sum();
     let account = book.tab(provider.address()).await.unwrap();
     assert_eq!(account.owed, owed);
-    let statement: zg_core::SignedStatement = reqwest::get(format!(
-        "{}/v1/account/{}",
-        provider.running.url(),
-        key.address()
-    ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let statement =
+        zg_client::recovery::statement(&payer, &provider.running.url(), provider.address())
+            .await
+            .unwrap();
     assert_eq!(
         statement.verify(provider.signer.address()).unwrap().owed,
         owed
@@ -253,4 +247,36 @@ async fn a_local_key_spend_limit_holds_under_concurrent_requests() {
         200,
         "another key of the same wallet is not limited"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_own_refusals_are_json_in_openais_shape() {
+    let mut market = Market::start().await;
+    let (key, chain) = market.user(6, neuron("0.1"), &[]).await;
+    let (url, _gateway, _payer) = market.gateway(&key, chain, GatewayConfig::default()).await;
+    let client = reqwest::Client::new();
+    let refusals = [
+        client.get(format!("{url}/nowhere")),
+        client.get(format!("{url}/chat/completions")),
+        client
+            .post(format!("{url}/chat/completions"))
+            .body(vec![b' '; 9 * 1024 * 1024]),
+    ];
+    let mut got = Vec::new();
+    for request in refusals {
+        let r = request.send().await.unwrap();
+        let status = r.status().as_u16();
+        let json: serde_json::Value = r.json().await.unwrap_or_default();
+        assert!(json.pointer("/error/message").is_some(), "{json}");
+        got.push((
+            status,
+            json["error"]["code"].as_str().unwrap_or("").to_owned(),
+        ));
+    }
+    let expected = [
+        (404, "not_found"),
+        (405, "method_not_allowed"),
+        (413, "request_too_large"),
+    ];
+    assert_eq!(got, expected.map(|(s, c)| (s, c.to_owned())));
 }

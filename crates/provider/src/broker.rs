@@ -194,18 +194,7 @@ impl Broker {
         let signer = voucher.signer(signature, &self.domain).map_err(|e| {
             ApiError::new(ErrorCode::VoucherInvalid, format!("X-ZG-Signature: {e}"))
         })?;
-        if signer == voucher.user {
-            return Ok(());
-        }
-        let delegated = self
-            .chain
-            .is_delegate(voucher.user, signer)
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "reading the voucher signer failed");
-                ApiError::internal("could not read the user's delegated signer from the chain")
-            })?;
-        if delegated {
+        if self.speaks_for(voucher.user, signer).await? {
             return Ok(());
         }
         Err(ApiError::new(
@@ -215,6 +204,22 @@ impl Broker {
                 voucher.user, self.provider, self.domain.chain_id, self.domain.contract
             ),
         ))
+    }
+
+    /// Whether `signer` is `user` or the voucher signer `user` delegated on
+    /// chain (as of the newest block).
+    pub(crate) async fn speaks_for(
+        &self,
+        user: Address,
+        signer: Address,
+    ) -> Result<bool, ApiError> {
+        if signer == user {
+            return Ok(true);
+        }
+        self.chain.is_delegate(user, signer).await.map_err(|e| {
+            tracing::warn!(error = %e, "reading the voucher signer failed");
+            ApiError::internal("could not read the user's delegated signer from the chain")
+        })
     }
 
     async fn cap(&self, user: Address, refresh: bool) -> Result<U256, ApiError> {

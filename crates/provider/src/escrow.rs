@@ -1,7 +1,8 @@
 //! What the broker knows of the chain per user: the escrow account (cached,
 //! refreshed when admission would refuse, on refund events and after
-//! settlement, from its result) and the delegated voucher signer (refreshed when a signature
-//! recovers to someone other than the user, at most once a second).
+//! settlement, from its result) and the delegated voucher signer (never
+//! cached as valid: read from the chain for every voucher a delegate signed,
+//! so a revocation counts from the block that mined it; docs/provider.md).
 
 use std::{
     collections::HashMap,
@@ -14,16 +15,14 @@ use zg_core::{Address, U256, now_unix};
 
 const DELEGATE_REFRESH: Duration = Duration::from_secs(1);
 
-/// The delegate read from chain, when, and the last signer it refused.
-type Delegate = (Option<Address>, Instant, Option<Address>);
-
 pub(crate) struct ChainView {
     chain: ChainClient,
     provider: Address,
     /// Seconds before a refund's unlock at which its amount stops counting.
     refund_margin: u64,
     escrow: Mutex<HashMap<Address, EscrowAccount>>,
-    delegates: Mutex<HashMap<Address, Delegate>>,
+    /// Per user, the last signer refused and when.
+    refused: Mutex<HashMap<Address, (Address, Instant)>>,
 }
 
 impl ChainView {
@@ -33,7 +32,7 @@ impl ChainView {
             chain,
             refund_margin,
             escrow: Mutex::default(),
-            delegates: Mutex::default(),
+            refused: Mutex::default(),
         }
     }
 
@@ -81,27 +80,25 @@ impl ChainView {
         }
     }
 
-    /// Whether `signer` may sign vouchers for `user` (the user delegated it on chain).
-    /// A signer just refused is not looked up again for a second, so a
-    /// flood of one forged key costs one chain read per second.
-    pub(crate) async fn is_delegate(
-        &self,
-        user: Address,
-        signer: Address,
-    ) -> Result<bool, ChainError> {
-        let cached = self.lock_delegates().get(&user).copied();
-        if let Some((delegate, at, refused)) = cached {
-            if delegate == Some(signer) {
-                return Ok(true);
-            }
-            if refused == Some(signer) && at.elapsed() < DELEGATE_REFRESH {
-                return Ok(false);
-            }
+    /// Whether `signer` may sign vouchers for `user` (the user delegated it
+    /// on chain), read from the chain's newest block every time: a delegate
+    /// the user revoked is refused from the block that mined the revocation,
+    /// since settlement would refuse its vouchers from then on too. A signer
+    /// just refused is not looked up again for a second, so a flood of one
+    /// forged key costs one chain read per second.
+    pub(crate) async fn is_delegate(&self, user: Address, signer: Address) -> Result<bool, ChainError> {
+        let refused = self.lock_refused().get(&user).copied();
+        if refused.is_some_and(|(refused, at)| refused == signer && at.elapsed() < DELEGATE_REFRESH)
+        {
+            return Ok(false);
         }
-        let delegate = self.chain.voucher_signer(user).await?;
-        let ok = delegate == Some(signer);
-        self.lock_delegates()
-            .insert(user, (delegate, Instant::now(), (!ok).then_some(signer)));
+        let ok = self.chain.voucher_signer(user).await? == Some(signer);
+        let mut refused = self.lock_refused();
+        if ok {
+            refused.remove(&user);
+        } else {
+            refused.insert(user, (signer, Instant::now()));
+        }
         Ok(ok)
     }
 
@@ -109,8 +106,8 @@ impl ChainView {
         self.escrow.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock_delegates(&self) -> std::sync::MutexGuard<'_, HashMap<Address, Delegate>> {
-        self.delegates.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock_refused(&self) -> std::sync::MutexGuard<'_, HashMap<Address, (Address, Instant)>> {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -24,24 +24,39 @@ pub(crate) struct Upstream {
 
 /// Why an upstream gave no (complete) answer, with every cause.
 #[derive(Debug)]
-pub(crate) struct UpstreamError(String);
+pub(crate) struct UpstreamError {
+    text: String,
+    body_refused: bool,
+}
 
 impl std::fmt::Display for UpstreamError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
 impl UpstreamError {
     fn new(e: impl std::error::Error) -> Self {
         let mut text = e.to_string();
+        let mut body_refused = false;
         let mut source = e.source();
         while let Some(cause) = source {
             text.push_str(": ");
             text.push_str(&cause.to_string());
+            body_refused |= cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe);
             source = cause.source();
         }
-        Self(text)
+        Self { text, body_refused }
+    }
+
+    /// The model server closed the connection while the request was still
+    /// being written: it would not read the whole body, as a server does
+    /// with a body over its size limit (its 413 is lost when it closes
+    /// before reading the rest, which resets the connection).
+    pub fn body_refused(&self) -> bool {
+        self.body_refused
     }
 }
 

@@ -13,18 +13,9 @@ use zg_core::{Address, Domain, Nonce, PaymentHeaders, SigningKey, U256, Voucher,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_admission_refusal() {
     let env = Env::start().await;
-    let upstream = scripted_upstream().await;
-    let (db, _dir) = sqlite_url();
     // Fixed answer: 10 x 1e9 + 5 x 2e9 = 2e10 neuron. Worst case with
     // max_tokens 64: (body + 256) x 1e9 + 64 x 2e9, about 5e11.
-    let config = env.config(
-        &db,
-        &format!("http://{upstream}/v1"),
-        "scripted",
-        Default::default(),
-        "0.00000003",
-    );
-    let broker = env.broker(config).await;
+    let (broker, _dir) = env.scripted_broker("0.00000003").await;
     let (key, user_chain) = env.user(2, U256::from(10u64).pow(U256::from(15u64))).await;
     let mut payer = Payer::new(key.clone(), &env, &broker.url());
     let body = chat_body("chat", "hi", 64);

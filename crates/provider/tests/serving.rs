@@ -23,16 +23,7 @@ fn stream_body(text: &str, usage: bool) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_are_metered_and_faults_are_free_or_partial() {
     let env = Env::start().await;
-    let upstream = scripted_upstream().await;
-    let (db, _dir) = sqlite_url();
-    let config = env.config(
-        &db,
-        &format!("http://{upstream}/v1"),
-        "scripted",
-        Default::default(),
-        "1",
-    );
-    let broker = env.broker(config).await;
+    let (broker, _dir) = env.scripted_broker("1").await;
     let (key, _) = env.user(2, U256::from(10u64).pow(U256::from(16u64))).await;
     let mut payer = Payer::new(key.clone(), &env, &broker.url());
 
@@ -95,11 +86,8 @@ async fn streams_are_metered_and_faults_are_free_or_partial() {
 
     // The signed statement matches.
     let s: zg_core::SignedStatement = payer
-        .http
-        .get(format!("{}/v1/account/{}", broker.url(), key.address()))
-        .send()
+        .statement(&key, zg_core::now_unix())
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
@@ -111,16 +99,7 @@ async fn streams_are_metered_and_faults_are_free_or_partial() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settlement_pays_exactly_the_sum_of_receipts() {
     let env = Env::start().await;
-    let upstream = scripted_upstream().await;
-    let (db, _dir) = sqlite_url();
-    let config = env.config(
-        &db,
-        &format!("http://{upstream}/v1"),
-        "scripted",
-        Default::default(),
-        "1",
-    );
-    let broker = env.broker(config).await;
+    let (broker, _dir) = env.scripted_broker("1").await;
     let mut total = U256::ZERO;
     let mut payers = Vec::new();
     for index in 2..5 {
@@ -195,16 +174,7 @@ async fn settlement_pays_exactly_the_sum_of_receipts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refund_request_is_settled_before_it_unlocks() {
     let env = Env::start().await;
-    let upstream = scripted_upstream().await;
-    let (db, _dir) = sqlite_url();
-    let config = env.config(
-        &db,
-        &format!("http://{upstream}/v1"),
-        "scripted",
-        Default::default(),
-        "1",
-    );
-    let broker = env.broker(config).await;
+    let (broker, _dir) = env.scripted_broker("1").await;
     let escrow = U256::from(10u64).pow(U256::from(15u64));
     let (key, user_chain) = env.user(2, escrow).await;
     let base = broker.url();

@@ -128,6 +128,13 @@ impl Payer {
         &self.inner.book
     }
 
+    /// The headers of a request for the user's account statement at
+    /// `provider`, signed now with the voucher key.
+    pub fn statement_request(&self, provider: Address) -> [(&'static str, String); 2] {
+        zg_core::StatementRequest::now(self.inner.user, provider)
+            .headers(&self.inner.key, &self.inner.domain)
+    }
+
     pub fn domain(&self) -> Domain {
         self.inner.domain
     }

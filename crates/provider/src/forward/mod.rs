@@ -114,12 +114,28 @@ impl Admitted {
                 Ok((self, response))
             }
             Err(e) => {
-                let error = self.failed(&e);
+                let error = if e.body_refused() {
+                    too_large(&format!(
+                        "it closed the connection before reading the whole body ({e})"
+                    ))
+                } else {
+                    self.failed(&e)
+                };
                 self.release(&e.to_string()).await;
                 Err(error)
             }
         }
     }
+}
+
+/// The model server would not take a body this large: the client's mistake.
+fn too_large(what: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::RequestTooLarge,
+        format!(
+            "the model server refuses a body this large: {what}; send a smaller request, it cost nothing"
+        ),
+    )
 }
 
 impl Drop for Admitted {
@@ -198,7 +214,8 @@ pub(crate) async fn plain(admitted: Admitted, body: Bytes) -> Result<Response, A
 pub(crate) use stream::stream;
 
 /// An upstream error answer: a 4xx is the request's fault (passed on as
-/// invalid_request with the upstream's message), anything else upstream_failed.
+/// invalid_request with the upstream's message, or request_too_large for a
+/// body over the model server's limit), anything else upstream_failed.
 fn upstream_refused(status: StatusCode, body: &[u8]) -> ApiError {
     // Read loosely: model servers differ in the rest of the error body.
     let message = serde_json::from_slice::<serde_json::Value>(body)
@@ -209,7 +226,9 @@ fn upstream_refused(status: StatusCode, body: &[u8]) -> ApiError {
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned());
-    if status.is_client_error() {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        too_large(&format!("{status}: {message}"))
+    } else if status.is_client_error() {
         ApiError::invalid(format!(
             "the model server refused the request ({status}): {message}; it cost nothing"
         ))

@@ -4,6 +4,7 @@
 mod account;
 mod chat;
 mod embeddings;
+mod guard;
 mod health;
 mod models;
 mod receipts;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use axum::{
     Router,
     extract::DefaultBodyLimit,
+    middleware,
     routing::{get, post},
 };
 use zg_core::{ErrorCode, wire::routes};
@@ -35,6 +37,8 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(guard::check_headers))
+        .layer(middleware::map_response(guard::json_errors))
         .with_state(broker)
 }
 

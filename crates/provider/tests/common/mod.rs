@@ -126,6 +126,16 @@ max_output_tokens = 64
         )
     }
 
+    /// A broker on a SQLite file (in the returned temp dir) in front of the
+    /// scripted upstream, its chat service with `credit` 0G of credit.
+    pub(crate) async fn scripted_broker(&self, credit: &str) -> (Running, tempfile::TempDir) {
+        let upstream = scripted_upstream().await;
+        let (db, dir) = sqlite_url();
+        let upstream = format!("http://{upstream}/v1");
+        let config = self.config(&db, &upstream, "scripted", Default::default(), credit);
+        (self.broker(config).await, dir)
+    }
+
     pub(crate) async fn broker(&self, config: Config) -> Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         zg_provider::start(config, listener)
@@ -260,6 +270,23 @@ impl Payer {
             digest: B256::ZERO,
             json,
         }
+    }
+
+    /// `GET /v1/account/{user}` with a statement request signed by `signer`
+    /// at `timestamp`.
+    pub(crate) async fn statement(&self, signer: &SigningKey, timestamp: u64) -> reqwest::Response {
+        let request = zg_core::StatementRequest {
+            user: self.key.address(),
+            provider: self.provider,
+            timestamp,
+        };
+        let mut get = self
+            .http
+            .get(format!("{}/v1/account/{}", self.base, self.key.address()));
+        for (name, value) in request.headers(signer, &self.domain) {
+            get = get.header(name, value);
+        }
+        get.send().await.expect("broker reachable")
     }
 
     pub(crate) async fn receipt(&self, id: &str) -> SignedReceipt {
