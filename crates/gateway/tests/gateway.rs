@@ -253,7 +253,8 @@ async fn a_local_key_spend_limit_holds_under_concurrent_requests() {
 async fn the_gateways_own_refusals_are_json_in_openais_shape() {
     let mut market = Market::start().await;
     let (key, chain) = market.user(6, neuron("0.1"), &[]).await;
-    let (url, _gateway, _payer) = market.gateway(&key, chain, GatewayConfig::default()).await;
+    let (url, _gateway, _payer) =
+        start_gateway(&mut market, &key, chain, GatewayConfig::default()).await;
     let client = reqwest::Client::new();
     let refusals = [
         client.get(format!("{url}/nowhere")),

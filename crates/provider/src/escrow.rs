@@ -86,7 +86,11 @@ impl ChainView {
     /// since settlement would refuse its vouchers from then on too. A signer
     /// just refused is not looked up again for a second, so a flood of one
     /// forged key costs one chain read per second.
-    pub(crate) async fn is_delegate(&self, user: Address, signer: Address) -> Result<bool, ChainError> {
+    pub(crate) async fn is_delegate(
+        &self,
+        user: Address,
+        signer: Address,
+    ) -> Result<bool, ChainError> {
         let refused = self.lock_refused().get(&user).copied();
         if refused.is_some_and(|(refused, at)| refused == signer && at.elapsed() < DELEGATE_REFRESH)
         {

@@ -55,7 +55,7 @@ impl UpstreamError {
     /// being written: it would not read the whole body, as a server does
     /// with a body over its size limit (its 413 is lost when it closes
     /// before reading the rest, which resets the connection).
-    pub fn body_refused(&self) -> bool {
+    pub(crate) fn body_refused(&self) -> bool {
         self.body_refused
     }
 }

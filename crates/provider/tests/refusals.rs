@@ -3,6 +3,8 @@
 //! that revoked it, `X-ZG-*` headers sent twice, a client that hangs up
 //! mid-request, and every refusal of every layer in OpenAI's error shape, a
 //! body the model server finds too large included.
+// Test helpers: a panic here is the failure message.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
