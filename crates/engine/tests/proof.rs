@@ -13,9 +13,8 @@ use std::sync::OnceLock;
 
 use common::*;
 use serde_json::{Value, json};
-use zg_engine::proof::{
-    Claim, PROOF_METHOD, Proof, ProofError, Verifier, VerifyError, tokens_digest,
-};
+use zg_engine::proof::{PROOF_METHOD, Proof, ProofError, tokens_digest};
+use zg_engine::verify::{Claim, Verifier, VerifyError};
 
 const REGISTERED: &str = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
 
@@ -72,7 +71,7 @@ async fn fetch_proof(base: &str, id: &str) -> Vec<u8> {
     res.bytes().await.expect("proof bytes").to_vec()
 }
 
-fn check(body: &Value, answer: &str, proof: &[u8]) -> zg_engine::proof::Verdict {
+fn check(body: &Value, answer: &str, proof: &[u8]) -> zg_engine::verify::Verdict {
     let v = verifier();
     let prompt = v.prompt_tokens(messages(body)).expect("prompt renders");
     v.verify(

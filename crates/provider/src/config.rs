@@ -49,7 +49,7 @@ pub struct Config {
     #[serde(default = "default_replica")]
     pub replica: String,
     pub chain: ChainConfig,
-    pub keys: KeysConfig,
+    pub keys: crate::keys::KeysConfig,
     #[serde(default)]
     pub database: DatabaseConfig,
     #[serde(default)]
@@ -69,19 +69,6 @@ pub struct ChainConfig {
     pub rpc_url: String,
     #[serde(deserialize_with = "address")]
     pub contract: Address,
-}
-
-/// The keys, decrypted (see `keys.rs` for what the section may say).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(try_from = "crate::keys::KeysFile")]
-pub struct KeysConfig {
-    /// The provider's wallet: settles, registers services, receives earnings.
-    pub provider: SigningKey,
-    /// Signs receipts; the provider key when absent.
-    pub signer: Option<SigningKey>,
-    /// Some key was written in plaintext outside a dev chain (`dev = true`):
-    /// [`Config::load`] refuses it.
-    pub plaintext: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

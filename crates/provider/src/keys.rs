@@ -8,10 +8,21 @@ use std::path::PathBuf;
 use zg_chain::{Password, read_keystore};
 use zg_core::SigningKey;
 
-use crate::config::KeysConfig;
-
 /// Where the password comes from when the section names none.
 pub(crate) const DEFAULT_PASSWORD_ENV: &str = "ZG_KEYSTORE_PASSWORD";
+
+/// The keys, decrypted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "KeysFile")]
+pub struct KeysConfig {
+    /// The provider's wallet: settles, registers services, receives earnings.
+    pub provider: SigningKey,
+    /// Signs receipts; the provider key when absent.
+    pub signer: Option<SigningKey>,
+    /// Some key was written in plaintext outside a dev chain (`dev = true`):
+    /// `Config::load` refuses it.
+    pub plaintext: bool,
+}
 
 /// `[keys]` as written.
 #[derive(Deserialize)]

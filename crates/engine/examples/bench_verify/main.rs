@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
-use zg_engine::proof::{Claim, Proof, Verifier, tokens_digest};
+use zg_engine::proof::{Proof, tokens_digest};
+use zg_engine::verify::{Claim, Verifier};
 use zg_engine::{EngineConfig, ServerHandle};
 
 mod substitute;
@@ -351,7 +352,7 @@ fn spread(name: &str, verdicts: &[(bool, f32, f32)]) {
 async fn main() -> Result<()> {
     let args = args()?;
     let model = repo_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    let digest = zg_engine::proof::model_digest(&model)?;
+    let digest = zg_engine::verify::model_digest(&model)?;
     let verifiers = [
         Verifier::open(&model, &digest, 1)?,
         Verifier::open(&model, &digest, 2)?,

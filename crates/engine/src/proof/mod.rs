@@ -1,17 +1,15 @@
 //! Proof of model: a compact fingerprint of the logits the model computed
 //! for every generated token, recorded by the decode thread, kept for the
 //! broker to fetch, and checked by anyone holding the weights with a
-//! teacher-forced prefill ([`Verifier`]). docs/verification.md has the
+//! teacher-forced prefill (the `verify` module). docs/verification.md has the
 //! method, the byte layout and why the threshold holds.
 
 mod encoding;
 mod store;
-mod verify;
 
-pub(crate) use encoding::Recorder;
 pub use encoding::{Proof, ProofError, tokens_digest};
+pub(crate) use encoding::{Recorder, distance, marks};
 pub(crate) use store::ProofStore;
-pub use verify::{Claim, THRESHOLD, TOKEN_THRESHOLD, Verdict, Verifier, VerifyError, model_digest};
 
 /// The versioned name of this method, as `/v1/models` reports it and a
 /// service registers it as its `verifiability`.

@@ -11,9 +11,9 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 
-use super::encoding::{Proof, ProofError, distance, marks, tokens_digest};
 use crate::EngineError;
 use crate::chat::{TextOutput, backend, template, tokenize};
+use crate::proof::{Proof, ProofError, distance, marks, tokens_digest};
 
 /// Tokens one prefill step reads. Any size verifies: ggml's results move
 /// with the batch size by far less than [`THRESHOLD`].
