@@ -138,7 +138,7 @@ pub fn tokens_digest(tokens: impl IntoIterator<Item = u32>) -> [u8; 32] {
 
 /// The marks of one row of logits for the token chosen from it: a single
 /// pass over the vocabulary, cheap beside the decode step that made it.
-pub(super) fn marks(logits: &[f32], token: u32) -> Marks {
+pub(crate) fn marks(logits: &[f32], token: u32) -> Marks {
     // Eight lanes so the compiler vectorizes the pass.
     let mut max = [f32::NEG_INFINITY; 8];
     let mut sum = [0.0f32; 8];
@@ -167,7 +167,7 @@ fn fixed(logit: f32) -> i16 {
 
 /// How far two marks are apart, in logits: the largest of the three
 /// differences.
-pub(super) fn distance(a: &Marks, b: &Marks) -> f32 {
+pub(crate) fn distance(a: &Marks, b: &Marks) -> f32 {
     a.iter()
         .zip(b)
         .map(|(x, y)| (i32::from(*x) - i32::from(*y)).unsigned_abs())
