@@ -60,14 +60,19 @@ async fn broker_serves_https_and_forwards_to_an_https_upstream_it_trusts_by_extr
     make_ca_and_cert(dir.path());
     let upstream = https_upstream(dir.path()).await;
     let (db, _db_dir) = sqlite_url();
-    let text = env.config_text(
-        &db,
-        &format!("https://localhost:{}/v1", upstream.port()),
-        "scripted",
-        Default::default(),
-        "1",
-        "127.0.0.1:0",
-    );
+    // The same broker config twice: with [tls] and extra_ca, then without.
+    let upstream_url = format!("https://localhost:{}/v1", upstream.port());
+    let config_text = |db: &str| {
+        env.config_text(
+            db,
+            &upstream_url,
+            "scripted",
+            Default::default(),
+            "1",
+            "127.0.0.1:0",
+        )
+    };
+    let text = config_text(&db);
     let d = dir.path().display();
     let with_tls = format!(
         "{text}\n[tls]\ncert = \"{d}/cert.pem\"\nkey = \"{d}/key.pem\"\nextra_ca = [\"{d}/ca.pem\"]\n"
@@ -107,14 +112,7 @@ async fn broker_serves_https_and_forwards_to_an_https_upstream_it_trusts_by_extr
     // Without the extra CA the broker does not trust the upstream: the
     // request fails as the upstream's failure, and costs nothing.
     let (db, _db_dir2) = sqlite_url();
-    let text = env.config_text(
-        &db,
-        &format!("https://localhost:{}/v1", upstream.port()),
-        "scripted",
-        Default::default(),
-        "1",
-        "127.0.0.1:0",
-    );
+    let text = config_text(&db);
     let config = zg_provider::Config::parse(&text, "test", std::iter::empty()).unwrap();
     let broker = env.broker(config).await;
     let mut payer = Payer::new(payer.key.clone(), &env, &broker.url());
