@@ -63,14 +63,11 @@ async fn broker_serves_https_and_forwards_to_an_https_upstream_it_trusts_by_extr
     // The same broker config twice: with [tls] and extra_ca, then without.
     let upstream_url = format!("https://localhost:{}/v1", upstream.port());
     let config_text = |db: &str| {
-        env.config_text(
-            db,
-            &upstream_url,
-            "scripted",
-            Default::default(),
-            "1",
-            "127.0.0.1:0",
-        )
+        BrokerPlan {
+            listen: "127.0.0.1:0".into(),
+            ..env.plan(db, &upstream_url, "scripted", Default::default(), "1")
+        }
+        .toml()
     };
     let text = config_text(&db);
     let d = dir.path().display();

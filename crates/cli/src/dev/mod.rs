@@ -4,14 +4,11 @@
 
 mod banner;
 mod demo;
-mod stack;
-mod state;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use stack::{Plan, Stack};
-use state::DataDir;
 use std::path::PathBuf;
+use zg_devnet::{DataDir, Stack, StackPlan};
 
 #[derive(Args)]
 pub(crate) struct DevArgs {
@@ -40,7 +37,7 @@ pub(crate) struct DevArgs {
 
 pub(crate) fn run(args: DevArgs) -> Result<()> {
     let dir = DataDir::open(
-        args.data_dir.unwrap_or_else(state::default_data_dir),
+        args.data_dir.unwrap_or_else(zg_devnet::default_data_dir),
         args.fresh,
     )?;
     let embedding_model =
@@ -53,11 +50,12 @@ pub(crate) fn run(args: DevArgs) -> Result<()> {
             );
         }
     }
-    let plan = Plan {
+    let plan = StackPlan {
         model: args.model,
         embedding_model,
         providers: usize::from(args.providers),
         gateway_port: args.port,
+        progress: |step| println!("{step}"),
     };
     tokio::runtime::Runtime::new()
         .context("could not start the async runtime")?
