@@ -85,7 +85,9 @@ impl Stack {
         let mut record = record.unwrap_or(Record {
             contract: owner.contract_address(),
             api_key: None,
+            rpc_url: None,
         });
+        record.rpc_url = Some(chain.url().to_string());
         dir.save_record(&record)?;
 
         println!("loading the models into the built-in engine ...");

@@ -10,9 +10,12 @@ use zg_core::Address;
 /// What a later run needs to find again: the contract, and the gateway's key
 /// (only its hash is in the book, so the secret is kept here for the person).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct Record {
+pub(crate) struct Record {
     pub contract: Address,
     pub api_key: Option<String>,
+    /// The chain's URL on its latest start (its port changes), for `--network dev`.
+    #[serde(default)]
+    pub rpc_url: Option<String>,
 }
 
 pub(super) struct DataDir {
@@ -29,6 +32,11 @@ impl DataDir {
         std::fs::create_dir_all(&root)
             .with_context(|| format!("cannot create the data directory {}", root.display()))?;
         Ok(Self { root })
+    }
+
+    /// `root` as it is, for reading what a run left there.
+    pub(super) fn existing(root: PathBuf) -> Self {
+        Self { root }
     }
 
     pub(super) fn root(&self) -> &Path {
