@@ -63,10 +63,23 @@ async fn slow_stream_upstream() -> SocketAddr {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn status_and_settle_beside_a_live_stream_pay_every_voucher_once() {
+async fn status_and_settle_beside_a_live_stream_pay_every_voucher_once_on_sqlite() {
+    let (db, _db_dir) = sqlite_url();
+    beside_a_live_stream(&db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn status_and_settle_beside_a_live_stream_pay_every_voucher_once_on_postgres() {
+    let (db, name) = pg_url().await;
+    beside_a_live_stream(&db).await;
+    drop_pg(&name).await;
+}
+
+/// A live broker on `db` serves a stream while two operators read and
+/// settle the same books, then all three settle the stream's voucher at once.
+async fn beside_a_live_stream(db: &str) {
     let env = Env::start().await;
     let upstream = format!("http://{}/v1", slow_stream_upstream().await);
-    let (db, _db_dir) = sqlite_url();
     // The live loop settles whatever is unsettled on every tick (0.5 s),
     // so it races the operator's settles below.
     let text = env
