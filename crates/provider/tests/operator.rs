@@ -84,7 +84,7 @@ async fn beside_a_live_stream(db: &str) {
     // so it races the operator's settles below.
     let text = env
         .config_text(
-            &db,
+            db,
             &upstream,
             "slow",
             Default::default(),
