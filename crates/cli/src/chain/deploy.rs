@@ -66,6 +66,12 @@ pub(super) async fn run(args: DeployArgs, out: Out) -> Result<()> {
             "pass --name NAME: the network file's name, which other commands take as --network NAME"
         ),
     };
+    if name == "dev" {
+        bail!(
+            "`dev` names the chain `zg-serving dev` runs, which records its own contract \
+             (a file named dev would hide it once dev restarts on another port): choose another --name"
+        );
+    }
     let file = args.network.file(&name)?;
     if file.exists() && !args.force {
         bail!(
