@@ -13,6 +13,9 @@ use zg_core::Address;
 pub struct Record {
     pub contract: Address,
     pub api_key: Option<String>,
+    /// The chain's URL on its latest start (its port changes), for `--network dev`.
+    #[serde(default)]
+    pub rpc_url: Option<String>,
 }
 
 pub struct DataDir {
@@ -29,6 +32,11 @@ impl DataDir {
         std::fs::create_dir_all(&root)
             .map_err(|e| DevnetError::file("cannot create the data directory", &root, e))?;
         Ok(Self { root })
+    }
+
+    /// `root` as it is, for reading what a run left there.
+    pub fn existing(root: PathBuf) -> Self {
+        Self { root }
     }
 
     pub fn root(&self) -> &Path {

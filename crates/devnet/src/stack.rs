@@ -89,7 +89,9 @@ impl Stack {
         let mut record = record.unwrap_or(Record {
             contract: owner.contract_address(),
             api_key: None,
+            rpc_url: None,
         });
+        record.rpc_url = Some(chain.url().to_string());
         dir.save_record(&record)?;
 
         (plan.progress)("loading the models into the built-in engine ...");

@@ -35,6 +35,22 @@ pub(crate) struct DevArgs {
     demo: bool,
 }
 
+/// The data directory `ZG_DEV_DATA_DIR` (or the default) names, and the
+/// record of the dev marketplace that ran there (for `--network dev`).
+pub(crate) fn recorded() -> Result<(PathBuf, zg_devnet::Record)> {
+    let root = std::env::var_os("ZG_DEV_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(zg_devnet::default_data_dir);
+    let record = DataDir::existing(root.clone()).record()?.with_context(|| {
+        format!(
+            "no `zg-serving dev` has run with the data directory {} (set ZG_DEV_DATA_DIR to the one it used): \
+             start it, or pass --rpc-url and --contract",
+            root.display()
+        )
+    })?;
+    Ok((root, record))
+}
+
 pub(crate) fn run(args: DevArgs) -> Result<()> {
     let dir = DataDir::open(
         args.data_dir.unwrap_or_else(zg_devnet::default_data_dir),
