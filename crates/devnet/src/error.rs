@@ -52,6 +52,7 @@ pub enum DevnetError {
 }
 
 impl DevnetError {
+    #[cfg(feature = "stack")]
     pub(crate) fn file(
         action: &'static str,
         path: &std::path::Path,
@@ -65,6 +66,7 @@ impl DevnetError {
     }
 
     /// A step of starting the local stack failed.
+    #[cfg(feature = "stack")]
     pub(crate) fn step<E: std::fmt::Display>(step: impl Into<String>) -> impl FnOnce(E) -> Self {
         let step = step.into();
         move |err| Self::Step {
