@@ -17,9 +17,12 @@ use crate::error::ApiError;
 /// itself stops at about 400 KiB (or 100 headers) with a bare 431.
 const HEADER_LIMIT: usize = 64 * 1024;
 
-pub(super) async fn check_headers(request: Request, next: Next) -> Response {
+/// The one layer around every route (one, not two: each layer boxes a
+/// future per request): checks the headers, then gives any refusal of the
+/// layers under the handlers OpenAI's error shape.
+pub(super) async fn guard(request: Request, next: Next) -> Response {
     match headers_ok(request.headers()) {
-        Ok(()) => next.run(request).await,
+        Ok(()) => json_errors(next.run(request).await).await,
         Err(e) => e.into_response(),
     }
 }
@@ -54,7 +57,7 @@ fn headers_ok(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Every refusal in OpenAI's error shape, counted like the handlers' own.
-pub(super) async fn json_errors(response: Response) -> Response {
+async fn json_errors(response: Response) -> Response {
     let (response, code) = zg_core::wire::http::json_errors(response).await;
     if let Some(code) = code {
         crate::metrics::global().error(code);

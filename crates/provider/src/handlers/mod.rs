@@ -37,8 +37,7 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn(guard::check_headers))
-        .layer(middleware::map_response(guard::json_errors))
+        .layer(middleware::from_fn(guard::guard))
         .with_state(broker)
 }
 
