@@ -115,7 +115,7 @@ impl Metrics {
         self.refunds_at_risk.fetch_add(1, Relaxed);
     }
 
-    /// A refund unlocked with value of its user still unsettled.
+    /// A refund unlocked while settlement failed, with value of its user unsettled.
     pub(crate) fn refund_missed(&self) {
         self.refunds_missed.fetch_add(1, Relaxed);
     }
@@ -245,7 +245,7 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP zg_provider_refunds_unlocked_unsettled_total Refunds that unlocked with value of their user not yet settled."
+            "# HELP zg_provider_refunds_unlocked_unsettled_total Refunds that unlocked while settlement was failing, with value of their user not yet settled."
         );
         let _ = writeln!(
             out,

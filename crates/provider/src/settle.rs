@@ -20,6 +20,7 @@ use std::{
 };
 
 use tokio::sync::{Mutex, watch};
+use tracing::Instrument;
 use zg_chain::{ChainError, EscrowChange, RejectReason, Settlement};
 use zg_core::{Address, B256, U256, now_unix};
 
@@ -109,6 +110,11 @@ impl Settler {
     /// a gas price above the cap (nothing is lost: the vouchers stay
     /// unsettled for the next try).
     pub async fn settle_now(&self) -> Result<Round, SettleError> {
+        let span = tracing::info_span!("settle", provider = %self.chain.provider());
+        self.settle_all().instrument(span).await
+    }
+
+    async fn settle_all(&self) -> Result<Round, SettleError> {
         let mut slot = self.inflight.lock().await;
         let mut round = Round::default();
         // A settlement the loop has out is seen through first.
@@ -241,7 +247,8 @@ impl Settler {
                 continue;
             }
             let answered = self.answered.load(Relaxed);
-            match self.tick(&mut state, &tabs).await {
+            let span = tracing::info_span!("settle", provider = %self.chain.provider());
+            match self.tick(&mut state, &tabs).instrument(span).await {
                 Ok(()) => state.backoff = Duration::ZERO,
                 Err(e) => {
                     metrics::global().settlement(false, 0, 0);
@@ -334,9 +341,11 @@ impl Settler {
     }
 
     /// Alerts (logs and metrics) when a pending refund's unlock comes near
-    /// while settlement is failing, and when one unlocked with value still
-    /// unsettled: from then on the user can claim escrow that pays for
-    /// answers already served.
+    /// while settlement is failing, and when one unlocks while it still
+    /// fails with value unsettled: from then on the user can claim escrow
+    /// that pays for answers already served. (Value unsettled past an
+    /// unlock while settlement works is no alarm: admission stopped counting
+    /// the refund at the margin, so what came since is backed by what stays.)
     fn watch_refunds(&self, refunds: &mut HashMap<Address, Watched>, tabs: &[Tab], troubled: bool) {
         let now = now_unix();
         let margin = self.policy.refund_margin_secs;
@@ -345,7 +354,7 @@ impl Settler {
                 continue;
             };
             let unsettled = tab.unsettled();
-            if now >= w.unlock_at && !w.missed {
+            if troubled && now >= w.unlock_at && !w.missed {
                 w.missed = true;
                 metrics::global().refund_missed();
                 tracing::error!(user = %tab.user, unlock_at = w.unlock_at, %unsettled, "a refund unlocked before settlement was final: the user can claim escrow that pays for answers already served");

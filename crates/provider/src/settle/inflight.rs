@@ -241,15 +241,16 @@ impl Settler {
         let cap = self.policy.max_fee;
         let old = f.tx.fees;
         let max_fee = suggested.max_fee.max(bump(old.max_fee));
+        let priority_fee = suggested.priority_fee.max(bump(old.priority_fee));
         let fees = if max_fee <= cap {
             Fees {
                 max_fee,
-                priority_fee: suggested.priority_fee.max(bump(old.priority_fee)),
+                priority_fee: priority_fee.min(max_fee),
             }
         } else if bump(old.max_fee) <= cap {
             Fees {
                 max_fee: cap,
-                priority_fee: suggested.priority_fee.max(bump(old.priority_fee)).min(cap),
+                priority_fee: priority_fee.min(cap),
             }
         } else {
             metrics::global().fee_capped();
