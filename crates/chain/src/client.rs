@@ -372,7 +372,11 @@ impl ChainClient {
             .map_err(|e| ChainError::from_contract(action, self.contract_address(), e))
     }
 
-    pub(crate) fn outcome(&self, action: &str, receipt: &TransactionReceipt) -> Result<Outcome, ChainError> {
+    pub(crate) fn outcome(
+        &self,
+        action: &str,
+        receipt: &TransactionReceipt,
+    ) -> Result<Outcome, ChainError> {
         if !receipt.status() {
             return Err(ChainError::TxFailed {
                 action: action.into(),

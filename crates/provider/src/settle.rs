@@ -29,7 +29,7 @@ use crate::{
     config::SettlementConfig,
     escrow::ChainView,
     metrics,
-    store::{Store, StoreError},
+    store::{SettleTurn, Store, StoreError},
 };
 
 use inflight::{InFlight, Step, Submitted};
@@ -117,11 +117,20 @@ impl Settler {
     async fn settle_all(&self) -> Result<Round, SettleError> {
         let mut slot = self.inflight.lock().await;
         let mut round = Round::default();
-        // A settlement the loop has out is seen through first.
+        // A settlement the loop has out is seen through first, in the turn
+        // it holds (taking the turn again here would wait for ourselves).
         if let Some(f) = slot.as_ref() {
-            let users = f.users.clone();
-            self.see_through(&mut slot, &users, &mut round).await?;
+            let (users, turn) = (f.users.clone(), f.turn.clone());
+            self.see_through(&mut slot, &users, &turn, &mut round)
+                .await?;
         }
+        // One settler at a time over these books (the live loop, `provider
+        // settle` beside it, replicas), reading them once the last is done:
+        // no voucher goes out twice, nor two transactions on one nonce.
+        let turn = match self.store.settle_turn(true).await? {
+            Some(turn) => Arc::new(turn),
+            None => return Ok(round),
+        };
         let users: Vec<Address> = self
             .store
             .unsettled()
@@ -130,8 +139,11 @@ impl Settler {
             .map(|t| t.user)
             .collect();
         for batch in users.chunks(self.policy.batch_size.max(1)) {
-            match self.submit(&mut slot, batch).await? {
-                Submitted::Sent => self.see_through(&mut slot, batch, &mut round).await?,
+            match self.submit(&mut slot, batch, &turn).await? {
+                Submitted::Sent => {
+                    self.see_through(&mut slot, batch, &turn, &mut round)
+                        .await?
+                }
                 Submitted::Nothing => {}
                 Submitted::FeeCapped { price } => return Err(self.fee_capped(price)),
             }
@@ -148,6 +160,7 @@ impl Settler {
         &self,
         slot: &mut Option<InFlight>,
         users: &[Address],
+        turn: &Arc<SettleTurn>,
         round: &mut Round,
     ) -> Result<(), SettleError> {
         loop {
@@ -156,7 +169,7 @@ impl Settler {
                     self.record(&settlement, round).await?;
                     return Ok(());
                 }
-                Step::Lost(_) => match self.submit(slot, users).await? {
+                Step::Lost(_) => match self.submit(slot, users, turn).await? {
                     Submitted::Sent => {}
                     Submitted::Nothing => return Ok(()),
                     Submitted::FeeCapped { price } => return Err(self.fee_capped(price)),
@@ -317,7 +330,13 @@ impl Settler {
         if batch.is_empty() {
             return Ok(());
         }
-        match self.submit(&mut slot, &batch).await {
+        // Another settler's turn (`provider settle`, a replica): this tick is
+        // skipped; the books are read again once it is done.
+        let Some(turn) = self.store.settle_turn(false).await? else {
+            requeue(state, &batch);
+            return Ok(());
+        };
+        match self.submit(&mut slot, &batch, &Arc::new(turn)).await {
             Ok(Submitted::FeeCapped { price }) => {
                 metrics::global().fee_capped();
                 if !state.capped {

@@ -8,14 +8,18 @@
 //! a fresh nonce); not mined for `resubmit_secs` is replaced with fees
 //! bumped, never above `max_fee_gwei`.
 
-use std::{future::Future, sync::atomic::Ordering::Relaxed, time::Instant};
+use std::{
+    future::Future,
+    sync::{Arc, atomic::Ordering::Relaxed},
+    time::Instant,
+};
 
 use tokio::time::{Duration, timeout};
 use zg_chain::{ChainError, Fees, Settlement, SignedTx, TxState};
 use zg_core::{Address, Signature, Voucher};
 
 use super::{SettleError, Settler};
-use crate::metrics;
+use crate::{metrics, store::SettleTurn};
 
 /// A replacement must outbid the transaction it replaces (nodes ask 10%).
 fn bump(wei: u128) -> u128 {
@@ -31,6 +35,9 @@ fn with_headroom(gas: u64) -> u64 {
 pub(super) struct InFlight {
     /// The users whose newest vouchers it carries.
     pub(super) users: Vec<Address>,
+    /// The settlement turn, held until the settlement is final or lost, so
+    /// no other settler reads these vouchers as unsettled meanwhile.
+    pub(super) turn: Arc<SettleTurn>,
     batch: Vec<(Voucher, Signature)>,
     /// The newest version.
     tx: SignedTx,
@@ -92,11 +99,13 @@ impl Settler {
 
     /// Signs a settle transaction of `users`' newest vouchers into `slot`
     /// (which must be empty) and sends it, unless the chain's price is over
-    /// the cap.
+    /// the cap. The caller holds the settlement `turn`; the settlement keeps
+    /// it while it is out.
     pub(super) async fn submit(
         &self,
         slot: &mut Option<InFlight>,
         users: &[Address],
+        turn: &Arc<SettleTurn>,
     ) -> Result<Submitted, SettleError> {
         let mut batch = Vec::with_capacity(users.len());
         let mut carried = Vec::with_capacity(users.len());
@@ -139,6 +148,7 @@ impl Settler {
         tracing::info!(tx = %tx.hash, nonce, vouchers = batch.len(), max_fee = fees.max_fee, "settlement signed; sending");
         *slot = Some(InFlight {
             users: carried,
+            turn: turn.clone(),
             batch,
             hashes: vec![tx.hash],
             tx,
