@@ -93,6 +93,8 @@ pub struct ChainClient {
     provider: DynProvider,
     contract: ZgServingInstance<DynProvider>,
     account: Address,
+    /// The same key as `provider`'s, for transactions signed apart from sending.
+    wallet: EthereumWallet,
     domain: Domain,
 }
 
@@ -111,7 +113,7 @@ fn wallet_provider(
     rpc_url: &str,
     key: &B256,
     http: reqwest::Client,
-) -> Result<(DynProvider, Address), ChainError> {
+) -> Result<(DynProvider, Address, EthereumWallet), ChainError> {
     let signer =
         PrivateKeySigner::from_bytes(key).map_err(|e| ChainError::InvalidKey(e.to_string()))?;
     let account = signer.address();
@@ -121,13 +123,14 @@ fn wallet_provider(
     })?;
     // Nonces are fetched per transaction: a cached nonce would be spent by a
     // call that reverts in gas estimation and stall every later transaction.
+    let wallet = EthereumWallet::from(signer);
     let provider = ProviderBuilder::default()
         .with_gas_estimation()
         .with_simple_nonce_management()
         .fetch_chain_id()
-        .wallet(EthereumWallet::from(signer))
+        .wallet(wallet.clone())
         .connect_reqwest(http, url);
-    Ok((provider.erased(), account))
+    Ok((provider.erased(), account, wallet))
 }
 
 impl ChainClient {
@@ -144,7 +147,7 @@ impl ChainClient {
         contract: Address,
         key: &B256,
     ) -> Result<Self, ChainError> {
-        let (provider, account) = wallet_provider(rpc_url, key, http.clone())?;
+        let (provider, account, wallet) = wallet_provider(rpc_url, key, http.clone())?;
         let chain_id = provider
             .get_chain_id()
             .await
@@ -160,7 +163,7 @@ impl ChainClient {
             });
         }
         Ok(Self::assemble(
-            rpc_url, http, provider, account, contract, chain_id,
+            rpc_url, http, provider, account, wallet, contract, chain_id,
         ))
     }
 
@@ -181,7 +184,7 @@ impl ChainClient {
         params: DeployParams,
     ) -> Result<Deployed, ChainError> {
         let http = default_http()?;
-        let (provider, account) = wallet_provider(rpc_url, key, http.clone())?;
+        let (provider, account, wallet) = wallet_provider(rpc_url, key, http.clone())?;
         let chain_id = provider
             .get_chain_id()
             .await
@@ -212,7 +215,7 @@ impl ChainClient {
             })?;
         tracing::info!(%contract, chain_id, owner = %account, "deployed ZgServing");
         Ok(Deployed {
-            client: Self::assemble(rpc_url, http, provider, account, contract, chain_id),
+            client: Self::assemble(rpc_url, http, provider, account, wallet, contract, chain_id),
             tx_hash: receipt.transaction_hash,
             block: receipt.block_number.unwrap_or_default(),
         })
@@ -223,6 +226,7 @@ impl ChainClient {
         http: reqwest::Client,
         provider: DynProvider,
         account: Address,
+        wallet: EthereumWallet,
         contract: Address,
         chain_id: u64,
     ) -> Self {
@@ -232,18 +236,20 @@ impl ChainClient {
             contract: ZgServing::new(contract, provider.clone()),
             provider,
             account,
+            wallet,
             domain: Domain::new(chain_id, contract),
         }
     }
 
     /// The same deployment through another wallet (no round trip).
     pub fn with_key(&self, key: &B256) -> Result<Self, ChainError> {
-        let (provider, account) = wallet_provider(&self.rpc_url, key, self.http.clone())?;
+        let (provider, account, wallet) = wallet_provider(&self.rpc_url, key, self.http.clone())?;
         Ok(Self::assemble(
             &self.rpc_url,
             self.http.clone(),
             provider,
             account,
+            wallet,
             self.contract_address(),
             self.domain.chain_id,
         ))
@@ -257,6 +263,10 @@ impl ChainClient {
     /// The wallet that signs this client's transactions.
     pub fn wallet(&self) -> Address {
         self.account
+    }
+
+    pub(crate) fn eth_wallet(&self) -> &EthereumWallet {
+        &self.wallet
     }
 
     /// The EIP-712 domain vouchers and receipts for this deployment are signed in.
@@ -362,7 +372,11 @@ impl ChainClient {
             .map_err(|e| ChainError::from_contract(action, self.contract_address(), e))
     }
 
-    fn outcome(&self, action: &str, receipt: &TransactionReceipt) -> Result<Outcome, ChainError> {
+    pub(crate) fn outcome(
+        &self,
+        action: &str,
+        receipt: &TransactionReceipt,
+    ) -> Result<Outcome, ChainError> {
         if !receipt.status() {
             return Err(ChainError::TxFailed {
                 action: action.into(),

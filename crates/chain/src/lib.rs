@@ -13,6 +13,7 @@ mod ledger;
 mod registry;
 mod settlement;
 pub mod tls;
+mod tx;
 
 pub use client::{
     ChainClient, ChainEvent, DEFAULT_LOCK_PERIOD, DEFAULT_MIN_STAKE, DeployParams, Deployed,
@@ -22,4 +23,5 @@ pub use error::ChainError;
 pub use escrow::{EscrowAccount, EscrowChange, EscrowEvent, PendingRefund};
 pub use keystore::{KeystoreError, Password, read_keystore, write_keystore};
 pub use registry::ProviderStake;
-pub use settlement::{RejectReason, RejectedVoucher, SettledVoucher, Settlement};
+pub use settlement::{RejectReason, RejectedVoucher, SettledVoucher, Settlement, TxState};
+pub use tx::{Fees, SignedTx};

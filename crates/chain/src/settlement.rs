@@ -2,10 +2,14 @@
 //! own EIP-712 digests (so clients can prove theirs match).
 
 use crate::{
-    ChainClient, ChainError, Outcome,
+    ChainClient, ChainError, Fees, Outcome, SignedTx,
     bindings::ZgServing::{self, ZgServingEvents},
 };
-use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::{
+    primitives::{Address, B256, Bytes, U256},
+    providers::Provider,
+    sol_types::SolCall,
+};
 use tracing::Instrument;
 use zg_core::{Receipt, Signature, Voucher};
 
@@ -103,6 +107,30 @@ impl Settlement {
     }
 }
 
+/// Where a sent settle transaction stands.
+#[derive(Debug, Clone)]
+pub enum TxState {
+    /// No receipt: not mined (in a pool, dropped, or removed by a reorg).
+    Unknown,
+    /// Mined and succeeded, in `settlement.outcome.block`.
+    Mined(Box<Settlement>),
+    /// Mined but reverted: its nonce is spent, its vouchers are not.
+    Failed { block: u64 },
+}
+
+fn settle_input(vouchers: &[(Voucher, Signature)]) -> Bytes {
+    let (vouchers, signatures) = vouchers
+        .iter()
+        .map(|(v, s)| (sol_voucher(v), Bytes::copy_from_slice(s.as_bytes())))
+        .unzip();
+    ZgServing::settleCall {
+        vouchers,
+        signatures,
+    }
+    .abi_encode()
+    .into()
+}
+
 fn sol_voucher(v: &Voucher) -> ZgServing::Voucher {
     ZgServing::Voucher {
         user: v.user,
@@ -182,6 +210,42 @@ impl ChainClient {
             "settled"
         );
         Ok(settlement)
+    }
+
+    /// Gas a `settle` of `vouchers` would use now.
+    pub async fn settle_gas(&self, vouchers: &[(Voucher, Signature)]) -> Result<u64, ChainError> {
+        let action = format!("estimating the gas to settle {} vouchers", vouchers.len());
+        self.estimate(&action, settle_input(vouchers)).await
+    }
+
+    /// Signs a `settle` of `vouchers` at `nonce` with `fees`; sends nothing
+    /// ([`ChainClient::broadcast`] does, as often as needed).
+    pub async fn sign_settle(
+        &self,
+        vouchers: &[(Voucher, Signature)],
+        nonce: u64,
+        gas: u64,
+        fees: Fees,
+    ) -> Result<SignedTx, ChainError> {
+        self.sign(settle_input(vouchers), nonce, gas, fees).await
+    }
+
+    /// Reads the receipt of settle transaction `tx`, if it was mined.
+    pub async fn settle_state(&self, tx: B256) -> Result<TxState, ChainError> {
+        let receipt = self
+            .provider()
+            .get_transaction_receipt(tx)
+            .await
+            .map_err(|e| ChainError::transport(format!("reading the receipt of {tx}"), e))?;
+        let Some(receipt) = receipt else {
+            return Ok(TxState::Unknown);
+        };
+        let block = receipt.block_number.unwrap_or_default();
+        match self.outcome("settling", &receipt) {
+            Ok(outcome) => Ok(TxState::Mined(Box::new(Settlement::from_outcome(outcome)))),
+            Err(ChainError::TxFailed { .. }) => Ok(TxState::Failed { block }),
+            Err(e) => Err(e),
+        }
     }
 
     /// The contract's EIP-712 digest of `voucher` (what the user signs).

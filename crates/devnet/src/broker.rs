@@ -57,6 +57,9 @@ pub struct SettlementPlan {
     pub threshold: String,
     pub refund_margin_secs: u64,
     pub batch_size: usize,
+    /// Blocks on top of a settlement before it counts: 0 here, where anvil
+    /// mines a block only when a transaction comes.
+    pub confirmations: u64,
 }
 
 impl SettlementPlan {
@@ -69,6 +72,7 @@ impl SettlementPlan {
             threshold: "1000".into(),
             refund_margin_secs: 600,
             batch_size: 100,
+            confirmations: 0,
         }
     }
 }
@@ -116,13 +120,14 @@ impl BrokerPlan {
         let _ = write!(
             text,
             "\n[database]\nurl = \"{}\"\n\n[settlement]\nenabled = {}\ninterval_secs = {}\n\
-             threshold = \"{}\"\nrefund_margin_secs = {}\nbatch_size = {}\n",
+             threshold = \"{}\"\nrefund_margin_secs = {}\nbatch_size = {}\nconfirmations = {}\n",
             self.database,
             s.enabled,
             s.interval_secs,
             s.threshold,
             s.refund_margin_secs,
-            s.batch_size
+            s.batch_size,
+            s.confirmations
         );
         for service in &self.services {
             let _ = write!(

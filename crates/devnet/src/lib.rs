@@ -13,6 +13,7 @@ pub mod contracts;
 #[cfg(feature = "stack")]
 mod data_dir;
 mod error;
+mod faulty_rpc;
 mod market;
 #[cfg(feature = "stack")]
 mod stack;
@@ -22,6 +23,7 @@ pub use broker::{BrokerPlan, ServicePlan, SettlementPlan, start_broker};
 #[cfg(feature = "stack")]
 pub use data_dir::{DataDir, Record, default_data_dir};
 pub use error::DevnetError;
+pub use faulty_rpc::FaultyRpc;
 pub use market::Market;
 #[cfg(feature = "stack")]
 pub use stack::{CHAT_SERVICE, EMBEDDINGS_SERVICE, Provider, Stack, StackPlan};

@@ -252,6 +252,7 @@ async fn start_provider(
             threshold: "1".into(),
             refund_margin_secs: 30,
             batch_size: 100,
+            confirmations: 0,
         },
         services,
     };

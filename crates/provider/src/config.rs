@@ -102,6 +102,25 @@ pub struct SettlementConfig {
     /// Vouchers per settle transaction.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
+    /// Blocks mined on top of a settlement's block before it counts as done
+    /// (its vouchers leave the unsettled set); 0 takes it as done once mined.
+    #[serde(default = "default_confirmations")]
+    pub confirmations: u64,
+    /// Most a settlement pays per gas (`max_fee_gwei`, decimal gwei), in wei:
+    /// above it the broker waits for cheaper blocks.
+    #[serde(
+        rename = "max_fee_gwei",
+        default = "default_max_fee",
+        deserialize_with = "gwei"
+    )]
+    pub max_fee: u128,
+    /// A settlement not mined this long is sent again with higher fees
+    /// (same nonce, so only one of them can land).
+    #[serde(default = "default_resubmit")]
+    pub resubmit_secs: u64,
+    /// Each chain call of the settlement gives up after this long.
+    #[serde(default = "default_rpc_timeout")]
+    pub rpc_timeout_secs: u64,
 }
 
 impl Default for SettlementConfig {
@@ -112,6 +131,10 @@ impl Default for SettlementConfig {
             threshold: default_threshold(),
             refund_margin_secs: default_margin(),
             batch_size: default_batch(),
+            confirmations: default_confirmations(),
+            max_fee: default_max_fee(),
+            resubmit_secs: default_resubmit(),
+            rpc_timeout_secs: default_rpc_timeout(),
         }
     }
 }
@@ -171,6 +194,19 @@ fn default_threshold() -> U256 {
 fn default_margin() -> u64 {
     600
 }
+fn default_confirmations() -> u64 {
+    2
+}
+/// 100 gwei, in wei.
+fn default_max_fee() -> u128 {
+    100 * GWEI
+}
+fn default_resubmit() -> u64 {
+    60
+}
+fn default_rpc_timeout() -> u64 {
+    10
+}
 fn default_batch() -> usize {
     100
 }
@@ -187,6 +223,34 @@ fn default_max_output() -> u64 {
 fn amount<'de, D: Deserializer<'de>>(d: D) -> Result<U256, D::Error> {
     let text = String::deserialize(d)?;
     parse_amount(&text).map_err(serde::de::Error::custom)
+}
+
+const GWEI: u128 = 1_000_000_000;
+
+/// Decimal gwei ("100", "1.5"; a TOML integer too) into wei, exactly.
+fn gwei<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Gwei {
+        Whole(u64),
+        Text(String),
+    }
+    let text = match Gwei::deserialize(d)? {
+        Gwei::Whole(n) => n.to_string(),
+        Gwei::Text(t) => t,
+    };
+    let err = || {
+        serde::de::Error::custom(format!(
+            "expected gwei as a decimal number with at most 9 decimal places, such as \"100\" or \"0.5\", got {text:?}"
+        ))
+    };
+    // parse_amount scales by 10^18; gwei to wei is 10^9.
+    let scaled = parse_amount(&text).map_err(|_| err())?;
+    let (wei, rest) = scaled.div_rem(U256::from(GWEI));
+    if !rest.is_zero() {
+        return Err(err());
+    }
+    u128::try_from(wei).map_err(|_| err())
 }
 
 fn address<'de, D: Deserializer<'de>>(d: D) -> Result<Address, D::Error> {
@@ -310,6 +374,15 @@ impl Config {
         }
         if self.settlement.batch_size == 0 {
             return Err(key_err("settlement.batch_size", "expected at least 1"));
+        }
+        if self.settlement.resubmit_secs == 0 {
+            return Err(key_err("settlement.resubmit_secs", "expected at least 1"));
+        }
+        if self.settlement.rpc_timeout_secs == 0 {
+            return Err(key_err(
+                "settlement.rpc_timeout_secs",
+                "expected at least 1",
+            ));
         }
         Ok(())
     }
@@ -444,6 +517,14 @@ threshold = "0.1"
 refund_margin_secs = 600
 # Vouchers per settle transaction.
 batch_size = 100
+# Blocks on top of a settlement's block before it counts as done: more than
+# the chain ever reorgs (0 only on a local dev chain).
+confirmations = 2
+# Most a settlement pays per gas (gwei). When the chain asks more, the broker
+# waits (logs and zg_provider_settlement_fee_capped_total say so).
+max_fee_gwei = "100"
+# A settlement not mined this long is replaced with higher fees (same nonce).
+resubmit_secs = 60
 
 [[services]]
 # The registry name; requests pick a service with their `model` field.
@@ -564,6 +645,28 @@ mod tests {
         assert_eq!(config.database.url, "postgres://x@y/z");
         assert_eq!(config.settlement.interval_secs, 7);
         assert_eq!(config.chain.rpc_url, "http://10.0.0.1:8545");
+    }
+
+    #[test]
+    fn the_fee_cap_is_exact_gwei() {
+        let example = plaintext_example();
+        let config = parse(&example, &[]).unwrap();
+        assert_eq!(config.settlement.max_fee, 100_000_000_000);
+        assert_eq!(config.settlement.confirmations, 2);
+        let half = parse(
+            &example,
+            &[("ZG_PROVIDER__SETTLEMENT__MAX_FEE_GWEI", "0.5")],
+        )
+        .unwrap();
+        assert_eq!(half.settlement.max_fee, 500_000_000);
+        let whole = parse(&example, &[("ZG_PROVIDER__SETTLEMENT__MAX_FEE_GWEI", "7")]).unwrap();
+        assert_eq!(whole.settlement.max_fee, 7_000_000_000);
+        for bad in ["0.0000000001", "lots", "-1"] {
+            let err = parse(&example, &[("ZG_PROVIDER__SETTLEMENT__MAX_FEE_GWEI", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("settlement.max_fee_gwei"), "{bad}: {err}");
+        }
     }
 
     #[test]

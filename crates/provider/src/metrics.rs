@@ -32,7 +32,14 @@ pub(crate) struct Metrics {
     settlements_failed: AtomicU64,
     vouchers_settled: AtomicU64,
     vouchers_rejected: AtomicU64,
+    fee_capped: AtomicU64,
+    resubmits: [AtomicU64; RESUBMIT_REASONS.len()],
+    refunds_at_risk: AtomicU64,
+    refunds_missed: AtomicU64,
 }
+
+/// Why a settlement went out again (`zg_provider_settlement_resubmits_total`).
+const RESUBMIT_REASONS: [&str; 3] = ["stuck", "reorg", "nonce_taken"];
 
 /// The kinds of paid request, for the `requests` counter.
 #[derive(Clone, Copy)]
@@ -89,6 +96,28 @@ impl Metrics {
         }
         self.vouchers_settled.fetch_add(settled as u64, Relaxed);
         self.vouchers_rejected.fetch_add(rejected as u64, Relaxed);
+    }
+
+    /// A settlement waited because the chain's gas price was above the cap.
+    pub(crate) fn fee_capped(&self) {
+        self.fee_capped.fetch_add(1, Relaxed);
+    }
+
+    /// A settlement went out again: `reason` is one of [`RESUBMIT_REASONS`].
+    pub(crate) fn resubmitted(&self, reason: &str) {
+        if let Some(i) = RESUBMIT_REASONS.iter().position(|r| *r == reason) {
+            self.resubmits[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A refund came within the margin of its unlock while settlement failed.
+    pub(crate) fn refund_at_risk(&self) {
+        self.refunds_at_risk.fetch_add(1, Relaxed);
+    }
+
+    /// A refund unlocked while settlement failed, with value of its user unsettled.
+    pub(crate) fn refund_missed(&self) {
+        self.refunds_missed.fetch_add(1, Relaxed);
     }
 
     /// The text exposition; `unsettled` and `owed` come from the store.
@@ -178,6 +207,54 @@ impl Metrics {
             out,
             "zg_provider_vouchers_rejected_total {}",
             self.vouchers_rejected.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP zg_provider_settlement_fee_capped_total Times a settlement waited because the chain's gas price was above settlement.max_fee_gwei."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE zg_provider_settlement_fee_capped_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "zg_provider_settlement_fee_capped_total {}",
+            self.fee_capped.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP zg_provider_settlement_resubmits_total Settlements sent again: not mined in time (stuck), removed by a reorg, or their nonce taken by another transaction."
+        );
+        let _ = writeln!(out, "# TYPE zg_provider_settlement_resubmits_total counter");
+        for (i, reason) in RESUBMIT_REASONS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "zg_provider_settlement_resubmits_total{{reason=\"{reason}\"}} {}",
+                self.resubmits[i].load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP zg_provider_refunds_at_risk_total Refunds that came within settlement.refund_margin_secs of their unlock while settlement was failing."
+        );
+        let _ = writeln!(out, "# TYPE zg_provider_refunds_at_risk_total counter");
+        let _ = writeln!(
+            out,
+            "zg_provider_refunds_at_risk_total {}",
+            self.refunds_at_risk.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP zg_provider_refunds_unlocked_unsettled_total Refunds that unlocked while settlement was failing, with value of their user not yet settled."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE zg_provider_refunds_unlocked_unsettled_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "zg_provider_refunds_unlocked_unsettled_total {}",
+            self.refunds_missed.load(Relaxed)
         );
         let _ = writeln!(
             out,

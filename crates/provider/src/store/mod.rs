@@ -46,11 +46,11 @@ pub enum StoreError {
 /// the same database (another process's included) submits; dropping it
 /// ends the turn.
 pub(crate) struct SettleTurn {
-    _held: Box<dyn Send>,
+    _held: Box<dyn Send + Sync>,
 }
 
 impl SettleTurn {
-    pub(crate) fn new(held: impl Send + 'static) -> Self {
+    pub(crate) fn new(held: impl Send + Sync + 'static) -> Self {
         Self {
             _held: Box::new(held),
         }
