@@ -66,6 +66,8 @@ pub(crate) fn engine() -> &'static EngineInfo {
 pub(crate) struct Market {
     net: zg_devnet::Market,
     dirs: Vec<TempDir>,
+    /// The `verifiability` the next brokers register ("none" unless set).
+    pub verifiability: &'static str,
 }
 
 impl std::ops::Deref for Market {
@@ -120,6 +122,7 @@ impl Market {
         Market {
             net,
             dirs: Vec::new(),
+            verifiability: zg_core::verifiability::NONE,
         }
     }
 
@@ -165,6 +168,7 @@ name = "chat"
 kind = "chat"
 model = "{model}"
 model_digest = "{digest}"
+verifiability = "{verifiability}"
 upstream = "{upstream}"
 input_price = "{input}"
 output_price = "{output}"
@@ -176,6 +180,7 @@ max_output_tokens = 64
             provider = key.to_bytes(),
             signer = signer.to_bytes(),
             db = db.display(),
+            verifiability = self.verifiability,
         );
         let mut config = Config::parse(&text, "test", std::iter::empty()).expect("config");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
