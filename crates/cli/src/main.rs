@@ -6,6 +6,7 @@ mod gateway;
 mod keys;
 mod provider;
 mod user;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +35,8 @@ enum Command {
     Dev(dev::DevArgs),
     /// Encrypted JSON keystores: new, import, list, address.
     Keys(keys::KeysArgs),
+    /// Check that the registered model computed an answer: a receipt of the book or an evidence file.
+    Verify(verify::VerifyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,5 +54,6 @@ fn main() -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(args),
         Command::Gateway(args) => gateway::run(args),
         Command::Keys(args) => keys::run(args),
+        Command::Verify(args) => verify::run(args),
     }
 }
