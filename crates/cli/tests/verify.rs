@@ -1,5 +1,6 @@
 //! `zg-serving verify` as a person runs it, on evidence made from a real
-//! answer of the real engine on the real model: a good file passes; an
+//! answer of the real engine on the real model: a good file, and the same
+//! evidence kept in a user's book, pass; an
 //! edited answer fails; a wrong GGUF, a truncated proof, a file that is not
 //! evidence and evidence the receipt does not bind are clear errors, never
 //! a panic.
@@ -20,13 +21,51 @@ fn model() -> PathBuf {
 }
 
 fn verify(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_zg-serving"))
+    verify_as(None, args)
+}
+
+/// Runs `zg-serving verify` with `key` (a user's, for its book) in the environment.
+fn verify_as(key: Option<&SigningKey>, args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_zg-serving"));
+    command
         .arg("verify")
         .args(args)
         .args(["--threads", "1"])
         .env("RUST_LOG", "warn")
-        .output()
-        .expect("zg-serving runs")
+        .env_remove("ZG_PRIVATE_KEY");
+    if let Some(key) = key {
+        command.env("ZG_PRIVATE_KEY", key.to_bytes().to_string());
+    }
+    command.output().expect("zg-serving runs")
+}
+
+/// A user's book holding `evidence` with its receipt; returns the book's
+/// path, the user's key and the receipt's id.
+async fn book_with(dir: &Path, evidence: &Evidence) -> (String, SigningKey, i64) {
+    let key = SigningKey::random();
+    let path = dir.join("book.sqlite");
+    let book = zg_client::Book::open(&path, key.address())
+        .await
+        .expect("book");
+    let ticket = book
+        .begin(evidence.receipt.receipt.provider)
+        .await
+        .expect("ticket");
+    let (id, _) = book
+        .record(
+            &ticket,
+            &evidence.receipt,
+            "chat",
+            "m",
+            zg_client::book::Verdict::Paid,
+        )
+        .await
+        .expect("receipt recorded");
+    drop(ticket);
+    book.keep_evidence(id, evidence)
+        .await
+        .expect("evidence kept");
+    (path.display().to_string(), key, id)
 }
 
 /// The evidence of one answer of a real engine, its receipt made out as a
@@ -135,6 +174,22 @@ async fn verify_passes_a_good_file_and_refuses_bad_input_cleanly() {
         stdout(&out).starts_with("pass: distance "),
         "{}",
         stdout(&out)
+    );
+
+    // The same evidence from the user's book, by receipt id; saved as a file.
+    let (book, user, id) = book_with(dir.path(), &evidence).await;
+    let saved = dir.path().join("saved.json").display().to_string();
+    let id = id.to_string();
+    let args = ["--receipt", &id, "--book", &book, "--model", &model];
+    let out = verify_as(Some(&user), &[&args[..], &["--save", &saved]].concat());
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).starts_with("pass: "), "{}", stdout(&out));
+    let saved = Evidence::from_json(&std::fs::read(&saved).expect("saved")).expect("evidence");
+    assert_eq!(saved, evidence);
+    // Another user's book has no such receipt.
+    refused(
+        &verify_as(Some(&SigningKey::random()), &args),
+        "keeps no evidence for receipt",
     );
 
     // The model found by its digest in a folder, JSON out.
