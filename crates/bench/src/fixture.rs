@@ -14,8 +14,10 @@ use std::{
     time::Duration,
 };
 use zg_chain::{ChainClient, DeployParams};
-use zg_core::{Address, Domain, Nonce, PaymentHeaders, SigningKey, U256, Voucher, request_digest};
-use zg_devnet::{DevChain, DevChainOptions};
+use zg_core::{
+    Address, B256, Domain, Nonce, PaymentHeaders, SigningKey, U256, Voucher, request_digest,
+};
+use zg_devnet::{BrokerPlan, DevChain, DevChainOptions, ServicePlan, SettlementPlan};
 
 /// nginx's address (bench/broker/nginx.conf).
 pub(crate) const UPSTREAM: &str = "127.0.0.1:18181";
@@ -124,36 +126,29 @@ pub(crate) fn spawn_broker(
     db: &str,
     listen: &str,
 ) -> Result<Guard> {
-    let config = format!(
-        r#"listen = "{listen}"
-replica = "{name}"
-stake = "0.1"
-[chain]
-rpc_url = "{rpc}"
-contract = "{contract}"
-[keys]
-dev = true
-provider = "{key}"
-[database]
-url = "{db}"
-[settlement]
-interval_secs = 100000
-threshold = "1000"
-[[services]]
-name = "bench"
-kind = "chat"
-model = "bench"
-model_digest = "0x0000000000000000000000000000000000000000000000000000000000000001"
-upstream = "http://{UPSTREAM}/v1"
-input_price = "0.000000001"
-output_price = "0.000000002"
-credit_limit = "1"
-max_output_tokens = 16
-"#,
-        rpc = market.chain.url(),
-        contract = market.contract,
-        key = market.provider.to_bytes(),
-    );
+    let plan = BrokerPlan {
+        listen: listen.into(),
+        public_url: None,
+        replica: Some(name.into()),
+        rpc_url: market.chain.url().into(),
+        contract: market.contract,
+        provider: market.provider.to_bytes(),
+        signer: None,
+        database: db.into(),
+        stake: "0.1".into(),
+        settlement: SettlementPlan::on_demand(),
+        services: vec![ServicePlan {
+            credit_limit: "1".into(),
+            max_output_tokens: 16,
+            ..ServicePlan::chat(
+                "bench",
+                "bench",
+                B256::with_last_byte(1),
+                &format!("http://{UPSTREAM}/v1"),
+            )
+        }],
+    };
+    let config = plan.toml();
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
     let broker = Guard::spawn(

@@ -66,10 +66,30 @@ pub struct Page<T> {
     pub total: u64,
 }
 
+/// A fresh deployment, from [`ChainClient::deploy_recorded`].
+#[derive(Debug, Clone)]
+pub struct Deployed {
+    /// The deployer's client of the new contract (the deployer owns it).
+    pub client: ChainClient,
+    pub tx_hash: B256,
+    /// The block that mined the deployment.
+    pub block: u64,
+}
+
+/// The shared RPC client trusting webpki's roots.
+fn default_http() -> Result<reqwest::Client, ChainError> {
+    crate::tls::rpc_client().map_err(|e| ChainError::Unexpected {
+        action: "connecting to the chain".into(),
+        reason: e.to_string(),
+    })
+}
+
 /// A wallet talking to one ZgServing contract.
 #[derive(Clone)]
 pub struct ChainClient {
     rpc_url: String,
+    /// The HTTP client the RPC goes through (its TLS roots), kept for `with_key`.
+    http: reqwest::Client,
     provider: DynProvider,
     contract: ZgServingInstance<DynProvider>,
     account: Address,
@@ -87,17 +107,17 @@ impl std::fmt::Debug for ChainClient {
     }
 }
 
-fn wallet_provider(rpc_url: &str, key: &B256) -> Result<(DynProvider, Address), ChainError> {
+fn wallet_provider(
+    rpc_url: &str,
+    key: &B256,
+    http: reqwest::Client,
+) -> Result<(DynProvider, Address), ChainError> {
     let signer =
         PrivateKeySigner::from_bytes(key).map_err(|e| ChainError::InvalidKey(e.to_string()))?;
     let account = signer.address();
     let url = rpc_url.parse().map_err(|e| ChainError::Unexpected {
         action: "connecting to the chain".into(),
         reason: format!("RPC URL {rpc_url:?} is not a URL: {e}"),
-    })?;
-    let http = crate::tls::rpc_client().map_err(|e| ChainError::Unexpected {
-        action: "connecting to the chain".into(),
-        reason: e.to_string(),
     })?;
     // Nonces are fetched per transaction: a cached nonce would be spent by a
     // call that reverts in gas estimation and stall every later transaction.
@@ -113,7 +133,18 @@ fn wallet_provider(rpc_url: &str, key: &B256) -> Result<(DynProvider, Address), 
 impl ChainClient {
     /// Connects `key`'s wallet to the contract at `contract`, checking that code is there.
     pub async fn connect(rpc_url: &str, contract: Address, key: &B256) -> Result<Self, ChainError> {
-        let (provider, account) = wallet_provider(rpc_url, key)?;
+        Self::connect_via(default_http()?, rpc_url, contract, key).await
+    }
+
+    /// [`ChainClient::connect`] through `http` (e.g. one from
+    /// [`crate::tls::rpc_client_trusting`], for an RPC behind a private CA).
+    pub async fn connect_via(
+        http: reqwest::Client,
+        rpc_url: &str,
+        contract: Address,
+        key: &B256,
+    ) -> Result<Self, ChainError> {
+        let (provider, account) = wallet_provider(rpc_url, key, http.clone())?;
         let chain_id = provider
             .get_chain_id()
             .await
@@ -129,7 +160,7 @@ impl ChainClient {
             });
         }
         Ok(Self::assemble(
-            rpc_url, provider, account, contract, chain_id,
+            rpc_url, http, provider, account, contract, chain_id,
         ))
     }
 
@@ -139,24 +170,57 @@ impl ChainClient {
         key: &B256,
         params: DeployParams,
     ) -> Result<Self, ChainError> {
-        let (provider, account) = wallet_provider(rpc_url, key)?;
+        Ok(Self::deploy_recorded(rpc_url, key, params).await?.client)
+    }
+
+    /// [`ChainClient::deploy`], and where it happened: the transaction and
+    /// the block that mined it, which a network file records.
+    pub async fn deploy_recorded(
+        rpc_url: &str,
+        key: &B256,
+        params: DeployParams,
+    ) -> Result<Deployed, ChainError> {
+        let http = default_http()?;
+        let (provider, account) = wallet_provider(rpc_url, key, http.clone())?;
         let chain_id = provider
             .get_chain_id()
             .await
             .map_err(|e| ChainError::transport(format!("asking {rpc_url} for its chain id"), e))?;
-        let contract =
+        let action = "deploying ZgServing";
+        let receipt =
             ZgServing::deploy_builder(provider.clone(), params.lock_period, params.min_stake)
-                .deploy()
+                .send()
                 .await
-                .map_err(|e| ChainError::from_contract("deploying ZgServing", Address::ZERO, e))?;
+                .map_err(|e| ChainError::from_contract(action, Address::ZERO, e))?
+                .get_receipt()
+                .await
+                .map_err(|e| ChainError::from_contract(action, Address::ZERO, e.into()))?;
+        if !receipt.status() {
+            return Err(ChainError::TxFailed {
+                action: action.into(),
+                tx: receipt.transaction_hash,
+            });
+        }
+        let contract = receipt
+            .contract_address
+            .ok_or_else(|| ChainError::Unexpected {
+                action: action.into(),
+                reason: format!(
+                    "the receipt of {} names no contract address",
+                    receipt.transaction_hash
+                ),
+            })?;
         tracing::info!(%contract, chain_id, owner = %account, "deployed ZgServing");
-        Ok(Self::assemble(
-            rpc_url, provider, account, contract, chain_id,
-        ))
+        Ok(Deployed {
+            client: Self::assemble(rpc_url, http, provider, account, contract, chain_id),
+            tx_hash: receipt.transaction_hash,
+            block: receipt.block_number.unwrap_or_default(),
+        })
     }
 
     fn assemble(
         rpc_url: &str,
+        http: reqwest::Client,
         provider: DynProvider,
         account: Address,
         contract: Address,
@@ -164,6 +228,7 @@ impl ChainClient {
     ) -> Self {
         Self {
             rpc_url: rpc_url.to_string(),
+            http,
             contract: ZgServing::new(contract, provider.clone()),
             provider,
             account,
@@ -173,9 +238,10 @@ impl ChainClient {
 
     /// The same deployment through another wallet (no round trip).
     pub fn with_key(&self, key: &B256) -> Result<Self, ChainError> {
-        let (provider, account) = wallet_provider(&self.rpc_url, key)?;
+        let (provider, account) = wallet_provider(&self.rpc_url, key, self.http.clone())?;
         Ok(Self::assemble(
             &self.rpc_url,
+            self.http.clone(),
             provider,
             account,
             self.contract_address(),

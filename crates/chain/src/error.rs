@@ -54,6 +54,16 @@ pub enum ChainError {
     )]
     NoContract { address: Address, chain_id: u64 },
 
+    #[error(
+        "the code at {address} on chain {chain_id} is not this build's ZgServing ({found} bytes, expected {expected}): a different contract, or another version of zg-serving deployed it"
+    )]
+    CodeMismatch {
+        address: Address,
+        chain_id: u64,
+        found: usize,
+        expected: usize,
+    },
+
     #[error("the private key is not a valid secp256k1 key: {0}")]
     InvalidKey(String),
 

@@ -5,6 +5,7 @@
 
 pub mod bindings;
 mod client;
+mod deploy;
 mod error;
 mod escrow;
 pub mod keystore;
@@ -14,7 +15,8 @@ mod settlement;
 pub mod tls;
 
 pub use client::{
-    ChainClient, ChainEvent, DEFAULT_LOCK_PERIOD, DEFAULT_MIN_STAKE, DeployParams, Outcome, Page,
+    ChainClient, ChainEvent, DEFAULT_LOCK_PERIOD, DEFAULT_MIN_STAKE, DeployParams, Deployed,
+    Outcome, Page,
 };
 pub use error::ChainError;
 pub use escrow::{EscrowAccount, EscrowChange, EscrowEvent, PendingRefund};

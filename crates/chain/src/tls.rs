@@ -75,9 +75,22 @@ pub fn rpc_client() -> Result<reqwest::Client, TlsError> {
     if let Some(client) = CLIENT.get() {
         return Ok(client.clone());
     }
-    let client = reqwest::Client::builder()
-        .tls_backend_preconfigured(client_config(&[])?)
-        .build()
-        .map_err(|e| TlsError::Setup(format!("building the RPC client: {e}")))?;
+    let client = build_rpc_client(&[])?;
     Ok(CLIENT.get_or_init(|| client).clone())
+}
+
+/// The HTTP client of a chain RPC that also trusts the CAs in `extra_ca`
+/// (an RPC behind a private CA); the shared [`rpc_client`] when none.
+pub fn rpc_client_trusting(extra_ca: &[PathBuf]) -> Result<reqwest::Client, TlsError> {
+    if extra_ca.is_empty() {
+        return rpc_client();
+    }
+    build_rpc_client(extra_ca)
+}
+
+fn build_rpc_client(extra_ca: &[PathBuf]) -> Result<reqwest::Client, TlsError> {
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(client_config(extra_ca)?)
+        .build()
+        .map_err(|e| TlsError::Setup(format!("building the RPC client: {e}")))
 }

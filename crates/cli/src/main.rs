@@ -1,9 +1,11 @@
 //! `zg-serving`: the one binary. Each subcommand lives in its own module.
 
+mod chain;
 mod dev;
 mod engine;
 mod gateway;
 mod keys;
+mod network;
 mod provider;
 mod user;
 mod verify;
@@ -23,6 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Deploy the ZgServing contract to a network, show a deployment, change its owner settings.
+    Chain(chain::ChainArgs),
     /// Run the built-in OpenAI-compatible inference server on a GGUF model.
     Engine(engine::EngineArgs),
     /// Run the provider broker: paid, metered, signed serving with settlement.
@@ -48,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Chain(args) => chain::run(args),
         Command::Engine(args) => engine::run(args),
         Command::Provider(args) => provider::run(args),
         Command::User(args) => user::run(args),

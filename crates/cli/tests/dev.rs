@@ -219,6 +219,33 @@ fn dev_serves_the_openai_client_and_settles_what_the_receipts_say() {
         "{ledger}"
     );
 
+    // `--network dev` finds the chain and the contract in dev's data directory.
+    let by_name = |args: &[&str]| {
+        json_output(
+            bin()
+                .args(args)
+                .envs(banner.env.clone())
+                .env_remove("ZG_RPC_URL")
+                .env_remove("ZG_CONTRACT")
+                .env("ZG_DEV_DATA_DIR", &data),
+        )
+    };
+    let info = by_name(&["chain", "info", "--json", "--network", "dev"]);
+    let contract = &banner
+        .env
+        .iter()
+        .find(|(k, _)| k == "ZG_CONTRACT")
+        .expect("the banner exports ZG_CONTRACT")
+        .1;
+    assert_eq!(info["chain_id"], 31337, "{info}");
+    assert_eq!(
+        info["contract"].as_str().map(str::to_lowercase),
+        Some(contract.to_lowercase()),
+        "{info}"
+    );
+    let by_network = by_name(&["user", "--json", "--network", "dev", "ledger"]);
+    assert_eq!(by_network["escrows"], ledger["escrows"], "{by_network}");
+
     // SIGTERM stops everything cleanly.
     let pid = i32::try_from(dev.id()).unwrap();
     // SAFETY: kill(2) on our own child.

@@ -19,6 +19,22 @@ impl Market {
         Ok(Self { chain, deployer })
     }
 
+    /// What the test suites stand on: 20 dev accounts (0 deploys, the rest
+    /// are providers and users) and a 60-second refund lock.
+    pub async fn for_tests() -> Result<Self, DevnetError> {
+        Self::start(
+            DevChainOptions {
+                accounts: 20,
+                ..Default::default()
+            },
+            DeployParams {
+                lock_period: 60,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
     /// The EIP-712 domain vouchers and receipts are signed under.
     pub fn domain(&self) -> Domain {
         self.deployer.domain()

@@ -60,7 +60,11 @@ impl Broker {
     /// settling once is safe next to a live broker. [`Broker::serve`] is
     /// what releases a crashed run's requests and syncs the registry.
     pub async fn open(config: Config) -> Result<Self, StartError> {
-        let chain = ChainClient::connect(
+        // The RPC may sit behind the same private CA as the upstreams.
+        let http = zg_chain::tls::rpc_client_trusting(&config.tls.extra_ca)
+            .map_err(|e| StartError::Config(format!("tls.extra_ca: {e}")))?;
+        let chain = ChainClient::connect_via(
+            http,
             &config.chain.rpc_url,
             config.chain.contract,
             &config.keys.provider.to_bytes(),

@@ -481,7 +481,7 @@ max_output_tokens = 2048         # cap per request; the worst case when max_toke
 # Serve HTTPS (then public_url should be https://...): PEM chain and key.
 # cert = "tls/fullchain.pem"
 # key = "tls/privkey.pem"
-# CAs trusted for https upstreams besides the webpki (Mozilla) roots.
+# CAs trusted for https upstreams and the chain RPC besides the webpki (Mozilla) roots.
 # extra_ca = ["tls/internal-ca.pem"]
 "#;
 

@@ -5,6 +5,8 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
+use axum::{Router, serve::Listener};
+use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown, service::TowerToHyperService};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
 use crate::{broker::Broker, config::Config, error::StartError, registry};
@@ -101,18 +103,10 @@ fn spawn(broker: Arc<Broker>, listener: TcpListener) -> Result<Running, StartErr
     };
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     let server = match acceptor {
-        None => tokio::spawn(
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stopping)
-                .into_future(),
-        ),
+        None => tokio::spawn(serve_http(listener, router, stopping)),
         Some(acceptor) => {
             let listener = crate::tls::TlsListener::new(listener, acceptor)?;
-            tokio::spawn(
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stopping)
-                    .into_future(),
-            )
+            tokio::spawn(serve_http(listener, router, stopping))
         }
     };
     tracing::info!(%addr, scheme, provider = %broker.provider, "provider broker listening");
@@ -124,6 +118,43 @@ fn spawn(broker: Arc<Broker>, listener: TcpListener) -> Result<Running, StartErr
         server,
         settler,
     })
+}
+
+/// Most bytes of a request head HTTP parsing buffers before it gives up
+/// with its own 431, which has an empty body (hyper's default is about
+/// 400 KiB). Far above the 64 KiB the guard allows, so a header block too
+/// large gets the guard's 431 in OpenAI's shape; only a head past 1 MiB
+/// (or of more than 100 headers) still gets hyper's, as hyper has no hook
+/// for the body of its parse errors.
+const MAX_HEAD_BYTES: usize = 1024 * 1024;
+
+/// HTTP/1 on `listener` until `stopping` resolves, then lets open
+/// connections finish (axum::serve, with the head limit raised).
+async fn serve_http<L: Listener>(
+    mut listener: L,
+    router: Router,
+    stopping: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut stopping = std::pin::pin!(stopping);
+    loop {
+        let io = tokio::select! {
+            (io, _) = listener.accept() => io,
+            _ = &mut stopping => break,
+        };
+        let connection = hyper::server::conn::http1::Builder::new()
+            .max_buf_size(MAX_HEAD_BYTES)
+            .serve_connection(TokioIo::new(io), TowerToHyperService::new(router.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::trace!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Runs until `signal` resolves, then shuts down gracefully.

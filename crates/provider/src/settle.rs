@@ -71,11 +71,22 @@ impl Settler {
 
     /// Settles now: every user with unsettled value.
     pub async fn settle_now(&self) -> Result<Round, SettleError> {
-        self.settle(None).await
+        self.settle(None, true).await
     }
 
-    /// Settles every user with unsettled value, or only `only`.
-    async fn settle(&self, only: Option<&HashSet<Address>>) -> Result<Round, SettleError> {
+    /// Settles every user with unsettled value, or only `only`, in the
+    /// settlement turn (waited for when `wait`, else skipped while taken).
+    async fn settle(
+        &self,
+        only: Option<&HashSet<Address>>,
+        wait: bool,
+    ) -> Result<Round, SettleError> {
+        // One settler at a time over these books (the live loop, `provider
+        // settle` beside it, replicas), reading them once the last is done:
+        // no voucher goes out twice, nor two transactions on one nonce.
+        let Some(_turn) = self.store.settle_turn(wait).await? else {
+            return Ok(Round::default());
+        };
         let tabs = self.store.unsettled().await?;
         let due: Vec<_> = tabs
             .iter()
@@ -187,7 +198,7 @@ impl Settler {
                 continue;
             }
             let only = (!all_due).then_some(&refund_due);
-            match self.settle(only).await {
+            match self.settle(only, false).await {
                 Ok(_) => {
                     backoff = Duration::ZERO;
                     last_settle = Instant::now();

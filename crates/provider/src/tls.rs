@@ -1,6 +1,6 @@
 //! The `[tls]` section: HTTPS served by the broker itself (certificate chain
 //! and key in PEM), and the extra CA roots trusted, beside webpki's, for
-//! https upstreams. Handshakes run off the accept loop, so a slow client
+//! https upstreams and the chain RPC. Handshakes run off the accept loop, so a slow client
 //! can't hold up the others.
 
 use std::{io, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
@@ -21,7 +21,8 @@ pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     /// PEM private key of `cert`.
     pub key: Option<PathBuf>,
-    /// PEM files of CAs trusted for https upstreams beside webpki's roots.
+    /// PEM files of CAs trusted for https upstreams and the chain RPC
+    /// beside webpki's roots.
     #[serde(default)]
     pub extra_ca: Vec<PathBuf>,
 }

@@ -67,14 +67,17 @@ async fn kill_9_and_restart_loses_nothing() {
         .port();
     let listen = format!("127.0.0.1:{port}");
     let url = format!("http://{listen}");
-    let text = env.config_text(
-        &db,
-        &format!("http://{upstream}/v1"),
-        "scripted",
-        Default::default(),
-        "1",
-        &listen,
-    );
+    let text = BrokerPlan {
+        listen: listen.clone(),
+        ..env.plan(
+            &db,
+            &format!("http://{upstream}/v1"),
+            "scripted",
+            Default::default(),
+            "1",
+        )
+    }
+    .toml();
     let config_path = dir.path().join("provider.toml");
     std::fs::write(&config_path, text).unwrap();
 

@@ -24,11 +24,9 @@ use zg_provider::StartError;
 
 /// The broker's config in front of `upstream` with `method` registered.
 fn with_verifiability(env: &Env, db: &str, upstream: &str, method: &str) -> String {
-    env.config_text(db, upstream, "m", B256::repeat_byte(1), "1", "127.0.0.1:0")
-        .replace(
-            "kind = \"chat\"\n",
-            &format!("kind = \"chat\"\nverifiability = \"{method}\"\n"),
-        )
+    let mut plan = env.plan(db, upstream, "m", B256::repeat_byte(1), "1");
+    plan.services[0].verifiability = method.into();
+    plan.toml()
 }
 
 fn proof_bytes(id: &str) -> Vec<u8> {

@@ -262,6 +262,21 @@ async fn every_refusal_is_json_in_openais_shape() {
             431,
             "headers_too_large",
         ),
+        // Past what HTTP parsing buffers by default (about 400 KiB), where
+        // it used to answer its own 431 with an empty body.
+        (
+            http.get(format!("{url}/v1/models"))
+                .header("x-long", "a".repeat(500 * 1024)),
+            431,
+            "headers_too_large",
+        ),
+        (
+            (0..8).fold(http.get(format!("{url}/v1/models")), |r, i| {
+                r.header(format!("x-long-{i}"), "a".repeat(60 * 1024))
+            }),
+            431,
+            "headers_too_large",
+        ),
         (
             http.post(format!("{url}/v1/chat/completions"))
                 .body(vec![b' '; 9 * 1024 * 1024]),

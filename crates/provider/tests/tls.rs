@@ -63,14 +63,11 @@ async fn broker_serves_https_and_forwards_to_an_https_upstream_it_trusts_by_extr
     // The same broker config twice: with [tls] and extra_ca, then without.
     let upstream_url = format!("https://localhost:{}/v1", upstream.port());
     let config_text = |db: &str| {
-        env.config_text(
-            db,
-            &upstream_url,
-            "scripted",
-            Default::default(),
-            "1",
-            "127.0.0.1:0",
-        )
+        BrokerPlan {
+            listen: "127.0.0.1:0".into(),
+            ..env.plan(db, &upstream_url, "scripted", Default::default(), "1")
+        }
+        .toml()
     };
     let text = config_text(&db);
     let d = dir.path().display();
@@ -125,5 +122,82 @@ async fn broker_serves_https_and_forwards_to_an_https_upstream_it_trusts_by_extr
         "{}",
         answer.json
     );
+    broker.shutdown().await.unwrap();
+}
+
+/// An https front of anvil (TLS ends here, bytes go on to anvil) with
+/// `dir`'s certificate: a chain RPC behind a private CA.
+async fn https_rpc(dir: &Path, anvil: &str) -> String {
+    let acceptor = TlsConfig {
+        cert: Some(dir.join("cert.pem")),
+        key: Some(dir.join("key.pem")),
+        extra_ca: vec![],
+    }
+    .acceptor()
+    .unwrap()
+    .unwrap();
+    let anvil = anvil.strip_prefix("http://").unwrap().to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, anvil) = (acceptor.clone(), anvil.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut upstream = tokio::net::TcpStream::connect(anvil).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+            });
+        }
+    });
+    format!("https://localhost:{port}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chain_rpc_behind_a_private_ca_is_trusted_by_extra_ca() {
+    let env = Env::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    make_ca_and_cert(dir.path());
+    let rpc = https_rpc(dir.path(), env.chain.url()).await;
+    let upstream = format!("http://{}/v1", scripted_upstream().await);
+    let config_text = |db: &str| {
+        BrokerPlan {
+            rpc_url: rpc.to_string(),
+            ..env.plan(db, &upstream, "scripted", Default::default(), "1")
+        }
+        .toml()
+    };
+
+    // Without the CA the broker can't reach the chain, and says so.
+    let (db, _db_dir) = sqlite_url();
+    let config = zg_provider::Config::parse(&config_text(&db), "test", std::iter::empty()).unwrap();
+    assert_eq!(config.chain.rpc_url, rpc, "the RPC is the https front");
+    let refused = match zg_provider::Broker::open(config).await {
+        Ok(_) => panic!("an RPC behind a self-made CA must not be trusted by default"),
+        Err(e) => e.to_string(),
+    };
+    assert!(refused.contains(&rpc), "{refused}");
+
+    // With it in extra_ca: the broker starts (registry sync over https),
+    // serves a paid request (escrow read from chain) and settles it.
+    let d = dir.path().display();
+    let text = format!("{}\n[tls]\nextra_ca = [\"{d}/ca.pem\"]\n", config_text(&db));
+    let config = zg_provider::Config::parse(&text, "test", std::iter::empty()).unwrap();
+    let broker = env.broker(config).await;
+    let (key, _) = env.user(2, U256::from(10u64).pow(U256::from(16u64))).await;
+    let mut payer = Payer::new(key, &env, &broker.url());
+    let answer = payer
+        .send("/v1/chat/completions", &chat_body("scripted", "hi", 8))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    let fee = answer.receipt.expect("a receipt").receipt.fee;
+    payer.owed += fee;
+    let ack = payer
+        .send("/v1/chat/completions", &chat_body("scripted", "hi", 8))
+        .await;
+    assert_eq!(ack.status, 200, "{}", ack.json);
+    let round = broker.broker().settler().settle_now().await.unwrap();
+    assert_eq!((round.settled, round.paid), (1, fee), "{round:?}");
     broker.shutdown().await.unwrap();
 }

@@ -1,8 +1,8 @@
 //! What a person needs once the marketplace is up: where the gateway is, the
 //! key, the accounts, and a curl line and a Python snippet that work as printed.
 
-use super::stack::Stack;
 use zg_core::SigningKey;
+use zg_devnet::Stack;
 
 pub(super) fn print(stack: &Stack, data_dir: &std::path::Path) {
     let user = SigningKey::from_bytes(&stack.user_key)

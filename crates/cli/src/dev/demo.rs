@@ -2,11 +2,11 @@
 //! gateway, the receipts and their checks, settlement on chain, money after,
 //! and one line that says whether the provider earned exactly the receipts.
 
-use super::stack::Stack;
 use anyhow::{Context, Result, bail, ensure};
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 use zg_core::{Address, U256, format_amount};
+use zg_devnet::Stack;
 
 pub(super) async fn run(stack: &Stack) -> Result<()> {
     let user = stack.user.user();

@@ -4,14 +4,11 @@
 
 mod banner;
 mod demo;
-mod stack;
-mod state;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use stack::{Plan, Stack};
-use state::DataDir;
 use std::path::PathBuf;
+use zg_devnet::{DataDir, Stack, StackPlan};
 
 #[derive(Args)]
 pub(crate) struct DevArgs {
@@ -38,9 +35,25 @@ pub(crate) struct DevArgs {
     demo: bool,
 }
 
+/// The data directory `ZG_DEV_DATA_DIR` (or the default) names, and the
+/// record of the dev marketplace that ran there (for `--network dev`).
+pub(crate) fn recorded() -> Result<(PathBuf, zg_devnet::Record)> {
+    let root = std::env::var_os("ZG_DEV_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(zg_devnet::default_data_dir);
+    let record = DataDir::existing(root.clone()).record()?.with_context(|| {
+        format!(
+            "no `zg-serving dev` has run with the data directory {} (set ZG_DEV_DATA_DIR to the one it used): \
+             start it, or pass --rpc-url and --contract",
+            root.display()
+        )
+    })?;
+    Ok((root, record))
+}
+
 pub(crate) fn run(args: DevArgs) -> Result<()> {
     let dir = DataDir::open(
-        args.data_dir.unwrap_or_else(state::default_data_dir),
+        args.data_dir.unwrap_or_else(zg_devnet::default_data_dir),
         args.fresh,
     )?;
     let embedding_model =
@@ -53,11 +66,12 @@ pub(crate) fn run(args: DevArgs) -> Result<()> {
             );
         }
     }
-    let plan = Plan {
+    let plan = StackPlan {
         model: args.model,
         embedding_model,
         providers: usize::from(args.providers),
         gateway_port: args.port,
+        progress: |step| println!("{step}"),
     };
     tokio::runtime::Runtime::new()
         .context("could not start the async runtime")?

@@ -18,15 +18,12 @@ use zg_core::{Address, SigningKey, U256, parse_amount};
 /// Where the chain and the local book are, shared by `user` and `gateway`.
 #[derive(Args, Clone, Debug)]
 pub(crate) struct ChainArgs {
-    /// JSON-RPC URL of the chain.
-    #[arg(
-        long,
-        env = "ZG_RPC_URL",
-        default_value = "http://127.0.0.1:8545",
-        global = true
-    )]
-    pub rpc_url: String,
-    /// Address of the ZgServing contract.
+    #[command(flatten)]
+    pub network: crate::network::NetworkArgs,
+    /// JSON-RPC URL of the chain (instead of the network's) [default: http://127.0.0.1:8545].
+    #[arg(long, visible_alias = "rpc", env = "ZG_RPC_URL", global = true)]
+    pub rpc_url: Option<String>,
+    /// Address of the ZgServing contract (instead of the network's).
     #[arg(long, env = "ZG_CONTRACT", global = true)]
     pub contract: Option<Address>,
     /// The local voucher book and receipts (SQLite).
@@ -167,12 +164,10 @@ pub(crate) struct Session {
 impl ChainArgs {
     pub(crate) async fn session(&self) -> anyhow::Result<Session> {
         let key = self.key.load()?;
-        let contract = self.contract.context(
-            "no contract: pass --contract 0x... or set ZG_CONTRACT (`zg-serving dev` prints it)",
-        )?;
-        let chain = ChainClient::connect(&self.rpc_url, contract, &key.to_bytes())
-            .await
-            .with_context(|| format!("connecting to {} (is the chain up?)", self.rpc_url))?;
+        let chain = self
+            .network
+            .connect(self.rpc_url.as_deref(), self.contract, &key.to_bytes())
+            .await?;
         Ok(Session { key, chain })
     }
 

@@ -5,11 +5,11 @@
 
 use std::{path::PathBuf, sync::OnceLock, time::Duration};
 use tempfile::TempDir;
-use zg_chain::{ChainClient, DeployParams};
+use zg_chain::ChainClient;
 use zg_client::{AckPolicy, Book, Payer};
 use zg_core::{Address, B256, SigningKey, U256, parse_amount};
-use zg_devnet::DevChainOptions;
-use zg_provider::{Config, Running};
+use zg_devnet::ServicePlan;
+use zg_provider::Running;
 
 /// The engine every broker of a test binary forwards to.
 pub(crate) struct EngineInfo {
@@ -107,18 +107,9 @@ pub(crate) fn neuron(amount: &str) -> U256 {
 
 impl Market {
     pub(crate) async fn start() -> Market {
-        let net = zg_devnet::Market::start(
-            DevChainOptions {
-                accounts: 20,
-                ..Default::default()
-            },
-            DeployParams {
-                lock_period: 60,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("anvil with the contract");
+        let net = zg_devnet::Market::for_tests()
+            .await
+            .expect("anvil with the contract");
         Market {
             net,
             dirs: Vec::new(),
@@ -147,50 +138,18 @@ impl Market {
         let key = SigningKey::from_bytes(&self.chain.keys()[index]).expect("key");
         let signer = SigningKey::random();
         let db = self.tempdir().join("broker.db");
-        let text = format!(
-            r#"
-listen = "127.0.0.1:0"
-stake = "0.1"
-[chain]
-rpc_url = "{rpc}"
-contract = "{contract}"
-[keys]
-provider = "{provider}"
-signer = "{signer}"
-[database]
-url = "sqlite://{db}"
-[settlement]
-interval_secs = 100000
-threshold = "1000"
-refund_margin_secs = 30
-[[services]]
-name = "chat"
-kind = "chat"
-model = "{model}"
-model_digest = "{digest}"
-verifiability = "{verifiability}"
-upstream = "{upstream}"
-input_price = "{input}"
-output_price = "{output}"
-credit_limit = "0.01"
-max_output_tokens = 64
-"#,
-            rpc = self.chain.url(),
-            contract = self.deployer.contract_address(),
-            provider = key.to_bytes(),
-            signer = signer.to_bytes(),
-            db = db.display(),
-            verifiability = self.verifiability,
-        );
-        let mut config = Config::parse(&text, "test", std::iter::empty()).expect("config");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        // The service URL the registry lists must be where this broker listens.
-        config.public_url = Some(format!("http://{}", listener.local_addr().expect("addr")));
-        let running = zg_provider::start(config, listener)
-            .await
-            .expect("broker starts");
+        let mut plan = self
+            .broker_plan(index, &format!("sqlite://{}", db.display()))
+            .expect("dev account");
+        plan.signer = Some(signer.to_bytes());
+        plan.settlement.refund_margin_secs = 30;
+        plan.services.push(ServicePlan {
+            input_price: input.into(),
+            output_price: output.into(),
+            verifiability: self.verifiability.into(),
+            ..ServicePlan::chat("chat", model, digest, upstream)
+        });
+        let running = zg_devnet::start_broker(&plan).await.expect("broker starts");
         Provider {
             running,
             key,

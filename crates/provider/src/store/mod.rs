@@ -36,6 +36,25 @@ pub enum StoreError {
     Corrupt { what: &'static str, value: String },
     #[error("request {0} is not in the admitted state (charged or released twice?)")]
     NotAdmitted(String),
+    #[error(
+        "could not take the settlement lock {path}: {reason}; check that the database's folder is writable"
+    )]
+    Lock { path: String, reason: String },
+}
+
+/// A settler's turn over the books: while one is held no other settler of
+/// the same database (another process's included) submits; dropping it
+/// ends the turn.
+pub(crate) struct SettleTurn {
+    _held: Box<dyn Send>,
+}
+
+impl SettleTurn {
+    pub(crate) fn new(held: impl Send + 'static) -> Self {
+        Self {
+            _held: Box::new(held),
+        }
+    }
 }
 
 /// A signed receipt as the broker stores and sends it: its EIP-712 hash (what
@@ -126,6 +145,9 @@ pub(crate) trait Store: Send + Sync + 'static {
     async fn unsettled(&self) -> Result<Vec<Tab>, StoreError>;
     /// Records the user's settled total on chain (never lowers it).
     async fn record_settled(&self, user: Address, settled: U256) -> Result<(), StoreError>;
+    /// The settlement turn: waits for it when `wait`, else None while
+    /// another settler holds it.
+    async fn settle_turn(&self, wait: bool) -> Result<Option<SettleTurn>, StoreError>;
     /// Releases what `replica`'s earlier run left admitted (a crash in flight):
     /// those requests got no receipt, so they cost nothing. Returns how many.
     async fn release_abandoned(&self, replica: &str) -> Result<u64, StoreError>;

@@ -325,6 +325,33 @@ impl crate::store::Store for PgStore {
         Ok(())
     }
 
+    async fn settle_turn(
+        &self,
+        wait: bool,
+    ) -> Result<Option<crate::store::SettleTurn>, crate::store::StoreError> {
+        // A session advisory lock, one per provider, on a connection kept
+        // for the turn: every replica and `provider settle` share it.
+        let key = i64::from_be_bytes(settle_lock_key(self.provider));
+        let mut conn = self.pool.acquire().await?;
+        if wait {
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(key)
+                .execute(&mut *conn)
+                .await?;
+        } else {
+            let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(key)
+                .fetch_one(&mut *conn)
+                .await?;
+            if !taken {
+                return Ok(None);
+            }
+        }
+        Ok(Some(crate::store::SettleTurn::new(LockedConnection(Some(
+            conn,
+        )))))
+    }
+
     async fn release_abandoned(&self, replica: &str) -> Result<u64, crate::store::StoreError> {
         let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT id, user_addr, worst FROM requests WHERE state = 'admitted' AND replica = $1",
@@ -342,5 +369,26 @@ impl crate::store::Store for PgStore {
             }
         }
         Ok(n)
+    }
+}
+
+/// The advisory lock key of `provider`'s settlement turn: its address's
+/// first 8 bytes (sqlx's migration lock uses keys of its own).
+fn settle_lock_key(provider: Address) -> [u8; 8] {
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&provider.as_slice()[..8]);
+    key
+}
+
+/// The connection that holds a settlement turn. Dropped, it is closed, not
+/// pooled: closing ends the session and so releases its advisory lock on
+/// every way out, an error or a cancelled future included.
+struct LockedConnection(Option<sqlx::pool::PoolConnection<Db>>);
+
+impl Drop for LockedConnection {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(conn.detach());
+        }
     }
 }

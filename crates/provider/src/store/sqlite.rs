@@ -9,15 +9,15 @@
 //! release adds its row to `outcomes`. A request with no outcome is in
 //! flight, or was when its broker stopped (released at the next start).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use zg_core::{Address, B256, U256};
 use zg_sqlite::Writer;
 
 use super::{
-    AccountRow, Ack, Charge, Issued, RequestRecord, RequestState, Store, StoreError, Tab,
-    WHERE_UNSETTLED, hex_addr, hex_b256, now_unix, only_unsettled, parse_receipt, parse_u256,
+    AccountRow, Ack, Charge, Issued, RequestRecord, RequestState, SettleTurn, Store, StoreError,
+    Tab, WHERE_UNSETTLED, hex_addr, hex_b256, now_unix, only_unsettled, parse_receipt, parse_u256,
 };
 use crate::admission::{self, Admission, Refusal};
 
@@ -34,6 +34,9 @@ const SELECT_ACCOUNT: &str = "SELECT user_addr, owed, reserved, settled, cumulat
 pub(crate) struct SqliteStore {
     db: Writer,
     provider: Address,
+    /// `FILE.settle-lock` beside the database, flock'd for a settlement
+    /// turn; None in memory, where no other process can settle.
+    settle_lock: Option<PathBuf>,
 }
 
 impl SqliteStore {
@@ -57,11 +60,17 @@ impl SqliteStore {
             .unwrap_or(url);
         // sqlx-style options (`?mode=rwc`) mean nothing here: the file is always created.
         let path = path.split('?').next().unwrap_or(path).to_owned();
+        let settle_lock =
+            (path != ":memory:").then(|| PathBuf::from(format!("{path}.settle-lock")));
         let db = tokio::task::spawn_blocking(move || Writer::open(Path::new(&path), MIGRATIONS))
             .await
             .map_err(|e| StoreError::Open(e.to_string()))?
             .map_err(|e| StoreError::Open(e.to_string()))?;
-        Ok(Self { db, provider })
+        Ok(Self {
+            db,
+            provider,
+            settle_lock,
+        })
     }
 
     async fn call<T: Send + 'static>(
@@ -435,6 +444,38 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn settle_turn(&self, wait: bool) -> Result<Option<SettleTurn>, StoreError> {
+        let Some(path) = self.settle_lock.clone() else {
+            return Ok(Some(SettleTurn::new(())));
+        };
+        let shown = path.display().to_string();
+        // flock: held per open file, so two stores in one process exclude
+        // each other too, and the kernel drops it with a process that dies.
+        let taken = tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            if wait {
+                file.lock()?;
+            } else if let Err(e) = file.try_lock() {
+                return match e {
+                    std::fs::TryLockError::WouldBlock => Ok(None),
+                    std::fs::TryLockError::Error(e) => Err(e),
+                };
+            }
+            Ok(Some(SettleTurn::new(file)))
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r: std::io::Result<_>| r.map_err(|e| e.to_string()));
+        taken.map_err(|reason| StoreError::Lock {
+            path: shown,
+            reason,
+        })
     }
 
     async fn release_abandoned(&self, replica: &str) -> Result<u64, StoreError> {

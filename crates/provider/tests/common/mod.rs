@@ -10,12 +10,13 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use axum::{Json, Router, body::Body, http::StatusCode, response::IntoResponse, routing::post};
 use bytes::Bytes;
 use serde_json::{Value, json};
-use zg_chain::{ChainClient, DeployParams};
+use zg_chain::ChainClient;
 use zg_core::{
     Address, B256, Domain, Nonce, PaymentHeaders, SigningKey, U256, Voucher,
     headers::SignedReceipt, request_digest,
 };
-use zg_devnet::DevChainOptions;
+pub(crate) use zg_devnet::BrokerPlan;
+use zg_devnet::ServicePlan;
 use zg_provider::{Config, Running};
 
 pub(crate) const INPUT_PRICE: u64 = 1_000_000_000; // neuron per token
@@ -37,18 +38,9 @@ impl std::ops::Deref for Env {
 
 impl Env {
     pub(crate) async fn start() -> Env {
-        let net = zg_devnet::Market::start(
-            DevChainOptions {
-                accounts: 20,
-                ..Default::default()
-            },
-            DeployParams {
-                lock_period: 60,
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("anvil with the contract");
+        let net = zg_devnet::Market::for_tests()
+            .await
+            .expect("anvil with the contract");
         let provider_key = net.key(1).expect("dev key");
         Env {
             net,
@@ -69,7 +61,25 @@ impl Env {
             .expect("funded user")
     }
 
-    /// A config with one chat service (and optionally an embeddings one).
+    /// The provider's broker on `db_url` with one chat service, "chat",
+    /// of `model` in front of `chat_upstream`, with `credit` 0G of credit.
+    pub(crate) fn plan(
+        &self,
+        db_url: &str,
+        chat_upstream: &str,
+        model: &str,
+        digest: B256,
+        credit: &str,
+    ) -> BrokerPlan {
+        let mut plan = self.broker_plan(1, db_url).expect("dev account 1");
+        plan.signer = Some(self.signer_key.to_bytes());
+        plan.services.push(ServicePlan {
+            credit_limit: credit.into(),
+            ..ServicePlan::chat("chat", model, digest, chat_upstream)
+        });
+        plan
+    }
+
     pub(crate) fn config(
         &self,
         db_url: &str,
@@ -78,52 +88,8 @@ impl Env {
         digest: B256,
         credit: &str,
     ) -> Config {
-        let text = self.config_text(db_url, chat_upstream, model, digest, credit, "127.0.0.1:0");
-        Config::parse(&text, "test", std::iter::empty()).expect("config")
-    }
-
-    pub(crate) fn config_text(
-        &self,
-        db_url: &str,
-        chat_upstream: &str,
-        model: &str,
-        digest: B256,
-        credit: &str,
-        listen: &str,
-    ) -> String {
-        format!(
-            r#"
-listen = "{listen}"
-stake = "0.1"
-[chain]
-rpc_url = "{rpc}"
-contract = "{contract}"
-[keys]
-dev = true
-provider = "{provider}"
-signer = "{signer}"
-[database]
-url = "{db_url}"
-[settlement]
-interval_secs = 100000
-threshold = "1000"
-refund_margin_secs = 600
-[[services]]
-name = "chat"
-kind = "chat"
-model = "{model}"
-model_digest = "{digest}"
-upstream = "{chat_upstream}"
-input_price = "0.000000001"
-output_price = "0.000000002"
-credit_limit = "{credit}"
-max_output_tokens = 64
-"#,
-            rpc = self.chain.url(),
-            contract = self.deployer.contract_address(),
-            provider = self.provider_key.to_bytes(),
-            signer = self.signer_key.to_bytes(),
-        )
+        let plan = self.plan(db_url, chat_upstream, model, digest, credit);
+        plan.config().expect("config")
     }
 
     /// A broker on a SQLite file (in the returned temp dir) in front of the

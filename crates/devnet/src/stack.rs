@@ -2,28 +2,32 @@
 //! money needs them: chain and contract, engine, provider brokers (which
 //! register on chain), a funded user, and the gateway in front of it all.
 
-use super::state::{DataDir, Record};
-use anyhow::{Context, Result, bail};
+use crate::{
+    BrokerPlan, DevChain, DevChainOptions, DevnetError, ServicePlan, SettlementPlan,
+    data_dir::{DataDir, Record},
+    start_broker,
+};
 use std::path::PathBuf;
 use tokio::net::TcpListener;
 use zg_chain::{ChainClient, DeployParams};
 use zg_client::{Accounts, AckPolicy, Book, Payer};
-use zg_core::{Address, B256, SigningKey, U256, format_amount, parse_amount};
-use zg_devnet::{DevChain, DevChainOptions};
+use zg_core::{Address, B256, ServiceKind, SigningKey, U256, format_amount, parse_amount};
 use zg_engine::{EngineConfig, ServerHandle};
 use zg_gateway::{Gateway, GatewayConfig, TopUpPolicy};
 
 /// What `dev` is asked to run.
-pub(super) struct Plan {
+pub struct StackPlan {
     pub model: PathBuf,
     pub embedding_model: Option<PathBuf>,
     pub providers: usize,
     pub gateway_port: u16,
+    /// Where the steps of starting are told (`zg-serving dev` prints them).
+    pub progress: fn(&str),
 }
 
 /// Service names every dev provider lists; the gateway routes by the model they serve.
-pub(super) const CHAT_SERVICE: &str = "smollm2-135m-instruct";
-pub(super) const EMBEDDINGS_SERVICE: &str = "all-minilm-l6-v2";
+pub const CHAT_SERVICE: &str = "smollm2-135m-instruct";
+pub const EMBEDDINGS_SERVICE: &str = "all-minilm-l6-v2";
 
 /// Prices of the first provider per token, in 0G; provider `i` charges `i + 1` times these.
 const INPUT_PRICE: &str = "0.000000001";
@@ -32,14 +36,14 @@ const OUTPUT_PRICE: &str = "0.000000002";
 const USER_DEPOSIT: &str = "100";
 const ESCROW_PER_PROVIDER: &str = "10";
 
-pub(super) struct Provider {
+pub struct Provider {
     pub address: Address,
     pub running: zg_provider::Running,
     pub config_path: PathBuf,
 }
 
 /// Everything running; [`Stack::shutdown`] stops it in order, anvil last so it saves its state.
-pub(super) struct Stack {
+pub struct Stack {
     pub gateway_url: String,
     /// The chat model as the gateway lists it (what `model` names in a request).
     pub chat_model: String,
@@ -55,7 +59,8 @@ pub(super) struct Stack {
 }
 
 impl Stack {
-    pub(super) async fn start(dir: &DataDir, plan: &Plan) -> Result<Self> {
+    /// Starts (or, with an earlier run's state in `dir`, restarts) the whole marketplace.
+    pub async fn start(dir: &DataDir, plan: &StackPlan) -> Result<Self, DevnetError> {
         let record = dir.record()?;
         let keys_needed = plan.providers + 2;
         let chain = DevChain::start_with(DevChainOptions {
@@ -64,13 +69,12 @@ impl Stack {
             ..DevChainOptions::default()
         })
         .await
-        .context("starting the local chain (anvil)")?;
+        .map_err(DevnetError::step("starting the local chain (anvil)"))?;
         let keys = chain.keys().to_vec();
         if keys.len() < keys_needed {
-            bail!(
-                "anvil gave {} accounts, {keys_needed} are needed",
-                keys.len()
-            );
+            return Err(DevnetError::NoAccount {
+                index: keys_needed - 1,
+            });
         }
         let (owner_key, user_key) = (keys[0], keys[1]);
         let provider_keys = &keys[2..2 + plan.providers];
@@ -78,24 +82,26 @@ impl Stack {
         let owner = match &record {
             Some(r) => ChainClient::connect(chain.url(), r.contract, &owner_key).await?,
             None => {
-                println!("deploying the ZgServing contract ...");
+                (plan.progress)("deploying the ZgServing contract ...");
                 ChainClient::deploy(chain.url(), &owner_key, DeployParams::default()).await?
             }
         };
         let mut record = record.unwrap_or(Record {
             contract: owner.contract_address(),
             api_key: None,
+            rpc_url: None,
         });
+        record.rpc_url = Some(chain.url().to_string());
         dir.save_record(&record)?;
 
-        println!("loading the models into the built-in engine ...");
+        (plan.progress)("loading the models into the built-in engine ...");
         let mut engine_config = EngineConfig::new(&plan.model);
         if let Some(embedding) = &plan.embedding_model {
             engine_config = engine_config.with_embedding_model(embedding);
         }
-        let engine = zg_engine::spawn(engine_config, TcpListener::bind("127.0.0.1:0").await?)
+        let engine = zg_engine::spawn(engine_config, bind("127.0.0.1:0").await?)
             .await
-            .context("starting the built-in engine")?;
+            .map_err(DevnetError::step("starting the built-in engine"))?;
 
         let mut providers = Vec::new();
         for (i, key) in provider_keys.iter().enumerate() {
@@ -115,8 +121,8 @@ impl Stack {
         );
         let config = GatewayConfig {
             topup: Some(TopUpPolicy {
-                amount: parse_amount("1")?,
-                budget: parse_amount("20")?,
+                amount: amount("1")?,
+                budget: amount("20")?,
             }),
             ..GatewayConfig::default()
         };
@@ -130,15 +136,17 @@ impl Stack {
                 secret
             }
         };
-        let listener = TcpListener::bind(("127.0.0.1", plan.gateway_port))
+        let listener = bind(&format!("127.0.0.1:{}", plan.gateway_port))
             .await
-            .with_context(|| {
-                format!(
-                    "port {} is taken: pick another with --port",
-                    plan.gateway_port
-                )
-            })?;
-        let addr = gateway.clone().spawn(listener).await?;
+            .map_err(DevnetError::step(format!(
+                "port {} is taken: pick another with --port",
+                plan.gateway_port
+            )))?;
+        let addr = gateway
+            .clone()
+            .spawn(listener)
+            .await
+            .map_err(DevnetError::step("starting the gateway"))?;
 
         let chat_model = engine
             .engine()
@@ -162,89 +170,115 @@ impl Stack {
     }
 
     /// Stops the brokers (finishing requests in flight), the engine, then anvil.
-    pub(super) async fn shutdown(self) {
+    pub async fn shutdown(self) {
         for provider in self.providers {
             if let Err(e) = provider.running.shutdown().await {
-                eprintln!("provider {} did not stop cleanly: {e}", provider.address);
+                tracing::warn!("provider {} did not stop cleanly: {e}", provider.address);
             }
         }
         if let Err(e) = self.engine.shutdown().await {
-            eprintln!("engine did not stop cleanly: {e}");
+            tracing::warn!("engine did not stop cleanly: {e}");
         }
         self.chain.stop().await;
     }
 }
 
+async fn bind(addr: &str) -> Result<TcpListener, DevnetError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| DevnetError::Bind {
+            addr: addr.into(),
+            reason: e.to_string(),
+        })
+}
+
+fn amount(text: &str) -> Result<U256, DevnetError> {
+    parse_amount(text).map_err(DevnetError::step(format!("reading the amount {text}")))
+}
+
+/// Provider `i`: its broker on the engine's models at `i + 1` times the base
+/// prices, its config written to the data directory (for `provider status`).
 async fn start_provider(
     dir: &DataDir,
     owner: &ChainClient,
     engine: &ServerHandle,
     i: usize,
     key: &B256,
-) -> Result<Provider> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let digest = |kind: &str| {
-        engine
+) -> Result<Provider, DevnetError> {
+    let price = |base: &str| -> Result<String, DevnetError> {
+        Ok(format_amount(amount(base)? * U256::from(i + 1)))
+    };
+    let mut services = Vec::new();
+    for (kind, name) in [
+        (ServiceKind::Chat, CHAT_SERVICE),
+        (ServiceKind::Embeddings, EMBEDDINGS_SERVICE),
+    ] {
+        let Some(card) = engine
             .engine()
             .models()
             .iter()
-            .find(|card| card.kind == kind)
-            .map(|card| (card.id.clone(), card.sha256.clone()))
-    };
-    let price = |base: &str| -> Result<String> {
-        Ok(format_amount(parse_amount(base)? * U256::from(i + 1)))
-    };
-    let mut services = String::new();
-    for (kind, name) in [("chat", CHAT_SERVICE), ("embeddings", EMBEDDINGS_SERVICE)] {
-        let Some((model, sha256)) = digest(kind) else {
+            .find(|card| card.kind == kind.as_str())
+        else {
             continue;
         };
-        services.push_str(&format!(
-            "\n[[services]]\nname = \"{name}\"\nkind = \"{kind}\"\nmodel = \"{model}\"\n\
-             model_digest = \"0x{sha256}\"\nhardware = \"cpu\"\nverifiability = \"none\"\n\
-             upstream = \"{upstream}\"\ninput_price = \"{input}\"\noutput_price = \"{output}\"\n\
-             credit_limit = \"0.01\"\nmax_output_tokens = 512\n",
-            upstream = engine.base_url(),
-            input = price(INPUT_PRICE)?,
-            output = price(OUTPUT_PRICE)?,
-        ));
+        let digest = card.sha256.parse().map_err(DevnetError::step(format!(
+            "reading the sha256 of {}",
+            card.id
+        )))?;
+        services.push(ServicePlan {
+            kind,
+            input_price: price(INPUT_PRICE)?,
+            output_price: price(OUTPUT_PRICE)?,
+            max_output_tokens: 512,
+            ..ServicePlan::chat(name, &card.id, digest, &engine.base_url())
+        });
     }
-    let db = dir.path(&format!("provider-{i}.sqlite"));
-    let text = format!(
-        "# Provider {i} of `zg-serving dev`, written on every start.\n\
-         listen = \"{addr}\"\npublic_url = \"http://{addr}\"\nstake = \"0.1\"\n\n\
-         [chain]\nrpc_url = \"{rpc}\"\ncontract = \"{contract}\"\n\n\
-         [keys]\ndev = true\nprovider = \"{key}\"\n\n\
-         [database]\nurl = \"sqlite://{db}\"\n\n\
-         [settlement]\nenabled = true\ninterval_secs = 60\nthreshold = \"1\"\nrefund_margin_secs = 30\nbatch_size = 100\n{services}",
-        rpc = owner.rpc_url(),
-        contract = owner.contract_address(),
-        db = db.display(),
-    );
-    let config_path = dir.path(&format!("provider-{i}.toml"));
-    std::fs::write(&config_path, text)
-        .with_context(|| format!("cannot write {}", config_path.display()))?;
-    let config = zg_provider::Config::parse(
-        &std::fs::read_to_string(&config_path)?,
-        &config_path.display().to_string(),
-        std::iter::empty(),
-    )?;
-    let address = config.keys.provider.address();
-    let running = zg_provider::start(config, listener)
+    let mut plan = BrokerPlan {
+        listen: "127.0.0.1:0".into(),
+        public_url: None,
+        replica: None,
+        rpc_url: owner.rpc_url().into(),
+        contract: owner.contract_address(),
+        provider: *key,
+        signer: None,
+        database: format!(
+            "sqlite://{}",
+            dir.path(&format!("provider-{i}.sqlite")).display()
+        ),
+        stake: "0.1".into(),
+        settlement: SettlementPlan {
+            enabled: true,
+            interval_secs: 60,
+            threshold: "1".into(),
+            refund_margin_secs: 30,
+            batch_size: 100,
+        },
+        services,
+    };
+    let running = start_broker(&plan)
         .await
-        .with_context(|| format!("starting provider {i} ({address})"))?;
+        .map_err(DevnetError::step(format!("starting provider {i}")))?;
+    plan.listen = running.addr().to_string();
+    plan.public_url = Some(running.url());
+    let config_path = dir.path(&format!("provider-{i}.toml"));
+    dir.write(
+        &config_path,
+        &format!(
+            "# Provider {i} of `zg-serving dev`, written on every start.\n{}",
+            plan.toml()
+        ),
+    )?;
     Ok(Provider {
-        address,
+        address: SigningKey::from_bytes(key)?.address(),
         running,
         config_path,
     })
 }
 
 /// On a fresh chain: deposit, and fund every provider's escrow.
-async fn fund_user(user: &Accounts, providers: &[Provider]) -> Result<()> {
+async fn fund_user(user: &Accounts, providers: &[Provider]) -> Result<(), DevnetError> {
     let summary = user.summary().await?;
-    let per_provider = parse_amount(ESCROW_PER_PROVIDER)?;
+    let per_provider = amount(ESCROW_PER_PROVIDER)?;
     let mut missing = Vec::new();
     for provider in providers {
         if user.escrow(provider.address).await?.escrow.is_zero() {
@@ -256,8 +290,7 @@ async fn fund_user(user: &Accounts, providers: &[Provider]) -> Result<()> {
     }
     let needed = per_provider * U256::from(missing.len());
     if summary.balance < needed {
-        user.deposit(parse_amount(USER_DEPOSIT)?.max(needed))
-            .await?;
+        user.deposit(amount(USER_DEPOSIT)?.max(needed)).await?;
     }
     for provider in missing {
         user.fund(provider, per_provider).await?;
