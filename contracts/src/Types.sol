@@ -13,7 +13,8 @@ struct Voucher {
 }
 
 /// A provider's signed account of one answer (settled off chain; the contract
-/// only hashes it so clients can check their digests).
+/// only hashes it so clients can check their digests). `proofDigest` is the
+/// keccak256 of the answer's proof of model, zero where there is none.
 struct Receipt {
     address user;
     address provider;
@@ -27,6 +28,7 @@ struct Receipt {
     uint256 outputPrice;
     uint256 fee;
     uint256 owed;
+    bytes32 proofDigest;
 }
 
 /// What a provider lists; prices are ceilings per token, in neuron.

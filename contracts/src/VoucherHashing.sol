@@ -14,7 +14,7 @@ abstract contract VoucherHashing is EIP712 {
     bytes32 internal constant RECEIPT_TYPEHASH = keccak256(
         "Receipt(address user,address provider,bytes32 service,bytes32 modelDigest,bytes32 requestDigest,"
         "bytes32 responseDigest,uint256 inputTokens,uint256 outputTokens,uint256 inputPrice,uint256 outputPrice,"
-        "uint256 fee,uint256 owed)"
+        "uint256 fee,uint256 owed,bytes32 proofDigest)"
     );
 
     constructor() EIP712("zg-serving", "1") {}

@@ -107,6 +107,7 @@ fn floor() -> Result<(f64, f64)> {
         output_price: U256::from(2u64),
         fee: U256::from(20u64),
         owed: U256::from(20u64),
+        proof_digest: keccak256("p"),
     };
     let n = 5000;
     let t = Instant::now();

@@ -154,6 +154,7 @@ fn sol_receipt(r: &Receipt) -> ZgServing::Receipt {
         outputPrice: r.output_price,
         fee: r.fee,
         owed: r.owed,
+        proofDigest: r.proof_digest,
     }
 }
 

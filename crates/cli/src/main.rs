@@ -8,6 +8,7 @@ mod keys;
 mod network;
 mod provider;
 mod user;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -38,6 +39,8 @@ enum Command {
     Dev(dev::DevArgs),
     /// Encrypted JSON keystores: new, import, list, address.
     Keys(keys::KeysArgs),
+    /// Check that the registered model computed an answer: a receipt of the book or an evidence file.
+    Verify(verify::VerifyArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,5 +59,6 @@ fn main() -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(args),
         Command::Gateway(args) => gateway::run(args),
         Command::Keys(args) => keys::run(args),
+        Command::Verify(args) => verify::run(args),
     }
 }

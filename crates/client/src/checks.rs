@@ -1,11 +1,13 @@
 //! Receipt checks: everything DESIGN.md lists, before a receipt is paid.
 //! Signer, user and provider, service and model digest against the registry,
 //! prices within the listed ceilings, fee arithmetic, owed against the
-//! client's own tally, and the request and response digests.
+//! client's own tally, the request and response digests, and for a service
+//! that registered a proof method, the digest of the proof the broker serves.
 
 use crate::book::OwedBefore;
 use zg_core::{
-    Address, B256, Domain, Prices, Receipt, Service, U256, Usage, headers::SignedReceipt,
+    Address, B256, Domain, Prices, Receipt, Service, U256, Usage, Verifiability,
+    headers::SignedReceipt,
 };
 
 /// What the client knows independently of the provider when a receipt arrives.
@@ -20,6 +22,19 @@ pub struct Expected<'a> {
     /// The client's own tally of fees owed to this provider before this
     /// answer: exact when the request was alone in flight, else a floor.
     pub owed_before: OwedBefore,
+    /// The answer's proof of model as the broker served it.
+    pub proof: ProofSeen<'a>,
+}
+
+/// What the client got of an answer's proof of model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofSeen<'a> {
+    /// Not asked for: the service registered no proof method.
+    NotAsked,
+    /// keccak256 of the proof the broker served.
+    Got(B256),
+    /// The broker served none, for this reason.
+    Missing(&'a str),
 }
 
 /// Why a receipt is refused. Each names what was expected and what came.
@@ -59,6 +74,15 @@ pub enum ReceiptFault {
     Overflow,
     #[error("owed {claimed} neuron, the client's own tally makes {expected}")]
     WrongOwed { claimed: U256, expected: U256 },
+    #[error(
+        "the service registers verifiability {0:?}, which this client cannot check (it knows \"none\" and {methods})",
+        methods = zg_core::verifiability::PROOF_METHODS.join(", ")
+    )]
+    UnknownVerifiability(String),
+    #[error("the service registers {method}, but the answer has no proof: {why}")]
+    MissingProof { method: &'static str, why: String },
+    #[error("proof digest {got}, the proof the broker serves hashes to {expected}")]
+    WrongProofDigest { expected: B256, got: B256 },
 }
 
 impl ReceiptFault {
@@ -77,6 +101,9 @@ impl ReceiptFault {
             Self::WrongFee { .. } => "wrong_fee",
             Self::Overflow => "overflow",
             Self::WrongOwed { .. } => "wrong_owed",
+            Self::UnknownVerifiability(_) => "unknown_verifiability",
+            Self::MissingProof { .. } => "missing_proof",
+            Self::WrongProofDigest { .. } => "wrong_proof_digest",
         }
     }
 }
@@ -122,6 +149,7 @@ pub fn check_receipt(
         receipt.response_digest,
         |expected, got| ReceiptFault::WrongResponseDigest { expected, got },
     )?;
+    check_proof(receipt, service, expected.proof)?;
     let prices = Prices::new(receipt.input_price, receipt.output_price);
     if !prices.within(&service.prices) {
         return Err(ReceiptFault::PriceAboveCeiling {
@@ -156,6 +184,34 @@ pub fn check_receipt(
         });
     }
     Ok(receipt.fee)
+}
+
+/// A service that registered a proof method is paid only for a receipt
+/// whose proofDigest is that of the proof its broker serves.
+fn check_proof(
+    receipt: &Receipt,
+    service: &Service,
+    seen: ProofSeen<'_>,
+) -> Result<(), ReceiptFault> {
+    let method = match Verifiability::parse(&service.verifiability) {
+        Ok(Verifiability::None) => return Ok(()),
+        Ok(Verifiability::Proof(method)) => method,
+        Err(unknown) => return Err(ReceiptFault::UnknownVerifiability(unknown.0)),
+    };
+    let missing = |why: &str| ReceiptFault::MissingProof {
+        method,
+        why: why.to_owned(),
+    };
+    if receipt.proof_digest.is_zero() {
+        return Err(missing("the receipt's proofDigest is zero"));
+    }
+    match seen {
+        ProofSeen::Got(digest) => same(digest, receipt.proof_digest, |expected, got| {
+            ReceiptFault::WrongProofDigest { expected, got }
+        }),
+        ProofSeen::Missing(why) => Err(missing(why)),
+        ProofSeen::NotAsked => Err(missing("the client did not fetch it")),
+    }
 }
 
 fn same<T: PartialEq + Copy>(
@@ -212,6 +268,7 @@ mod tests {
             output_price: U256::from(15u64),
             fee: U256::from(5 * 10 + 7 * 15u64),
             owed: U256::from(1000 + 5 * 10 + 7 * 15u64),
+            proof_digest: B256::ZERO,
         };
         Case {
             domain: Domain::new(31337, Address::repeat_byte(9)),
@@ -223,6 +280,15 @@ mod tests {
     }
 
     fn run(case: &Case, receipt: &Receipt, key: &SigningKey) -> Result<U256, ReceiptFault> {
+        run_with_proof(case, receipt, key, ProofSeen::NotAsked)
+    }
+
+    fn run_with_proof(
+        case: &Case,
+        receipt: &Receipt,
+        key: &SigningKey,
+        proof: ProofSeen<'_>,
+    ) -> Result<U256, ReceiptFault> {
         let signed = SignedReceipt::new(receipt.clone(), &receipt.sign(key, &case.domain));
         let expected = Expected {
             user: case.user,
@@ -230,6 +296,7 @@ mod tests {
             request_digest: keccak256(b"req"),
             response_digest: keccak256(b"resp"),
             owed_before: OwedBefore::Exact(U256::from(1000u64)),
+            proof,
         };
         check_receipt(&signed, &expected, &case.domain)
     }
@@ -327,5 +394,46 @@ mod tests {
             run(&c, r, &impostor).map_err(|f| f.kind()),
             Err("wrong_signer")
         );
+    }
+
+    #[test]
+    fn a_proof_service_is_paid_only_for_the_proof_its_broker_serves() {
+        let mut c = case();
+        c.service.verifiability = zg_core::verifiability::ZG_LOGITS_V1.into();
+        let digest = zg_core::proof_digest(b"proof");
+        let r = Receipt {
+            proof_digest: digest,
+            ..c.receipt.clone()
+        };
+        let check = |c: &Case, r: &Receipt, seen| {
+            run_with_proof(c, r, &c.signer, seen).map_err(|f| f.kind())
+        };
+        assert_eq!(
+            check(&c, &r, ProofSeen::Got(digest)),
+            Ok(U256::from(155u64))
+        );
+        let other = zg_core::proof_digest(b"another proof");
+        assert_eq!(
+            check(&c, &r, ProofSeen::Got(other)),
+            Err("wrong_proof_digest")
+        );
+        assert_eq!(
+            check(&c, &r, ProofSeen::Missing("404")),
+            Err("missing_proof")
+        );
+        assert_eq!(check(&c, &r, ProofSeen::NotAsked), Err("missing_proof"));
+        // A zero digest is no proof, whatever was fetched.
+        assert_eq!(
+            check(&c, &c.receipt, ProofSeen::Got(B256::ZERO)),
+            Err("missing_proof")
+        );
+        c.service.verifiability = "tee".into();
+        assert_eq!(
+            check(&c, &r, ProofSeen::Got(digest)),
+            Err("unknown_verifiability")
+        );
+        // A service without a proof method is not asked for one.
+        c.service.verifiability = "none".into();
+        assert_eq!(check(&c, &r, ProofSeen::NotAsked), Ok(U256::from(155u64)));
     }
 }

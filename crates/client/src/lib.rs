@@ -21,7 +21,7 @@ pub mod recovery;
 
 pub use accounts::{Accounts, LedgerSummary};
 pub use book::{Book, ReceiptRecord, Tab};
-pub use checks::{Expected, ReceiptFault, check_receipt};
+pub use checks::{Expected, ProofSeen, ReceiptFault, check_receipt};
 pub use discovery::{ServiceFilter, find_services};
 pub use error::ClientError;
 pub use pay::{AckPolicy, Answer, PaidReceipt, Payer, StreamAnswer};

@@ -28,6 +28,7 @@ alloy_sol_types::sol! {
         uint256 outputPrice;
         uint256 fee;
         uint256 owed;
+        bytes32 proofDigest;
     }
 
     /// A user's request for its account statement at one provider, at one
@@ -92,7 +93,8 @@ mod tests {
             Receipt::eip712_encode_type(),
             "Receipt(address user,address provider,bytes32 service,bytes32 modelDigest,\
              bytes32 requestDigest,bytes32 responseDigest,uint256 inputTokens,\
-             uint256 outputTokens,uint256 inputPrice,uint256 outputPrice,uint256 fee,uint256 owed)"
+             uint256 outputTokens,uint256 inputPrice,uint256 outputPrice,uint256 fee,uint256 owed,\
+             bytes32 proofDigest)"
         );
         assert_eq!(
             StatementRequest::eip712_encode_type(),

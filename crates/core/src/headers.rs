@@ -247,6 +247,7 @@ mod tests {
             output_price: U256::from(6u64),
             fee: U256::from(39u64),
             owed: U256::from(39u64),
+            proof_digest: Default::default(),
         };
         let signed = SignedReceipt::new(receipt, &key.sign_hash(&Default::default()));
         let header = signed.to_header();

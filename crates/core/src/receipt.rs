@@ -1,9 +1,9 @@
 //! The provider's signed receipt: which service and model answered which
 //! request with which response, how many tokens at what prices, the fee, and
-//! what the user owes in all.
+//! what the user owes in all, and the digest of the answer's proof of model.
 
 use crate::{Domain, Signature, SignatureError, SigningKey, eip712};
-use alloy_primitives::{Address, B256, U256};
+use alloy_primitives::{Address, B256, U256, keccak256};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +24,17 @@ pub struct Receipt {
     pub fee: U256,
     /// Everything the user owes this provider after this answer, in neuron.
     pub owed: U256,
+    /// keccak256 of the answer's proof of model ([`proof_digest`]); zero
+    /// where the upstream gives none. Absent in receipts stored before the
+    /// field existed, which read as zero (their signatures were over the
+    /// older type and no longer recover to the signer).
+    #[serde(default)]
+    pub proof_digest: B256,
+}
+
+/// A receipt's `proofDigest` for proof bytes: keccak256 of them.
+pub fn proof_digest(proof: &[u8]) -> B256 {
+    keccak256(proof)
 }
 
 impl Receipt {
@@ -41,6 +52,7 @@ impl Receipt {
             outputPrice: self.output_price,
             fee: self.fee,
             owed: self.owed,
+            proofDigest: self.proof_digest,
         })
     }
 
@@ -78,6 +90,7 @@ mod tests {
             output_price: U256::from(2u64),
             fee: U256::from(50u64),
             owed: U256::from(50u64),
+            proof_digest: proof_digest(b"proof"),
         };
         let sig = receipt.sign(&key, &domain);
         assert_eq!(receipt.signer(&sig, &domain).unwrap(), key.address());
@@ -88,8 +101,13 @@ mod tests {
         assert_ne!(inflated.signer(&sig, &domain).unwrap(), key.address());
         let other_model = Receipt {
             model_digest: B256::repeat_byte(9),
-            ..receipt
+            ..receipt.clone()
         };
         assert_ne!(other_model.signer(&sig, &domain).unwrap(), key.address());
+        let other_proof = Receipt {
+            proof_digest: proof_digest(b"another proof"),
+            ..receipt
+        };
+        assert_ne!(other_proof.signer(&sig, &domain).unwrap(), key.address());
     }
 }

@@ -20,7 +20,8 @@ pub struct Service {
     pub hardware: String,
     /// Ceilings per token, in neuron.
     pub prices: Prices,
-    /// "none", "tee", ...
+    /// How answers can be checked: "none" or a proof method
+    /// ([`crate::verifiability`]).
     pub verifiability: String,
     /// The address that signs this service's receipts.
     pub signer: Address,

@@ -13,6 +13,9 @@ pub mod routes {
     pub const MODELS: &str = "/v1/models";
     /// `GET /v1/receipts/{id}`: a stream's receipt, by `X-ZG-Request-Id`.
     pub const RECEIPT: &str = "/v1/receipts/{id}";
+    /// `GET /v1/proofs/{id}`: the proof of model of an answer, by
+    /// `X-ZG-Request-Id`, as raw bytes.
+    pub const PROOF: &str = "/v1/proofs/{id}";
     /// `GET /v1/account/{user}`: the signed statement of a user's account.
     pub const ACCOUNT: &str = "/v1/account/{user}";
     /// `POST`: an acknowledgement voucher ([`super::AckBody`]).
@@ -21,6 +24,12 @@ pub mod routes {
     /// The path of a stream's receipt.
     pub fn receipt(id: &str) -> String {
         format!("/v1/receipts/{id}")
+    }
+
+    /// The path of an answer's proof of model (the broker's and the
+    /// built-in engine's).
+    pub fn proof(id: &str) -> String {
+        format!("/v1/proofs/{id}")
     }
 
     /// The path of a user's account statement.

@@ -1,21 +1,29 @@
 //! A provider that lies in its receipts is caught and not paid: a scripted
 //! fake broker, listed on a real chain, answers with receipts that inflate
 //! the fee, are signed by the wrong key, name the wrong model digest, or
-//! claim the wrong owed. Each is refused by name, kept as evidence, and
-//! adds nothing to what the user authorizes; the gateway stops using it.
+//! claim the wrong owed, or (for a service that registered a proof method)
+//! bind no proof or another proof than the one it serves. Each is refused
+//! by name, kept as evidence, and adds nothing to what the user authorizes;
+//! the gateway stops using it.
 // Test helpers: a panic here is the failure message.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use axum::{Router, extract::State, http::HeaderMap, response::IntoResponse, routing::post};
+use axum::{
+    Router,
+    extract::State,
+    http::HeaderMap,
+    response::IntoResponse,
+    routing::{get, post},
+};
 use bytes::Bytes;
 use common::{Market, chat_body, neuron, start_gateway};
 use std::sync::{Arc, Mutex};
 use zg_client::{AckPolicy, ClientError};
 use zg_core::{
     B256, Domain, PaymentHeaders, Prices, Receipt, Service, SigningKey, U256,
-    headers::SignedReceipt, keccak256, request_digest, service_id,
+    headers::SignedReceipt, keccak256, proof_digest, request_digest, service_id, verifiability,
 };
 use zg_gateway::GatewayConfig;
 
@@ -26,7 +34,14 @@ enum Lie {
     WrongSigner,
     WrongModelDigest,
     WrongOwed,
+    /// proofDigest of other bytes than the proof served.
+    WrongProofDigest,
+    /// proofDigest zero.
+    NoProof,
 }
+
+/// The proof the fake serves for every answer.
+const PROOF: &[u8] = b"the fake's proof of model";
 
 struct Fake {
     domain: Domain,
@@ -61,6 +76,10 @@ async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
         output_price: prices.output,
         fee,
         owed: owed_before + fee,
+        proof_digest: match fake.service.verifiability.as_str() {
+            verifiability::NONE => B256::ZERO,
+            _ => proof_digest(PROOF),
+        },
     };
     let lie = *fake.lie.lock().unwrap();
     let mut key = fake.signer.clone();
@@ -73,6 +92,8 @@ async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
         Lie::WrongSigner => key = SigningKey::random(),
         Lie::WrongModelDigest => receipt.model_digest = B256::repeat_byte(0xee),
         Lie::WrongOwed => receipt.owed += U256::from(1_000_000u64),
+        Lie::WrongProofDigest => receipt.proof_digest = proof_digest(b"another proof"),
+        Lie::NoProof => receipt.proof_digest = B256::ZERO,
     }
     *fake.owed.lock().unwrap() = receipt.owed;
     let signed = SignedReceipt::new(receipt.clone(), &receipt.sign(&key, &fake.domain));
@@ -80,14 +101,19 @@ async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
         [
             ("content-type", "application/json".to_owned()),
             ("x-zg-receipt", signed.to_header()),
+            ("x-zg-request-id", "r1".to_owned()),
         ],
         ANSWER,
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
-    let mut market = Market::start().await;
+async fn proof() -> &'static [u8] {
+    PROOF
+}
+
+/// A fake broker for dev account 1, listed on chain with one chat service
+/// of `verifiability`, serving answers with the receipts its `lie` says.
+async fn fake_broker(market: &Market, verifiability: &str) -> Arc<Fake> {
     let provider_key = SigningKey::from_bytes(&market.chain.keys()[1]).unwrap();
     let signer = SigningKey::random();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -100,7 +126,7 @@ async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
         model_digest: B256::repeat_byte(0x11),
         hardware: "cpu".into(),
         prices: Prices::new(neuron("0.000000001"), neuron("0.000000002")),
-        verifiability: "none".into(),
+        verifiability: verifiability.into(),
         signer: signer.address(),
         updated_at: 0,
     };
@@ -114,40 +140,48 @@ async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
     let fake = Arc::new(Fake {
         domain: market.deployer.domain(),
         signer,
-        service: service.clone(),
+        service,
         lie: Mutex::new(Lie::None),
         owed: Mutex::default(),
         vouchers: Mutex::default(),
     });
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))
+        .route("/v1/proofs/{id}", get(proof))
         .with_state(fake.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
+    fake
+}
 
+fn honest_fee() -> U256 {
+    neuron("0.000000001") * U256::from(10u64) + neuron("0.000000002") * U256::from(5u64)
+}
+
+/// Sends one answer per lie after an honest one: each lie is refused as
+/// `kind` and adds nothing to the tally. Returns the payer.
+async fn catch_each(
+    market: &mut Market,
+    fake: &Fake,
+    lies: &[(Lie, &str)],
+) -> (zg_client::Payer, SigningKey, zg_chain::ChainClient) {
+    let service = &fake.service;
     let (user, chain) = market.user(2, neuron("0.01"), &[service.provider]).await;
     let (payer, _) = market.payer(&user, AckPolicy::Never).await;
     let body = Bytes::from(serde_json::to_vec(&chat_body("liar-1", "hi", 5)).unwrap());
-    let honest_fee =
-        neuron("0.000000001") * U256::from(10u64) + neuron("0.000000002") * U256::from(5u64);
 
     // An honest answer first: paid.
     let answer = payer
-        .send(&service, "/v1/chat/completions", body.clone())
+        .send(service, "/v1/chat/completions", body.clone())
         .await
         .unwrap();
-    assert_eq!(answer.receipt.unwrap().fee, honest_fee);
+    assert_eq!(answer.receipt.unwrap().fee, honest_fee());
 
-    for (lie, kind) in [
-        (Lie::InflatedFee, "wrong_fee"),
-        (Lie::WrongSigner, "wrong_signer"),
-        (Lie::WrongModelDigest, "wrong_model_digest"),
-        (Lie::WrongOwed, "wrong_owed"),
-    ] {
+    for &(lie, kind) in lies {
         *fake.lie.lock().unwrap() = lie;
         // The fake's own tally follows the honest one so only this lie shows.
         *fake.owed.lock().unwrap() = payer.book().tab(service.provider).await.unwrap().owed;
         let answer = payer
-            .send(&service, "/v1/chat/completions", body.clone())
+            .send(service, "/v1/chat/completions", body.clone())
             .await
             .unwrap();
         match answer.receipt {
@@ -158,40 +192,47 @@ async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
         }
         let account = payer.book().tab(service.provider).await.unwrap();
         assert_eq!(
-            account.owed, honest_fee,
+            account.owed,
+            honest_fee(),
             "{lie:?} added nothing to the tally"
         );
     }
     // The next voucher still authorizes only the honest fee.
     *fake.lie.lock().unwrap() = Lie::None;
-    *fake.owed.lock().unwrap() = honest_fee;
+    *fake.owed.lock().unwrap() = honest_fee();
     payer
-        .send(&service, "/v1/chat/completions", body.clone())
+        .send(service, "/v1/chat/completions", body)
         .await
         .unwrap()
         .receipt
         .unwrap();
     let vouchers = fake.vouchers.lock().unwrap().clone();
-    assert_eq!(
-        vouchers[..6],
-        [
-            U256::ZERO,
-            honest_fee,
-            honest_fee,
-            honest_fee,
-            honest_fee,
-            honest_fee
-        ]
-    );
+    let mut expected = vec![U256::ZERO];
+    expected.resize(lies.len() + 2, honest_fee());
+    assert_eq!(vouchers, expected);
 
     // Every refused receipt is kept as evidence, with why.
     let evidence = payer.book().receipts(None, true, 10).await.unwrap();
-    assert_eq!(evidence.len(), 4);
+    assert_eq!(evidence.len(), lies.len());
     assert!(
         evidence
             .iter()
             .all(|r| r.status == "rejected" && r.fault.is_some())
     );
+    (payer, user, chain)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
+    let mut market = Market::start().await;
+    let fake = fake_broker(&market, verifiability::NONE).await;
+    let lies = [
+        (Lie::InflatedFee, "wrong_fee"),
+        (Lie::WrongSigner, "wrong_signer"),
+        (Lie::WrongModelDigest, "wrong_model_digest"),
+        (Lie::WrongOwed, "wrong_owed"),
+    ];
+    let (_, user, chain) = catch_each(&mut market, &fake, &lies).await;
 
     // Through the gateway: the answer is delivered, the receipt refused, and
     // the provider gets no further requests.
@@ -225,4 +266,23 @@ async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
         "no request reached the liar"
     );
     assert!(gateway.ranking().standings()[0].banned.is_some());
+}
+
+/// A service that registered a proof method is paid only when its receipt
+/// binds the proof its broker serves: a zero proofDigest or the digest of
+/// other bytes is refused like any other lie.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_that_binds_another_proof_or_none_is_not_paid() {
+    let mut market = Market::start().await;
+    let fake = fake_broker(&market, verifiability::ZG_LOGITS_V1).await;
+    let lies = [
+        (Lie::WrongProofDigest, "wrong_proof_digest"),
+        (Lie::NoProof, "missing_proof"),
+    ];
+    let (payer, _, _) = catch_each(&mut market, &fake, &lies).await;
+    let refused = payer.book().receipts(None, true, 10).await.unwrap();
+    // The refused receipt's evidence is kept with the proof the broker served.
+    let kept = payer.book().evidence(refused[1].id).await.unwrap().unwrap();
+    assert_eq!(kept.proof.as_ref(), PROOF);
+    assert_eq!(kept.receipt, refused[1].signed);
 }

@@ -7,11 +7,13 @@
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Uri};
+use bytes::Bytes;
 use tracing::Instrument;
 use zg_chain::ChainClient;
 use zg_core::{
     Address, B256, Domain, ErrorCode, PaymentHeaders, Prices, Receipt, ServiceKind, SigningKey,
-    U256, Usage, Voucher, headers::SignedReceipt, request_digest, service_id, wire::routes,
+    U256, Usage, Verifiability, Voucher, headers::SignedReceipt, proof_digest, request_digest,
+    service_id, wire::routes,
 };
 
 use crate::{
@@ -32,7 +34,11 @@ pub(crate) struct ServiceRuntime {
     pub(crate) prices: Prices,
     /// `{upstream}/chat/completions` or `{upstream}/embeddings`, parsed once.
     pub(crate) url: Uri,
+    /// The upstream's base URL, without a trailing `/` (ends in `/v1`).
+    pub(crate) base: String,
     pub(crate) headers: HeaderMap,
+    /// The registered method, checked at start against the upstream.
+    pub(crate) verifiability: Verifiability,
 }
 
 /// A provider broker's state, shared by every request.
@@ -233,13 +239,15 @@ impl Broker {
         })
     }
 
-    /// Stores the fee of `usage` and returns the signed receipt.
+    /// Stores the fee of `usage` and the answer's proof, if any, and returns
+    /// the signed receipt, which binds the proof's digest.
     pub(crate) async fn charge(
         &self,
         admission: &Admission,
         service: &ServiceRuntime,
         usage: Usage,
         response_digest: B256,
+        proof: Option<Bytes>,
     ) -> Result<Issued, ApiError> {
         let prices = service.prices;
         let fee = prices.fee(usage).map_err(ApiError::internal)?;
@@ -257,6 +265,7 @@ impl Broker {
             output_price: prices.output,
             fee,
             owed: U256::ZERO,
+            proof_digest: proof.as_deref().map_or(B256::ZERO, proof_digest),
         };
         let (domain, signer) = (self.domain, self.signer.clone());
         let sign = move |owed: U256| {
@@ -264,7 +273,7 @@ impl Broker {
             let hash = receipt.signing_hash(&domain);
             let signature = signer.sign_hash(&hash);
             let json = SignedReceipt::new(receipt, &signature).to_header();
-            Issued { hash, json }
+            Issued { hash, json, proof }
         };
         let receipt = self
             .store
@@ -309,7 +318,13 @@ fn runtime(config: ServiceConfig) -> Result<Arc<ServiceRuntime>, StartError> {
         let value = HeaderValue::from_str(value).map_err(|_| bad())?;
         headers.insert(name, value);
     }
-    let base = config.upstream.trim_end_matches('/');
+    let verifiability = config
+        .verifiability()
+        .map_err(|why| StartError::Verifiability {
+            service: config.name.clone(),
+            why,
+        })?;
+    let base = config.upstream.trim_end_matches('/').to_owned();
     let path = match config.kind {
         ServiceKind::Chat => "/chat/completions",
         _ => "/embeddings",
@@ -336,7 +351,9 @@ fn runtime(config: ServiceConfig) -> Result<Arc<ServiceRuntime>, StartError> {
         id: service_id(&config.name),
         prices: Prices::new(config.input_price, config.output_price),
         url,
+        base,
         headers,
+        verifiability,
         config,
     }))
 }

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Deserializer};
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
-use zg_core::{Address, B256, ServiceKind, SigningKey, U256, parse_amount};
+use zg_core::{Address, B256, ServiceKind, SigningKey, U256, Verifiability, parse_amount};
 
 /// Prefix of the environment overrides; `__` separates nested keys.
 pub(crate) const ENV_PREFIX: &str = "ZG_PROVIDER__";
@@ -173,6 +173,21 @@ pub struct ServiceConfig {
     pub max_output_tokens: u64,
 }
 
+impl ServiceConfig {
+    /// The registered verifiability as a method this build knows, or why not.
+    pub fn verifiability(&self) -> Result<Verifiability, String> {
+        let method = Verifiability::parse(&self.verifiability)
+            .map_err(|e| format!("service {:?}: {e}", self.name))?;
+        if method.proof_method().is_some() && self.kind != ServiceKind::Chat {
+            return Err(format!(
+                "service {:?}: verifiability {method} proves chat answers, and this is a {} service: register \"none\"",
+                self.name, self.kind
+            ));
+        }
+        Ok(method)
+    }
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8080))
 }
@@ -214,7 +229,7 @@ fn default_hardware() -> String {
     "cpu".into()
 }
 fn default_verifiability() -> String {
-    "none".into()
+    zg_core::verifiability::NONE.into()
 }
 fn default_max_output() -> u64 {
     2048
@@ -361,6 +376,8 @@ impl Config {
             if s.max_output_tokens == 0 {
                 return Err(key_err(key("max_output_tokens"), "expected at least 1"));
             }
+            s.verifiability()
+                .map_err(|why| key_err(key("verifiability"), why))?;
         }
         if !(self.database.url.starts_with("sqlite:") || self.database.url.starts_with("postgres"))
         {

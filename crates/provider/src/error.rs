@@ -19,6 +19,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("config: {0}")]
     Config(String),
+    #[error("service {service:?}: {why}")]
+    Verifiability { service: String, why: String },
     #[error("cannot listen: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -6,8 +6,9 @@
 //! for every answer, and settles the newest voucher of each user on chain in
 //! batches. A request flows: `handlers` (read the body) -> `forward` (admit
 //! through the `broker` against the `store` and the `escrow` cache, send
-//! upstream, plain or streamed, then charge or release); the `settle`-ment
-//! loop collects the money, `registry` lists the services.
+//! upstream, plain or streamed, fetch the answer's proof of model from the
+//! upstream (`proofs`), then charge or release); the `settle`-ment loop
+//! collects the money, `registry` lists the services.
 //!
 //! [`Broker::open`] connects and reads; [`Broker::serve`] (or [`start`])
 //! takes over: it releases a crashed run's requests, syncs the registry and
@@ -22,6 +23,7 @@ mod forward;
 mod handlers;
 mod keys;
 mod metrics;
+mod proofs;
 mod registry;
 mod serve;
 mod settle;

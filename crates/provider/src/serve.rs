@@ -1,7 +1,7 @@
-//! Serving an opened broker: release what a crashed earlier run left in
-//! flight, sync services to the registry, then serve HTTP and run the
-//! settlement loop until shutdown (which lets in-flight requests, streams
-//! included, finish).
+//! Serving an opened broker: check the upstreams' proof methods, release
+//! what a crashed earlier run left in flight, sync services to the
+//! registry, then serve HTTP and run the settlement loop until shutdown
+//! (which lets in-flight requests, streams included, finish).
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
@@ -63,9 +63,14 @@ impl Running {
 
 impl Broker {
     /// Takes over as the provider's broker and serves on `listener` in the
-    /// background: releases what this replica's earlier run left in flight
-    /// (no receipt: free), syncs the services to the registry, then serves.
+    /// background: checks that each service's upstream produces the proof
+    /// method it registers, releases what this replica's earlier run left
+    /// in flight (no receipt: free), syncs the services to the registry,
+    /// then serves.
     pub async fn serve(self, listener: TcpListener) -> Result<Running, StartError> {
+        for service in &self.services {
+            crate::proofs::check_upstream(&self.http, service).await?;
+        }
         let released = self.store.release_abandoned(&self.config.replica).await?;
         if released > 0 {
             tracing::warn!(released, replica = %self.config.replica, "released requests a previous run left in flight (they got no receipt: free)");

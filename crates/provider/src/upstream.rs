@@ -89,10 +89,30 @@ impl Upstream {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        let mut request = Request::post(uri.clone())
+        let request = Request::post(uri.clone())
             .header(header::CONTENT_TYPE, "application/json")
             .body(Full::new(body))
             .map_err(UpstreamError::new)?;
+        self.send(request, headers).await
+    }
+
+    /// GETs `uri` with the service's extra `headers`.
+    pub(crate) async fn get(
+        &self,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        let request = Request::get(uri.clone())
+            .body(Full::new(Bytes::new()))
+            .map_err(UpstreamError::new)?;
+        self.send(request, headers).await
+    }
+
+    async fn send(
+        &self,
+        mut request: Request<Full<Bytes>>,
+        headers: &HeaderMap,
+    ) -> Result<UpstreamResponse, UpstreamError> {
         request
             .headers_mut()
             .extend(headers.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -109,6 +129,11 @@ impl UpstreamResponse {
         self.0.status()
     }
 
+    /// A header of the answer, if present and text.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.0.headers().get(name).and_then(|v| v.to_str().ok())
+    }
+
     /// The whole body.
     pub(crate) async fn bytes(self) -> Result<Bytes, UpstreamError> {
         Ok(self
@@ -118,6 +143,18 @@ impl UpstreamResponse {
             .await
             .map_err(UpstreamError::new)?
             .to_bytes())
+    }
+
+    /// The whole body, refused past `limit` bytes.
+    pub(crate) async fn bytes_at_most(self, limit: usize) -> Result<Bytes, UpstreamError> {
+        let collected = http_body_util::Limited::new(self.0.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| UpstreamError {
+                text: e.to_string(),
+                body_refused: false,
+            })?;
+        Ok(collected.to_bytes())
     }
 
     /// The body as it comes: the next piece, or None at its end.

@@ -32,6 +32,7 @@ async fn rust_digests_equal_the_contracts_own() {
         output_price: U256::from(44u64),
         fee: U256::from(11u64 * 33 + 22 * 44),
         owed: U256::MAX,
+        proof_digest: B256::repeat_byte(4),
     };
     assert_eq!(
         w.user.receipt_digest(&receipt).await.unwrap(),

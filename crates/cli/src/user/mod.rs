@@ -146,6 +146,15 @@ pub(crate) fn amount_arg(text: &str) -> anyhow::Result<U256> {
     parse_amount(text).with_context(|| format!("--amount {text:?}"))
 }
 
+/// The book `--book` names, else `~/.zg-serving/book.sqlite`.
+pub(crate) fn book_path(given: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p.to_path_buf());
+    }
+    let home = std::env::var_os("HOME").context("no HOME: pass --book FILE or set ZG_BOOK")?;
+    Ok(PathBuf::from(home).join(".zg-serving").join("book.sqlite"))
+}
+
 /// A connected user: key, chain client on the user's wallet, book.
 pub(crate) struct Session {
     pub key: SigningKey,
@@ -163,11 +172,7 @@ impl ChainArgs {
     }
 
     pub(crate) fn book_path(&self) -> anyhow::Result<PathBuf> {
-        if let Some(p) = &self.book {
-            return Ok(p.clone());
-        }
-        let home = std::env::var_os("HOME").context("no HOME: pass --book FILE or set ZG_BOOK")?;
-        Ok(PathBuf::from(home).join(".zg-serving").join("book.sqlite"))
+        book_path(self.book.as_deref())
     }
 
     pub(crate) async fn payer(&self, session: &Session, ack: AckPolicy) -> anyhow::Result<Payer> {

@@ -1,6 +1,7 @@
 //! The voucher book: per (user, provider) what the user has authorized and
 //! what it owes by its own tally, and every receipt (paid or refused, as
-//! evidence), in a local SQLite file (zg-sqlite, so the gateway's concurrent
+//! evidence; for proof services with the request, response and proof that
+//! `zg-serving verify` checks), in a local SQLite file (zg-sqlite, so the gateway's concurrent
 //! requests share commits).
 //!
 //! Concurrent requests to one provider never sign conflicting vouchers:
@@ -15,7 +16,7 @@ use std::{
     str::FromStr,
     sync::{Arc, Mutex},
 };
-use zg_core::{Address, U256, headers::SignedReceipt};
+use zg_core::{Address, Evidence, U256, headers::SignedReceipt};
 use zg_sqlite::Writer;
 
 pub mod epoch;
@@ -58,6 +59,15 @@ WHEN NEW.status = 'paid' BEGIN
     ON CONFLICT (user, provider) DO UPDATE SET authorized = excluded.authorized,
         owed = excluded.owed, updated_at = excluded.updated_at;
 END;
+";
+
+/// Version 2: the evidence of answers of proof services, by receipt row:
+/// an [`Evidence`] as JSON (receipt, nonce, request, response, proof).
+const EVIDENCE: &str = "
+CREATE TABLE evidence (
+    receipt INTEGER PRIMARY KEY,
+    json TEXT NOT NULL
+);
 ";
 
 /// One provider's tab in the book: what the user signed for and what it
@@ -148,7 +158,7 @@ impl Book {
             if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-            Ok(Writer::open(&file, &[SCHEMA])?)
+            Ok(Writer::open(&file, &[SCHEMA, EVIDENCE])?)
         })
         .await
         .map_err(|e| ClientError::book(path, std::io::Error::other(e).into()))?
@@ -342,6 +352,43 @@ impl Book {
         Ok((id, tally))
     }
 
+    /// Keeps the evidence of the answer whose receipt is row `receipt`.
+    pub async fn keep_evidence(
+        &self,
+        receipt: i64,
+        evidence: &Evidence,
+    ) -> Result<(), ClientError> {
+        let json = serde_json::to_string(evidence).unwrap_or_default();
+        self.call(move |db| {
+            db.prepare_cached("INSERT OR REPLACE INTO evidence (receipt, json) VALUES (?1, ?2)")?
+                .execute(params![receipt, json])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The evidence kept for receipt row `receipt` of this user, if any.
+    pub async fn evidence(&self, receipt: i64) -> Result<Option<Evidence>, ClientError> {
+        let user = self.user.to_string();
+        self.call(move |db| {
+            let json: Option<String> = db
+                .prepare_cached(
+                    "SELECT e.json FROM evidence e JOIN receipts r ON r.id = e.receipt \
+                     WHERE e.receipt = ?1 AND r.user = ?2",
+                )?
+                .query_row(params![receipt, user], |r| r.get(0))
+                .optional()?;
+            json.map(|json| {
+                Evidence::from_json(json.as_bytes()).map_err(|_| BookError::Corrupt {
+                    what: "evidence",
+                    value: json.chars().take(200).collect(),
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
     /// Every tab of this user in the book.
     pub async fn tabs(&self) -> Result<Vec<Tab>, ClientError> {
         let user = self.user.to_string();
@@ -456,6 +503,7 @@ mod tests {
             output_price: U256::ZERO,
             fee: U256::from(fee),
             owed: U256::from(owed),
+            proof_digest: B256::ZERO,
         };
         SignedReceipt::new(receipt, &key.sign_hash(&B256::ZERO))
     }

@@ -1,13 +1,14 @@
 //! Paid requests: sign a voucher for the exact request bytes, send it to the
-//! provider, check the receipt of the answer (plain or streamed), record it,
-//! and acknowledge good receipts. Requests to one provider run concurrently;
+//! provider, check the receipt of the answer (plain or streamed) and, for a
+//! service that registered a proof method, the proof the broker serves,
+//! record them, and acknowledge good receipts. Requests to one provider run concurrently;
 //! the book's ticket says which cumulative each voucher carries and how its
 //! receipt's `owed` is checked (crate::book explains the epochs).
 
 use crate::{
     ClientError,
     book::{Book, Ticket, Verdict},
-    checks::{Expected, check_receipt},
+    checks::{Expected, ProofSeen, check_receipt},
 };
 use tracing::Instrument;
 mod ack;
@@ -26,9 +27,10 @@ use std::{
 };
 use tokio::sync::{mpsc, oneshot};
 use zg_core::{
-    Address, B256, Domain, ErrorCode, Nonce, PaymentHeaders, Service, SigningKey, U256, Voucher,
+    Address, B128, B256, Domain, ErrorCode, Evidence, Nonce, PaymentHeaders, Service, SigningKey,
+    U256, Verifiability, Voucher,
     headers::{self, SignedReceipt},
-    keccak256, request_digest,
+    keccak256, proof_digest, request_digest,
     wire::routes,
 };
 
@@ -150,13 +152,15 @@ impl Payer {
         path: &str,
         body: Bytes,
     ) -> Result<Answer, ClientError> {
-        let (ticket, response, digest) = self.begin_and_post(service, path, body).await?;
+        let (ticket, posted) = self.begin_and_post(service, path, body).await?;
+        let response = posted.response;
         let status = response.status().as_u16();
         let content_type = content_type(&response);
         let receipt_header = response
             .headers()
             .get(headers::RECEIPT)
             .map(|v| v.to_str().map(str::to_owned));
+        let request_id = request_id(&response);
         let body = response
             .bytes()
             .await
@@ -164,15 +168,15 @@ impl Payer {
         let receipt = match receipt_header {
             Some(Ok(value)) => match SignedReceipt::from_header(&value) {
                 Ok(signed) => {
-                    let expected = Expected {
-                        user: self.inner.user,
-                        service,
-                        request_digest: digest,
+                    let answered = Answered {
+                        request_id,
+                        nonce: posted.nonce,
+                        request_digest: posted.digest,
+                        request: posted.body,
                         response_digest: keccak256(&body),
-                        owed_before: ticket.owed_before(),
+                        response: body.clone(),
                     };
-                    self.accept_receipt(ticket, service, signed, &expected)
-                        .await
+                    self.conclude(ticket, service, signed, answered).await
                 }
                 Err(e) => Err(missing(service, e.to_string())),
             },
@@ -199,14 +203,11 @@ impl Payer {
         path: &str,
         body: Bytes,
     ) -> Result<StreamAnswer, ClientError> {
-        let (ticket, mut response, digest) = self.begin_and_post(service, path, body).await?;
+        let (ticket, posted) = self.begin_and_post(service, path, body).await?;
+        let mut response = posted.response;
         let status = response.status().as_u16();
         let content_type = content_type(&response);
-        let request_id = response
-            .headers()
-            .get(headers::REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
+        let request_id = request_id(&response)
             .ok_or_else(|| missing(service, "the stream has no X-ZG-Request-Id header".into()))?;
         let first = match response.chunk().await {
             Ok(Some(chunk)) => chunk,
@@ -223,15 +224,23 @@ impl Payer {
         let payer = self.clone();
         let service = service.clone();
         let id = request_id.clone();
+        // The evidence of a proof service's answer holds the whole body.
+        let mut kept = proof_method(&service).map(|_| Vec::new());
         tokio::spawn(async move {
             let mut hasher = Keccak256::new();
             hasher.update(&first);
+            if let Some(kept) = &mut kept {
+                kept.extend_from_slice(&first);
+            }
             // A reader that left does not stop the reading: the receipt covers the whole body.
             let _ = tx.send(Ok(first)).await;
             loop {
                 match response.chunk().await {
                     Ok(Some(chunk)) => {
                         hasher.update(&chunk);
+                        if let Some(kept) = &mut kept {
+                            kept.extend_from_slice(&chunk);
+                        }
                         let _ = tx.send(Ok(chunk)).await;
                     }
                     Ok(None) => break,
@@ -244,16 +253,15 @@ impl Payer {
             drop(tx);
             let outcome = match payer.fetch_receipt(&service, &id).await {
                 Ok(signed) => {
-                    let expected = Expected {
-                        user: payer.inner.user,
-                        service: &service,
-                        request_digest: digest,
+                    let answered = Answered {
+                        request_id: Some(id),
+                        nonce: posted.nonce,
+                        request_digest: posted.digest,
+                        request: posted.body,
                         response_digest: hasher.finalize(),
-                        owed_before: ticket.owed_before(),
+                        response: kept.map(Bytes::from).unwrap_or_default(),
                     };
-                    payer
-                        .accept_receipt(ticket, &service, signed, &expected)
-                        .await
+                    payer.conclude(ticket, &service, signed, answered).await
                 }
                 Err(e) => Err(e),
             };
@@ -277,7 +285,7 @@ impl Payer {
         service: &Service,
         path: &str,
         body: Bytes,
-    ) -> Result<(Ticket, reqwest::Response, B256), ClientError> {
+    ) -> Result<(Ticket, Posted), ClientError> {
         let ticket = self.inner.book.begin(service.provider).await?;
         match self.post(&ticket, service, path, body.clone()).await {
             Err(ClientError::Refused {
@@ -287,10 +295,10 @@ impl Payer {
                 ticket.close_epoch();
                 drop(ticket);
                 let ticket = self.inner.book.begin(service.provider).await?;
-                let (response, digest) = self.post(&ticket, service, path, body).await?;
-                Ok((ticket, response, digest))
+                let posted = self.post(&ticket, service, path, body).await?;
+                Ok((ticket, posted))
             }
-            sent => sent.map(|(response, digest)| (ticket, response, digest)),
+            sent => sent.map(|posted| (ticket, posted)),
         }
     }
 
@@ -302,7 +310,7 @@ impl Payer {
         service: &Service,
         path: &str,
         body: Bytes,
-    ) -> Result<(reqwest::Response, B256), ClientError> {
+    ) -> Result<Posted, ClientError> {
         let nonce = Nonce::random();
         let digest = request_digest(&nonce, &body);
         let voucher = Voucher {
@@ -323,7 +331,7 @@ impl Payer {
             .http
             .post(self.url(service, path)?)
             .header("content-type", "application/json")
-            .body(body);
+            .body(body.clone());
         for (name, value) in payment.encode() {
             request = request.header(name, value);
         }
@@ -335,7 +343,72 @@ impl Payer {
         if !response.status().is_success() {
             return Err(refused(service.provider, response).instrument(span).await);
         }
-        Ok((response, digest))
+        Ok(Posted {
+            response,
+            nonce,
+            digest,
+            body,
+        })
+    }
+
+    /// Ends an answer that came with a receipt: fetches its proof if the
+    /// service registered a proof method, checks the receipt, records it
+    /// (with the answer's evidence when there is a proof), acknowledges.
+    async fn conclude(
+        &self,
+        ticket: Ticket,
+        service: &Service,
+        signed: SignedReceipt,
+        answered: Answered,
+    ) -> Result<PaidReceipt, ClientError> {
+        let proof = match (proof_method(service), &answered.request_id) {
+            (None, _) => None,
+            (Some(_), Some(id)) => Some(self.fetch_proof(service, id).await),
+            (Some(_), None) => Some(Err("the answer has no X-ZG-Request-Id header".to_owned())),
+        };
+        let (request_digest, response_digest) = (answered.request_digest, answered.response_digest);
+        let missing;
+        let (seen, evidence) = match proof {
+            None => (ProofSeen::NotAsked, None),
+            Some(Ok(proof)) => (
+                ProofSeen::Got(proof_digest(&proof)),
+                answered.evidence(&signed, proof),
+            ),
+            Some(Err(why)) => {
+                missing = why;
+                (ProofSeen::Missing(&missing), None)
+            }
+        };
+        let expected = Expected {
+            user: self.inner.user,
+            service,
+            request_digest,
+            response_digest,
+            owed_before: ticket.owed_before(),
+            proof: seen,
+        };
+        self.accept_receipt(ticket, service, signed, &expected, evidence)
+            .await
+    }
+
+    /// The proof of model the broker keeps for request `id`.
+    async fn fetch_proof(&self, service: &Service, id: &str) -> Result<Bytes, String> {
+        let path = routes::proof(id);
+        let response = self
+            .inner
+            .http
+            .get(endpoint(&service.url, &path))
+            .send()
+            .await
+            .map_err(|e| format!("GET {path} failed: {e}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("GET {path} answered HTTP {status}"));
+        }
+        response
+            .bytes()
+            .await
+            .map_err(|e| format!("GET {path}: reading the proof failed: {e}"))
     }
 
     /// Checks the receipt, records it (paid, or refused as evidence), ends
@@ -346,6 +419,7 @@ impl Payer {
         service: &Service,
         signed: SignedReceipt,
         expected: &Expected<'_>,
+        evidence: Option<Evidence>,
     ) -> Result<PaidReceipt, ClientError> {
         let book = &self.inner.book;
         match check_receipt(&signed, expected, &self.inner.domain) {
@@ -360,6 +434,7 @@ impl Payer {
                     )
                     .await?;
                 drop(ticket);
+                self.keep_evidence(id, evidence).await;
                 self.acknowledge_as_policy(service, &signed).await;
                 Ok(PaidReceipt {
                     id,
@@ -371,19 +446,30 @@ impl Payer {
             }
             Err(fault) => {
                 tracing::warn!(provider = %service.provider, fault = %fault, "receipt refused, not paid");
-                book.record(
-                    &ticket,
-                    &signed,
-                    &service.name,
-                    &service.model,
-                    Verdict::Rejected(&fault.to_string()),
-                )
-                .await?;
+                let (id, _) = book
+                    .record(
+                        &ticket,
+                        &signed,
+                        &service.name,
+                        &service.model,
+                        Verdict::Rejected(&fault.to_string()),
+                    )
+                    .await?;
+                self.keep_evidence(id, evidence).await;
                 Err(ClientError::BadReceipt {
                     provider: service.provider,
                     fault,
                 })
             }
+        }
+    }
+
+    /// Keeps an answer's evidence next to its receipt row; the receipt
+    /// stands without it, so a failure is only logged.
+    async fn keep_evidence(&self, id: i64, evidence: Option<Evidence>) {
+        let Some(evidence) = evidence else { return };
+        if let Err(e) = self.inner.book.keep_evidence(id, &evidence).await {
+            tracing::warn!(receipt = id, error = %e, "keeping the answer's evidence failed");
         }
     }
 
@@ -447,6 +533,55 @@ impl Payer {
         }
         Err(missing(service, format!("receipt {id} never appeared")))
     }
+}
+
+/// A request as sent: the answer, and what its evidence needs.
+struct Posted {
+    response: reqwest::Response,
+    nonce: Nonce,
+    digest: B256,
+    body: Bytes,
+}
+
+/// An answer whose receipt came, with what checking it needs.
+struct Answered {
+    request_id: Option<String>,
+    nonce: Nonce,
+    request_digest: B256,
+    request: Bytes,
+    response_digest: B256,
+    /// The whole body (empty for a stream of a service without proofs,
+    /// which keeps no evidence).
+    response: Bytes,
+}
+
+impl Answered {
+    /// The answer's evidence; `None` for bodies that are not text (an
+    /// OpenAI-compatible answer always is), which no verifier could read.
+    fn evidence(self, signed: &SignedReceipt, proof: Bytes) -> Option<Evidence> {
+        Some(Evidence {
+            receipt: signed.clone(),
+            nonce: B128::from(self.nonce.0),
+            request: String::from_utf8(self.request.to_vec()).ok()?,
+            response: String::from_utf8(self.response.to_vec()).ok()?,
+            proof: proof.into(),
+        })
+    }
+}
+
+/// The proof method `service` registered, if it registered one.
+fn proof_method(service: &Service) -> Option<&'static str> {
+    Verifiability::parse(&service.verifiability)
+        .ok()
+        .and_then(Verifiability::proof_method)
+}
+
+fn request_id(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get(headers::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// `service.url` joined with an API path, whether the URL ends in `/v1` or not.

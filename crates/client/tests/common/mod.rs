@@ -66,6 +66,8 @@ pub(crate) fn engine() -> &'static EngineInfo {
 pub(crate) struct Market {
     net: zg_devnet::Market,
     dirs: Vec<TempDir>,
+    /// The `verifiability` the next brokers register ("none" unless set).
+    pub verifiability: &'static str,
 }
 
 impl std::ops::Deref for Market {
@@ -111,6 +113,7 @@ impl Market {
         Market {
             net,
             dirs: Vec::new(),
+            verifiability: zg_core::verifiability::NONE,
         }
     }
 
@@ -143,6 +146,7 @@ impl Market {
         plan.services.push(ServicePlan {
             input_price: input.into(),
             output_price: output.into(),
+            verifiability: self.verifiability.into(),
             ..ServicePlan::chat("chat", model, digest, upstream)
         });
         let running = zg_devnet::start_broker(&plan).await.expect("broker starts");

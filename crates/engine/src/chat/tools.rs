@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::grammar;
 use super::sampler::Grammar;
 use crate::api::ApiError;
-use crate::api::chat::{FunctionCall, Tool, ToolCall};
+use crate::api::chat::{ChatMessage, FunctionCall, Tool, ToolCall};
 
 pub(crate) const OPEN: &str = "<tool_call>";
 pub(crate) const CLOSE: &str = "</tool_call>";
@@ -29,9 +29,27 @@ pub(crate) fn prompt_block(tools: &[Tool]) -> String {
     )
 }
 
+/// The (role, text) pairs of a request's messages, earlier calls written as
+/// the model writes them (the tools' own block is the caller's).
+pub(crate) fn turns(messages: Vec<ChatMessage>) -> Result<Vec<(String, String)>, ApiError> {
+    let mut out = Vec::with_capacity(messages.len() + 1);
+    for message in messages {
+        let content = match message.content {
+            Some(content) => content.into_text()?,
+            None => String::new(),
+        };
+        let text = match &message.tool_calls {
+            Some(calls) => history_text(&content, calls),
+            None => content,
+        };
+        out.push((message.role, text));
+    }
+    Ok(out)
+}
+
 /// An assistant turn of the history: its text, then its calls as the model
 /// would have written them.
-pub(crate) fn history_text(content: &str, calls: &[ToolCall]) -> String {
+fn history_text(content: &str, calls: &[ToolCall]) -> String {
     if calls.is_empty() {
         return content.to_string();
     }

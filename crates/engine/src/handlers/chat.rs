@@ -209,18 +209,7 @@ fn messages(
     messages: Vec<ChatMessage>,
     tool_use: Option<&ToolUse>,
 ) -> Result<Vec<(String, String)>, ApiError> {
-    let mut out = Vec::with_capacity(messages.len() + 1);
-    for message in messages {
-        let content = match message.content {
-            Some(content) => content.into_text()?,
-            None => String::new(),
-        };
-        let text = match &message.tool_calls {
-            Some(calls) => tools::history_text(&content, calls),
-            None => content,
-        };
-        out.push((message.role, text));
-    }
+    let mut out = tools::turns(messages)?;
     if let Some(tool_use) = tool_use {
         let block = tools::prompt_block(&tool_use.tools);
         match out.first_mut() {

@@ -11,7 +11,7 @@ use crate::api::ApiError;
 use crate::engine::Engine;
 use crate::proof::PROOF_METHOD;
 
-const PROOF_ID: HeaderName = HeaderName::from_static("x-engine-proof-id");
+const PROOF_ID: HeaderName = HeaderName::from_static(zg_core::verifiability::PROOF_ID_HEADER);
 const PROOF_METHOD_HEADER: HeaderName = HeaderName::from_static("x-engine-proof-method");
 
 /// The header that names an answer's proof; ids are ASCII.

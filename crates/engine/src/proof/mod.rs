@@ -12,5 +12,6 @@ pub(crate) use encoding::{Recorder, distance, marks};
 pub(crate) use store::ProofStore;
 
 /// The versioned name of this method, as `/v1/models` reports it and a
-/// service registers it as its `verifiability`.
-pub const PROOF_METHOD: &str = "zg-logits-v1";
+/// service registers it as its `verifiability` (defined in zg-core, which
+/// the broker and the client check it with).
+pub const PROOF_METHOD: &str = zg_core::verifiability::ZG_LOGITS_V1;

@@ -1,5 +1,6 @@
 //! One paid request's life after its body is read: admission, the trip
-//! upstream (a plain answer here, a stream in `stream`), and its end.
+//! upstream (a plain answer here, a stream in `stream`), the answer's proof
+//! of model, and its end.
 //! [`Admitted`] is the one place a request ends: it is charged when an
 //! answer was delivered, and released (free) on every other way out,
 //! a client that hangs up included.
@@ -16,7 +17,9 @@ use axum::{
 use bytes::Bytes;
 use serde::Deserialize;
 use tracing::{Instrument, Span};
-use zg_core::{B256, ErrorCode, OpenAiUsage, U256, Usage, headers as zh};
+use zg_core::{
+    B256, ErrorCode, OpenAiUsage, U256, Usage, headers as zh, verifiability::PROOF_ID_HEADER,
+};
 
 use crate::{
     admission::Admission,
@@ -72,15 +75,65 @@ impl Admitted {
         self.span.clone()
     }
 
-    /// Stores the fee and returns the signed receipt. Should that fail, the
-    /// drop releases the request: no receipt, no fee.
-    async fn charge(mut self, usage: Usage, response_digest: B256) -> Result<Issued, ApiError> {
+    /// Fetches the answer's proof of model (named by the upstream's
+    /// `X-Engine-Proof-Id`, `proof_id`), stores the fee and the proof, and
+    /// returns the signed receipt, which binds the proof's digest. Should
+    /// the charge fail, the drop releases the request: no receipt, no fee.
+    ///
+    /// A service registered with a proof method whose answer has no proof
+    /// to be had is released instead (free, no receipt, `None`): its client
+    /// could not check the answer and would not pay it, and a receipt it
+    /// refuses would put the two tallies out of step.
+    async fn charge(
+        mut self,
+        usage: Usage,
+        response_digest: B256,
+        proof_id: Option<&str>,
+    ) -> Result<Option<Issued>, ApiError> {
+        let fetched = match proof_id {
+            Some(id) => crate::proofs::fetch(&self.broker.http, &self.service, id)
+                .await
+                .map(Some),
+            None => Ok(None),
+        };
+        let proof = match (fetched, self.service.verifiability.proof_method()) {
+            (Ok(Some(proof)), _) => Some(proof),
+            (Ok(None), None) => None,
+            (Ok(None), Some(method)) => {
+                let why = "the upstream named no proof (no X-Engine-Proof-Id header)";
+                self.release_unproven(method, why).await;
+                return Ok(None);
+            }
+            (Err(why), Some(method)) => {
+                self.release_unproven(method, &why).await;
+                return Ok(None);
+            }
+            (Err(why), None) => {
+                tracing::warn!(%why, "the upstream's proof could not be fetched; the receipt binds none");
+                None
+            }
+        };
         let issued = self
             .broker
-            .charge(&self.admission, &self.service, usage, response_digest)
+            .charge(
+                &self.admission,
+                &self.service,
+                usage,
+                response_digest,
+                proof,
+            )
             .await?;
         self.ended = true;
-        Ok(issued)
+        Ok(Some(issued))
+    }
+
+    async fn release_unproven(self, method: &str, why: &str) {
+        tracing::error!(
+            method,
+            why,
+            "an answer of a proof service has no proof: it is free"
+        );
+        self.release(&format!("no {method} proof: {why}")).await;
     }
 
     /// The request got no answer: it costs nothing.
@@ -174,6 +227,7 @@ struct WithUsage {
 pub(crate) async fn plain(admitted: Admitted, body: Bytes) -> Result<Response, ApiError> {
     let (admitted, response) = admitted.send(body).await?;
     let status = response.status();
+    let proof_id = response.header(PROOF_ID_HEADER).map(str::to_owned);
     let bytes = match response.bytes().await {
         Ok(b) => b,
         Err(e) => {
@@ -195,14 +249,16 @@ pub(crate) async fn plain(admitted: Admitted, body: Bytes) -> Result<Response, A
         }
     };
     let id = admitted.id().to_owned();
-    let receipt = admitted.charge(usage, zg_core::keccak256(&bytes)).await?;
+    let receipt = admitted
+        .charge(usage, zg_core::keccak256(&bytes), proof_id.as_deref())
+        .await?;
     let mut out = Response::new(Body::from(bytes));
     let headers = out.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(v) = HeaderValue::from_str(&receipt.json) {
+    if let Some(v) = receipt.and_then(|r| HeaderValue::from_str(&r.json).ok()) {
         headers.insert(zh::RECEIPT, v);
     }
     if let Ok(v) = HeaderValue::from_str(&id) {

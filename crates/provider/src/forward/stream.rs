@@ -1,7 +1,8 @@
 //! Streamed chat completions, metered. The upstream's SSE events pass
 //! through unchanged, except the usage chunk that `include_usage` (forced on)
 //! adds, which is removed when the user did not ask for it. The fee comes
-//! from that usage; the receipt is stored before the final `[DONE]` goes
+//! from that usage; the answer's proof is fetched once the upstream's
+//! stream is over, and the receipt is stored before the final `[DONE]` goes
 //! out, so a client that saw the end of the stream finds it at
 //! `GET /v1/receipts/{id}`. A stream the upstream cuts (or the client
 //! leaves) is charged for the content chunks delivered, one token each.
@@ -15,7 +16,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tracing::Instrument;
-use zg_core::{Keccak256, OpenAiUsage, Usage, headers as zh};
+use zg_core::{Keccak256, OpenAiUsage, Usage, headers as zh, verifiability::PROOF_ID_HEADER};
 
 use super::{Admitted, upstream_refused};
 use crate::{error::ApiError, upstream::UpstreamResponse};
@@ -95,6 +96,9 @@ async fn pump(
         usage: None,
         client_gone: false,
     };
+    // The engine names a stream's proof up front and stores it before the
+    // stream's end; it is fetched once the stream is over.
+    let proof_id = upstream.header(PROOF_ID_HEADER).map(str::to_owned);
     let mut held_usage: Option<Bytes> = None;
     let mut buf: Vec<u8> = Vec::new();
     let mut done = false;
@@ -177,7 +181,8 @@ async fn pump(
     let mut hasher = meter.hasher.clone();
     hasher.update(&tail);
     let digest = hasher.finalize();
-    match admitted.charge(usage, digest).await {
+    match admitted.charge(usage, digest, proof_id.as_deref()).await {
+        // Charged, or released for want of a proof: the stream ends either way.
         Ok(_) => {
             if complete {
                 let _ = tx.send(Ok(Bytes::from(tail))).await;

@@ -58,10 +58,12 @@ impl SettleTurn {
 }
 
 /// A signed receipt as the broker stores and sends it: its EIP-712 hash (what
-/// acknowledgement vouchers name) and its JSON (`X-ZG-Receipt`, serialized once).
+/// acknowledgement vouchers name), its JSON (`X-ZG-Receipt`, serialized
+/// once), and the proof of model whose digest it binds, kept with it.
 pub(crate) struct Issued {
     pub hash: B256,
     pub json: String,
+    pub proof: Option<bytes::Bytes>,
 }
 
 /// A completed request's charge: the store adds `fee` to what the user owes
@@ -134,6 +136,8 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// Accepts an acknowledgement voucher.
     async fn ack(&self, ack: &Ack) -> Result<Result<(), Refusal>, StoreError>;
     async fn request(&self, id: &str) -> Result<Option<RequestRecord>, StoreError>;
+    /// The proof of model stored with request `id`'s receipt, if any.
+    async fn proof(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError>;
     async fn tab(&self, user: Address) -> Result<Option<Tab>, StoreError>;
     /// Every user's tab (status and metrics).
     async fn tabs(&self) -> Result<Vec<Tab>, StoreError>;

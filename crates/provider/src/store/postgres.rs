@@ -176,13 +176,14 @@ impl crate::store::Store for PgStore {
         account.reserved = account.reserved.saturating_sub(c.worst);
         let issued = (c.sign)(account.owed);
         let updated = sqlx::query(
-            "UPDATE requests SET state = 'charged', fee = $2, receipt = $3, receipt_hash = $4 \
-             WHERE id = $1 AND state = 'admitted'",
+            "UPDATE requests SET state = 'charged', fee = $2, receipt = $3, receipt_hash = $4, \
+             proof = $5 WHERE id = $1 AND state = 'admitted'",
         )
         .bind(&c.id)
         .bind(c.fee.to_string())
         .bind(&issued.json)
         .bind(crate::store::hex_b256(issued.hash))
+        .bind(issued.proof.as_deref())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -275,6 +276,15 @@ impl crate::store::Store for PgStore {
             })
         })
         .transpose()
+    }
+
+    async fn proof(&self, id: &str) -> Result<Option<Vec<u8>>, crate::store::StoreError> {
+        let row: Option<(Option<Vec<u8>>,)> =
+            sqlx::query_as("SELECT proof FROM requests WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.and_then(|(proof,)| proof))
     }
 
     async fn tab(

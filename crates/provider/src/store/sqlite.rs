@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_partial_indexes.sql"),
     include_str!("../../migrations/sqlite/0003_outcomes.sql"),
+    include_str!("../../migrations/sqlite/0004_proofs.sql"),
 ];
 
 const SELECT_ACCOUNT: &str = "SELECT user_addr, owed, reserved, settled, cumulative, request_digest, signature FROM accounts";
@@ -227,15 +228,16 @@ fn insert_outcome(
 ) -> Result<bool, StoreError> {
     let inserted = db
         .prepare_cached(
-            "INSERT OR IGNORE INTO outcomes (request, state, fee, receipt_hash, receipt) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR IGNORE INTO outcomes (request, state, fee, receipt_hash, receipt, proof) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![
             seq,
             state.as_str(),
             fee.to_string(),
             receipt.map(|r| r.hash.as_slice()),
-            receipt.map(|r| r.json.as_str())
+            receipt.map(|r| r.json.as_str()),
+            receipt.and_then(|r| r.proof.as_deref())
         ])?;
     Ok(inserted == 1)
 }
@@ -394,6 +396,21 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn proof(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let id = id.to_owned();
+        self.call(move |db| {
+            let Some(seq) = find_request(db, &id)? else {
+                return Ok(None);
+            };
+            Ok(db
+                .prepare_cached("SELECT proof FROM outcomes WHERE request = ?1")?
+                .query_row([seq], |r| r.get::<_, Option<Vec<u8>>>(0))
+                .optional()?
+                .flatten())
+        })
+        .await
+    }
+
     async fn tab(&self, user: Address) -> Result<Option<Tab>, StoreError> {
         let provider = self.provider;
         self.call(move |db| read_account(db, user, provider)).await
@@ -544,6 +561,7 @@ mod tests {
                 output_price: U256::from(1u64),
                 fee: U256::from(7u64),
                 owed: U256::from(7u64),
+                proof_digest: B256::ZERO,
             },
             &signature,
         );

@@ -1,6 +1,10 @@
 //! The verifier: loads the registered GGUF (refusing any other file),
 //! re-runs prompt plus answer as one teacher-forced prefill, recomputes
-//! every token's marks and compares them with the proof's.
+//! every token's marks and compares them with the proof's. `evidence`
+//! does the same from an answer's evidence (receipt, request, response,
+//! proof), as `zg-serving verify` and audits need it.
+
+mod evidence;
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -55,6 +59,10 @@ pub enum VerifyError {
     Messages(String),
     #[error("llama.cpp failed while verifying: {0}")]
     Llama(String),
+    #[error("the evidence does not hold together: {0}")]
+    Evidence(#[from] zg_core::EvidenceError),
+    #[error("the evidence's {part} cannot be read: {why}")]
+    Exchange { part: &'static str, why: String },
 }
 
 /// What an answer claims: the prompt as the model read it, the text sent
@@ -105,6 +113,9 @@ pub fn model_digest(gguf: &Path) -> Result<String, VerifyError> {
 
 /// A loaded registered model, ready to check proofs.
 pub struct Verifier {
+    /// The file and its sha256 (hex), the `modelDigest` it verifies.
+    path: PathBuf,
+    digest: String,
     model: LlamaModel,
     template: LlamaChatTemplate,
     threads: i32,
@@ -132,6 +143,8 @@ impl Verifier {
             })?;
         let template = template::model_template(&model);
         Ok(Self {
+            path: gguf.to_path_buf(),
+            digest: actual,
             model,
             template,
             threads: i32::try_from(threads.max(1)).unwrap_or(1),
