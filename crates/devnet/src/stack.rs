@@ -227,6 +227,9 @@ async fn start_provider(
         )))?;
         services.push(ServicePlan {
             kind,
+            // The built-in engine proves its chat answers: register the method
+            // so that every client checks the proof of every answer.
+            verifiability: card.proof_method.unwrap_or("none").into(),
             input_price: price(INPUT_PRICE)?,
             output_price: price(OUTPUT_PRICE)?,
             max_output_tokens: 512,
