@@ -90,6 +90,29 @@ pub(crate) struct NetworkArgs {
     pub networks_dir: Option<PathBuf>,
 }
 
+/// One deployment for the owner's commands: a network by name, its RPC URL
+/// or contract overridden when given.
+#[derive(Args)]
+pub(crate) struct DeploymentArgs {
+    #[command(flatten)]
+    pub network: NetworkArgs,
+    /// JSON-RPC URL of the chain (instead of the network's).
+    #[arg(long, visible_alias = "rpc", env = "ZG_RPC_URL")]
+    pub rpc_url: Option<String>,
+    /// Address of the ZgServing contract (instead of the network's).
+    #[arg(long, env = "ZG_CONTRACT")]
+    pub contract: Option<Address>,
+}
+
+impl DeploymentArgs {
+    /// The contract client on `key`'s wallet.
+    pub(crate) async fn connect(&self, key: &B256) -> Result<ChainClient> {
+        self.network
+            .connect(self.rpc_url.as_deref(), self.contract, key)
+            .await
+    }
+}
+
 impl NetworkArgs {
     pub(crate) fn dir(&self) -> Result<PathBuf> {
         if let Some(dir) = &self.networks_dir {

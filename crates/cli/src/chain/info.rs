@@ -5,30 +5,21 @@
 use anyhow::Result;
 use clap::Args;
 use serde_json::json;
-use zg_core::{Address, SigningKey, format_amount};
+use zg_core::{SigningKey, format_amount};
 
-use crate::{network::NetworkArgs, user::Out};
+use crate::{network::DeploymentArgs, user::Out};
 
 #[derive(Args)]
 pub(super) struct InfoArgs {
     #[command(flatten)]
-    network: NetworkArgs,
-    /// JSON-RPC URL of the chain (instead of the network's).
-    #[arg(long, visible_alias = "rpc", env = "ZG_RPC_URL")]
-    rpc_url: Option<String>,
-    /// Address of the ZgServing contract (instead of the network's).
-    #[arg(long, env = "ZG_CONTRACT")]
-    contract: Option<Address>,
+    deployment: DeploymentArgs,
 }
 
 pub(super) async fn run(args: InfoArgs, out: Out) -> Result<()> {
-    let network = args.network.load()?;
+    let network = args.deployment.network.load()?;
     // Only views are called: any key will do, and none is asked for.
     let reader = SigningKey::random();
-    let chain = args
-        .network
-        .connect(args.rpc_url.as_deref(), args.contract, &reader.to_bytes())
-        .await?;
+    let chain = args.deployment.connect(&reader.to_bytes()).await?;
     let contract = chain.contract_address();
     let owner = chain.owner().await?;
     let min_stake = chain.min_stake().await?;

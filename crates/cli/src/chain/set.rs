@@ -7,18 +7,12 @@ use serde_json::json;
 use std::path::PathBuf;
 use zg_core::{Address, format_amount, parse_amount};
 
-use crate::{keys::PasswordArgs, network::NetworkArgs, user::Out};
+use crate::{keys::PasswordArgs, network::DeploymentArgs, user::Out};
 
 #[derive(Args)]
 pub(super) struct SetArgs {
     #[command(flatten)]
-    network: NetworkArgs,
-    /// JSON-RPC URL of the chain (instead of the network's).
-    #[arg(long, visible_alias = "rpc", env = "ZG_RPC_URL")]
-    rpc_url: Option<String>,
-    /// Address of the ZgServing contract (instead of the network's).
-    #[arg(long, env = "ZG_CONTRACT")]
-    contract: Option<Address>,
+    deployment: DeploymentArgs,
     /// Encrypted JSON keystore of the contract's owner.
     #[arg(long)]
     key_file: PathBuf,
@@ -45,10 +39,7 @@ pub(super) async fn run(args: SetArgs, out: Out) -> Result<()> {
         .map(|m| parse_amount(m).with_context(|| format!("--min-stake {m:?}")))
         .transpose()?;
     let key = args.password.unlock(&args.key_file)?;
-    let chain = args
-        .network
-        .connect(args.rpc_url.as_deref(), args.contract, &key.to_bytes())
-        .await?;
+    let chain = args.deployment.connect(&key.to_bytes()).await?;
     let owner = chain.owner().await?;
     if owner != key.address() {
         bail!(
