@@ -78,23 +78,7 @@ impl Chaos {
             last = Some(receipt);
         }
         let last = last.unwrap();
-        let domain = self.env.domain();
-        let ack = zg_core::Voucher {
-            user: key.address(),
-            provider: self.env.provider(),
-            cumulative: last.owed,
-            request_digest: last.signing_hash(&domain),
-        };
-        let body = json!({ "voucher": ack, "signature": ack.sign(&key, &domain).to_string() });
-        let status = payer
-            .http
-            .post(format!("{}/v1/vouchers", payer.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status, 200);
+        assert_eq!(payer.acknowledge(&last).await, 200);
         assert_eq!(total, last.owed);
         (key, chain, total)
     }

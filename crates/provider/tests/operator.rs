@@ -55,11 +55,7 @@ async fn slow_stream_upstream() -> SocketAddr {
             .body(Body::from_stream(stream))
             .unwrap()
     }
-    let app = Router::new().route("/v1/chat/completions", post(chat));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
+    serve(Router::new().route("/v1/chat/completions", post(chat))).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -167,21 +163,7 @@ async fn beside_a_live_stream(db: &str) {
 
     // The stream's fee is vouched for by an acknowledgement; then the
     // operator's two settles and the live loop race to submit it.
-    let ack = zg_core::Voucher {
-        user,
-        provider: env.provider(),
-        cumulative: receipt.owed,
-        request_digest: receipt.signing_hash(&env.domain()),
-    };
-    let ack = json!({ "voucher": ack, "signature": ack.sign(&key, &env.domain()).to_string() });
-    let acked = payer
-        .http
-        .post(format!("{}/v1/vouchers", live.url()))
-        .json(&ack)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(acked.status(), 200);
+    assert_eq!(payer.acknowledge(&receipt).await, 200);
     let (a, b) = tokio::join!(
         operators[0].settler().settle_now(),
         operators[1].settler().settle_now(),

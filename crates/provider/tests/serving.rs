@@ -129,24 +129,7 @@ async fn settlement_pays_exactly_the_sum_of_receipts() {
     }
     // The last fee of each user is only covered by an acknowledgement voucher.
     for (payer, receipt) in payers.iter().zip(&last) {
-        let receipt = receipt.as_ref().unwrap();
-        let ack = zg_core::Voucher {
-            user: payer.key.address(),
-            provider: env.provider(),
-            cumulative: receipt.owed,
-            request_digest: receipt.signing_hash(&env.domain()),
-        };
-        let body =
-            json!({ "voucher": ack, "signature": ack.sign(&payer.key, &env.domain()).to_string() });
-        let status = payer
-            .http
-            .post(format!("{}/v1/vouchers", payer.base))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status, 200);
+        assert_eq!(payer.acknowledge(receipt.as_ref().unwrap()).await, 200);
     }
     let before = env.deployer.balance_of(env.provider()).await.unwrap();
     let round = broker.broker().settler().settle_now().await.unwrap();

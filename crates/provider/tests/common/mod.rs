@@ -255,6 +255,27 @@ impl Payer {
         get.send().await.expect("broker reachable")
     }
 
+    /// Acknowledges `receipt` with a voucher for what it says is owed
+    /// (`POST /v1/vouchers`); the broker's status.
+    pub(crate) async fn acknowledge(&self, receipt: &zg_core::Receipt) -> u16 {
+        let ack = Voucher {
+            user: self.key.address(),
+            provider: self.provider,
+            cumulative: receipt.owed,
+            request_digest: receipt.signing_hash(&self.domain),
+        };
+        let body =
+            json!({ "voucher": ack, "signature": ack.sign(&self.key, &self.domain).to_string() });
+        self.http
+            .post(format!("{}/v1/vouchers", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("broker reachable")
+            .status()
+            .as_u16()
+    }
+
     pub(crate) async fn receipt(&self, id: &str) -> SignedReceipt {
         let r = self
             .http
@@ -321,7 +342,11 @@ pub(crate) async fn scripted_upstream() -> SocketAddr {
             .body(Body::from_stream(stream))
             .unwrap()
     }
-    let app = Router::new().route("/v1/chat/completions", post(chat));
+    serve(Router::new().route("/v1/chat/completions", post(chat))).await
+}
+
+/// Serves `app` on a free port of 127.0.0.1 for the rest of the test.
+pub(crate) async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
