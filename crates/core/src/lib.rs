@@ -4,10 +4,11 @@
 //! contract computes), secp256k1 signing and recovery, fee arithmetic in
 //! `U256` neuron, the `X-ZG-*` header codec, the stable error codes, and
 //! decimal token amounts for the edges, the JSON and paths of the HTTP
-//! API (`wire`), the verifiability methods, and the evidence file that
+//! API (`wire`), the capabilities a service lists, the verifiability methods, and the evidence file that
 //! `zg-serving verify` reads (`evidence`). Nothing here does I/O.
 
 pub mod amount;
+pub mod capability;
 pub mod eip712;
 pub mod error_code;
 pub mod evidence;
