@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := test
 CARGO ?= cargo
 
-.PHONY: test deps postgres lint fmt contracts check-contracts gas model venv bench-engine bench-verify demo dev
+.PHONY: test deps postgres lint fmt contracts check-contracts gas model venv node-client bench-engine bench-verify demo dev
 
 ## ---- setup ---------------------------------------------------------------
 # System packages the native builds need (llama.cpp: cmake, libclang).
@@ -24,7 +24,7 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-test: deps postgres check-contracts model venv lint
+test: deps postgres check-contracts model venv node-client lint
 	$(CARGO) test --workspace
 
 ## ---- contracts -----------------------------------------------------------
@@ -58,6 +58,13 @@ venv: .venv/.requirements.stamp
 .venv/.requirements.stamp: scripts/venv-requirements.txt
 	@[ -x .venv/bin/python ] || python3 -m venv .venv
 	.venv/bin/python -m pip install --quiet --disable-pip-version-check -r scripts/venv-requirements.txt
+
+# The official `openai` Node client the gateway's tests drive, pinned by
+# npm's lock file (crates/gateway/tests/node).
+node-client: crates/gateway/tests/node/node_modules/.package-lock.json
+
+crates/gateway/tests/node/node_modules/.package-lock.json: crates/gateway/tests/node/package-lock.json
+	cd crates/gateway/tests/node && npm ci --no-audit --no-fund --loglevel=error
 	@cp scripts/venv-requirements.txt $@
 
 # This engine against llama.cpp's llama-server on the same model and load;
@@ -104,7 +111,7 @@ bench-nginx:
 # The client and gateway crates through real parts: anvil with the
 # contracts, real brokers, the real engine and the `openai` client.
 .PHONY: test-client
-test-client: model venv
+test-client: model venv node-client
 	$(CARGO) test -p zg-client -p zg-gateway
 
 # The gateway against the broker it pays, on loopback with the same nginx

@@ -26,6 +26,9 @@ pub struct ServicePlan {
     pub max_output_tokens: u64,
     pub hardware: String,
     pub verifiability: String,
+    /// What the service lists beyond plain chat (`zg_core::capability`);
+    /// None: what its upstream says it has.
+    pub capabilities: Option<Vec<String>>,
 }
 
 impl ServicePlan {
@@ -44,6 +47,7 @@ impl ServicePlan {
             max_output_tokens: 64,
             hardware: "cpu".into(),
             verifiability: "none".into(),
+            capabilities: None,
         }
     }
 }
@@ -147,6 +151,9 @@ impl BrokerPlan {
                 service.credit_limit,
                 service.max_output_tokens,
             );
+            if let Some(capabilities) = &service.capabilities {
+                let _ = writeln!(text, "capabilities = {capabilities:?}");
+            }
         }
         text
     }

@@ -1,65 +1,155 @@
 //! One paid request's way through the market, apart from HTTP: read just
-//! enough of the body (model, stream, max_tokens, the `zg` limits), rank the
-//! providers that fit, hold the key's worst case, try providers in order
-//! until one answers (failing over before the first byte, topping up escrow
-//! once on `insufficient_escrow`), and close the hold at the receipt's fee.
+//! enough of the body (model and `models` fallbacks, stream, max tokens and
+//! choices, the capabilities it needs, the `zg` limits and the `provider`
+//! routing object, both stripped), rank the providers that fit per model,
+//! hold the key's worst case, try them in order until one answers (failing
+//! over before the first byte, topping up escrow once on
+//! `insufficient_escrow`), and close the hold at the receipt's fee, which
+//! the answer's `usage.cost` shows.
 
 use crate::{
-    Gateway,
+    Gateway, cost,
     keys::{Hold, KeyRefusal},
     limits,
+    routing::ProviderPrefs,
 };
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use std::{sync::Arc, time::Instant};
-use zg_client::{Answer, ClientError, ServiceFilter, StreamAnswer, pay::BodyStream};
-use zg_core::{Address, ErrorCode, Service, ServiceKind, U256};
+use zg_client::{Answer, ClientError, PaidReceipt, ServiceFilter, StreamAnswer, pay::BodyStream};
+use zg_core::{Address, ErrorCode, Service, ServiceKind, U256, capability, wire::routes};
+
+/// A paid route of the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    Chat,
+    /// The legacy text endpoint, served by chat services that list it.
+    Completions,
+    Embeddings,
+}
+
+impl Endpoint {
+    fn kind(self) -> ServiceKind {
+        match self {
+            Self::Chat | Self::Completions => ServiceKind::Chat,
+            Self::Embeddings => ServiceKind::Embeddings,
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Self::Chat => routes::CHAT_COMPLETIONS,
+            Self::Completions => routes::COMPLETIONS,
+            Self::Embeddings => routes::EMBEDDINGS,
+        }
+    }
+}
 
 /// What the gateway reads from a request body.
 struct Parsed {
-    model: String,
+    /// The model asked for, then the `models` fallbacks, each once.
+    models: Vec<String>,
     stream: bool,
     max_tokens: Option<u64>,
+    /// Sequences the answer may hold: `n` times the prompts of a batch.
+    sequences: u64,
     limits: Option<limits::BodyLimits>,
-    /// The body to send: the original bytes unless the gateway changed it.
+    prefs: ProviderPrefs,
+    /// Capabilities a service needs to serve the request as asked.
+    needed: Vec<&'static str>,
+    /// The body as received.
     body: Bytes,
-    object: Option<Map<String, Value>>,
+    /// The body without the gateway's own fields.
+    object: Map<String, Value>,
+    /// Whether `object` (with its first model) differs from `body`.
+    changed: bool,
 }
 
-fn parse(body: Bytes) -> Result<Parsed, ClientError> {
+impl Parsed {
+    /// The body to send to a service of `model`.
+    fn body_for(&self, model: &str) -> Bytes {
+        if !self.changed && model == self.models[0] {
+            return self.body.clone();
+        }
+        let mut object = self.object.clone();
+        object.insert("model".into(), Value::from(model));
+        Bytes::from(serde_json::to_vec(&object).unwrap_or_default())
+    }
+}
+
+fn parse(body: Bytes, endpoint: Endpoint) -> Result<Parsed, ClientError> {
+    let invalid = |text: String| ClientError::InvalidRequest(text);
     let mut object: Map<String, Value> = serde_json::from_slice(&body)
-        .map_err(|e| ClientError::InvalidRequest(format!("the body is not a JSON object: {e}")))?;
+        .map_err(|e| invalid(format!("the body is not a JSON object: {e}")))?;
+    let mut changed = false;
+    let mut take = |key: &str| {
+        let value = object.remove(key);
+        changed |= value.is_some();
+        value
+    };
+    let fallbacks: Vec<String> = take("models")
+        .map(|v| {
+            serde_json::from_value(v)
+                .map_err(|e| invalid(format!("\"models\" must be a list of model names: {e}")))
+        })
+        .transpose()?
+        .unwrap_or_default();
+    let prefs = take("provider")
+        .map(ProviderPrefs::parse)
+        .transpose()?
+        .unwrap_or_default();
+    let limits = take("zg")
+        .map(|zg| serde_json::from_value(zg).map_err(|e| invalid(format!("\"zg\" limits: {e}"))))
+        .transpose()?;
     let model = object
         .get("model")
         .and_then(Value::as_str)
-        .ok_or_else(|| {
-            ClientError::InvalidRequest(
-                "the body has no \"model\": name one from /v1/models".into(),
-            )
-        })?
-        .to_owned();
+        .map(str::to_owned);
+    changed |= model.is_none();
+    let mut models: Vec<String> = Vec::new();
+    for m in model.into_iter().chain(fallbacks) {
+        if !models.contains(&m) {
+            models.push(m);
+        }
+    }
+    if models.is_empty() {
+        return Err(invalid(
+            "the body has no \"model\" (nor \"models\"): name one from /v1/models".into(),
+        ));
+    }
     let stream = object
         .get("stream")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let max_tokens = ["max_tokens", "max_completion_tokens"]
+    let max_tokens = ["max_completion_tokens", "max_tokens"]
         .iter()
         .find_map(|k| object.get(*k).and_then(Value::as_u64));
-    let (limits, object) = match object.remove("zg") {
-        Some(zg) => {
-            let limits = serde_json::from_value(zg)
-                .map_err(|e| ClientError::InvalidRequest(format!("\"zg\" limits: {e}")))?;
-            (Some(limits), Some(object))
+    let n = object.get("n").and_then(Value::as_u64).unwrap_or(1).max(1);
+    let prompts = match object.get("prompt") {
+        Some(Value::Array(batch))
+            if endpoint == Endpoint::Completions
+                && batch.iter().all(|p| p.is_string() || p.is_array()) =>
+        {
+            batch.len().max(1) as u64
         }
-        None => (None, None),
+        _ => 1,
     };
+    let needed = capability::needed(
+        &object,
+        endpoint == Endpoint::Completions,
+        prefs.require_parameters,
+    );
     Ok(Parsed {
-        model,
+        models,
         stream,
         max_tokens,
+        sequences: n.saturating_mul(prompts),
         limits,
+        prefs,
+        needed,
         body,
         object,
+        changed,
     })
 }
 
@@ -79,54 +169,39 @@ impl From<ClientError> for Failure {
 /// `bearer` is its API key.
 pub(crate) async fn dispatch<'h>(
     gw: &Arc<Gateway>,
-    kind: &ServiceKind,
-    path: &str,
+    endpoint: Endpoint,
     header: impl Fn(&'static str) -> Option<&'h str>,
     bearer: Option<&str>,
     body: Bytes,
 ) -> Result<Delivered, Failure> {
-    let mut parsed = parse(body)?;
-    let filter = limits::narrow(&gw.config.limits, header, parsed.limits.take())?;
-    let mut candidates = candidates(gw, kind, &parsed.model, &filter, false).await?;
-    if candidates.is_empty() {
-        candidates = candidates_or_explain(gw, kind, &parsed.model, &filter).await?;
-    }
-    let input_tokens = parsed.body.len() as u64;
-    let output_tokens = if *kind == ServiceKind::Embeddings {
+    let mut parsed = parse(body, endpoint)?;
+    let mut sources = limits::from_request(header, parsed.limits.take())?;
+    sources.push(parsed.prefs.narrowing()?);
+    let filter = limits::narrow(&gw.config.limits, sources)?;
+    let output_tokens = if endpoint == Endpoint::Embeddings {
         0
     } else {
         parsed.max_tokens.unwrap_or(gw.config.default_max_tokens)
     };
-    let ranked = gw
-        .ranking
-        .rank(candidates, input_tokens / 4 + 1, output_tokens.min(256));
-    if ranked.is_empty() {
-        return Err(ClientError::NoService(format!(
-            "every provider of {:?} was caught with a bad receipt this session",
-            parsed.model
-        ))
-        .into());
-    }
     // A key with a limit needs a bound on the answer: inject max_tokens if absent.
-    if *kind != ServiceKind::Embeddings
+    if endpoint != Endpoint::Embeddings
         && parsed.max_tokens.is_none()
         && gw.keys.remaining(bearer).await?.is_some()
     {
-        let object = parsed
+        parsed
             .object
-            .get_or_insert_with(|| serde_json::from_slice(&parsed.body).unwrap_or_default());
-        object.insert("max_tokens".into(), json!(output_tokens));
+            .insert("max_tokens".into(), json!(output_tokens));
+        parsed.changed = true;
     }
-    if let Some(object) = parsed.object.take() {
-        parsed.body = Bytes::from(serde_json::to_vec(&object).unwrap_or_default());
-    }
-    let worst = ranked
+    let plan = plan(gw, endpoint, &parsed, &filter, output_tokens).await?;
+    let reserved = output_tokens.saturating_mul(parsed.sequences);
+    let worst = plan
         .iter()
-        .map(|s| s.prices.worst_case(parsed.body.len(), output_tokens))
+        .map(|t| t.service.prices.worst_case(t.body.len(), reserved))
         .max()
         .unwrap_or_default();
     let hold = gw.keys.hold(bearer, worst).await?.map_err(Failure::Key)?;
-    match attempt(gw, path, &ranked, &parsed, hold).await {
+    match attempt(gw, endpoint.path(), &plan, parsed.stream, hold).await {
         Ok(delivered) => Ok(delivered),
         Err((e, hold)) => {
             gw.keys.close(hold, U256::ZERO).await?;
@@ -135,35 +210,107 @@ pub(crate) async fn dispatch<'h>(
     }
 }
 
-async fn candidates(
+/// One provider to try, with the body for its model.
+struct Try {
+    service: Service,
+    body: Bytes,
+}
+
+/// The providers to try, in order: per model (the one asked for, then the
+/// fallbacks), those within the limits that list the needed capabilities,
+/// ranked and arranged as the routing object says.
+async fn plan(
     gw: &Gateway,
+    endpoint: Endpoint,
+    parsed: &Parsed,
+    filter: &ServiceFilter,
+    output_tokens: u64,
+) -> Result<Vec<Try>, ClientError> {
+    let input_tokens = parsed.body.len() as u64 / 4 + 1;
+    let mut plan = Vec::new();
+    let mut first_refusal = None;
+    for model in &parsed.models {
+        let listed = match listed(gw, &endpoint.kind(), model, filter).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                first_refusal.get_or_insert(e);
+                continue;
+            }
+        };
+        let able = gw
+            .capabilities
+            .having(gw.payer.http(), listed, &parsed.needed)
+            .await;
+        if able.is_empty() {
+            first_refusal.get_or_insert(ClientError::NoService(format!(
+                "no provider of {model:?} within this request's limits supports {}: their brokers' /v1/models list the capabilities",
+                parsed.needed.join(", ")
+            )));
+            continue;
+        }
+        let ranked = gw.ranking.rank(
+            able,
+            input_tokens,
+            output_tokens.min(256),
+            parsed.prefs.sort,
+        );
+        if ranked.is_empty() {
+            first_refusal.get_or_insert(ClientError::NoService(format!(
+                "every provider of {model:?} was caught with a bad receipt this session"
+            )));
+            continue;
+        }
+        let body = parsed.body_for(model);
+        plan.extend(
+            parsed
+                .prefs
+                .arrange(ranked)
+                .into_iter()
+                .take(gw.config.max_attempts.max(1))
+                .map(|service| Try {
+                    service,
+                    body: body.clone(),
+                }),
+        );
+    }
+    if plan.is_empty() {
+        return Err(first_refusal
+            .unwrap_or_else(|| ClientError::NoService("no provider left to try".into())));
+    }
+    Ok(plan)
+}
+
+fn candidates(
+    services: &[Service],
     kind: &ServiceKind,
     model: &str,
     filter: &ServiceFilter,
-    force: bool,
-) -> Result<Vec<Service>, ClientError> {
-    Ok(gw
-        .services(force)
-        .await?
+) -> Vec<Service> {
+    services
         .iter()
         .filter(|s| s.model == model && s.kind == kind.as_str() && filter.matches(s))
         .cloned()
-        .collect())
+        .collect()
 }
 
-/// Reads the registry again (a provider may have just listed); if still
-/// nothing fits, says whether the model is unknown or the limits exclude it.
-async fn candidates_or_explain(
+/// The services of `model` within the limits; when none, reads the registry
+/// again (a provider may have just listed), and if still none, says whether
+/// the model is unknown or the limits exclude it.
+async fn listed(
     gw: &Gateway,
     kind: &ServiceKind,
     model: &str,
     filter: &ServiceFilter,
 ) -> Result<Vec<Service>, ClientError> {
-    let found = candidates(gw, kind, model, filter, true).await?;
+    let found = candidates(&gw.services(false).await?, kind, model, filter);
     if !found.is_empty() {
         return Ok(found);
     }
-    let services = gw.services(false).await?;
+    let services = gw.services(true).await?;
+    let found = candidates(&services, kind, model, filter);
+    if !found.is_empty() {
+        return Ok(found);
+    }
     let listed = services
         .iter()
         .filter(|s| s.model == model && s.kind == kind.as_str())
@@ -185,37 +332,36 @@ async fn candidates_or_explain(
     )))
 }
 
-/// Tries `ranked` in order until one answers; fails over on provider faults
-/// before the first byte, tops up escrow once on `insufficient_escrow`.
+/// Tries the plan in order until one answers; fails over on provider
+/// faults before the first byte, tops up escrow once on `insufficient_escrow`.
 async fn attempt(
     gw: &Arc<Gateway>,
     path: &str,
-    ranked: &[Service],
-    parsed: &Parsed,
+    plan: &[Try],
+    stream: bool,
     hold: Hold,
 ) -> Result<Delivered, (ClientError, Hold)> {
     let mut last = None;
     let mut topped_up = false;
     let mut i = 0;
-    while i < ranked.len().min(gw.config.max_attempts.max(1)) {
-        let service = &ranked[i];
+    while let Some(Try { service, body }) = plan.get(i) {
         let provider = service.provider;
         let started = Instant::now();
-        let result = if parsed.stream {
+        let result = if stream {
             gw.payer
-                .send_stream(service, path, parsed.body.clone())
+                .send_stream(service, path, body.clone())
                 .await
                 .map(Sent::Stream)
         } else {
             gw.payer
-                .send(service, path, parsed.body.clone())
+                .send(service, path, body.clone())
                 .await
                 .map(|a| Sent::Plain(Box::new(a)))
         };
         match result {
             Ok(sent) => {
                 gw.ranking.success(provider, started.elapsed());
-                return Ok(deliver(gw, provider, sent, hold).await);
+                return Ok(deliver(gw, provider, sent, hold, started).await);
             }
             Err(ClientError::Refused {
                 code: Some(ErrorCode::InsufficientEscrow),
@@ -283,23 +429,33 @@ pub(crate) enum DeliveredBody {
 }
 
 /// Closes the key's hold at the fee the receipt shows (a streamed answer's
-/// once its stream ends), and hands the answer to the HTTP edge.
-async fn deliver(gw: &Arc<Gateway>, provider: Address, sent: Sent, hold: Hold) -> Delivered {
+/// once its stream ends), records the provider's throughput, and hands the
+/// answer to the HTTP edge with its cost in `usage`.
+async fn deliver(
+    gw: &Arc<Gateway>,
+    provider: Address,
+    sent: Sent,
+    hold: Hold,
+    started: Instant,
+) -> Delivered {
     match sent {
         Sent::Plain(answer) => {
             let Answer {
                 status,
                 content_type,
+                request_id,
                 body,
                 receipt,
             } = *answer;
-            let (fee, receipt, receipt_status) = match &receipt {
-                Ok(paid) => (paid.fee, Some(paid.signed.to_header()), "paid".to_owned()),
-                Err(e) => (U256::ZERO, None, receipt_problem(gw, provider, e)),
+            let fee = settle(gw, provider, &receipt, hold, started).await;
+            let body = request_id
+                .as_deref()
+                .and_then(|id| cost::priced(&body, fee, id))
+                .unwrap_or(body);
+            let (receipt, receipt_status) = match receipt {
+                Ok(paid) => (Some(paid.signed.to_header()), "paid".to_owned()),
+                Err(e) => (None, receipt_problem(gw, provider, &e)),
             };
-            if let Err(e) = gw.keys.close(hold, fee).await {
-                tracing::warn!(error = %e, "could not record the key's spending");
-            }
             Delivered {
                 provider,
                 status,
@@ -317,34 +473,65 @@ async fn deliver(gw: &Arc<Gateway>, provider: Address, sent: Sent, hold: Hold) -
                 status,
                 content_type,
                 request_id,
-                body,
+                mut body,
                 receipt,
             } = answer;
+            let (chunks, tx) = BodyStream::channel();
             let task_gw = gw.clone();
+            let id = request_id.clone();
             tokio::spawn(async move {
-                let fee = match receipt.await {
-                    Ok(Ok(paid)) => paid.fee,
-                    Ok(Err(e)) => {
-                        receipt_problem(&task_gw, provider, &e);
-                        U256::ZERO
+                use futures::StreamExt;
+                let mut priced = cost::StreamCost::default();
+                // A reader that left does not stop the reading: the receipt covers the whole body.
+                while let Some(chunk) = body.next().await {
+                    let pass = chunk.map(|c| priced.push(&c));
+                    if !matches!(&pass, Ok(b) if b.is_empty()) {
+                        let _ = tx.send(pass).await;
                     }
-                    Err(_) => U256::ZERO,
-                };
-                if let Err(e) = task_gw.keys.close(hold, fee).await {
-                    tracing::warn!(error = %e, "could not record the key's spending");
+                }
+                let receipt = receipt.await.unwrap_or_else(|_| {
+                    Err(ClientError::NoService("the receipt check stopped".into()))
+                });
+                if let Err(e) = &receipt {
+                    receipt_problem(&task_gw, provider, e);
+                }
+                let fee = settle(&task_gw, provider, &receipt, hold, started).await;
+                let end = priced.finish(receipt.is_ok().then_some((fee, id.as_str())));
+                if !end.is_empty() {
+                    let _ = tx.send(Ok(end)).await;
                 }
             });
             Delivered {
                 provider,
                 status,
                 content_type,
-                body: DeliveredBody::Stream {
-                    chunks: body,
-                    request_id,
-                },
+                body: DeliveredBody::Stream { chunks, request_id },
             }
         }
     }
+}
+
+/// Closes the key's hold at the receipt's fee (zero when it was not paid)
+/// and records the provider's throughput; returns the fee.
+async fn settle(
+    gw: &Gateway,
+    provider: Address,
+    receipt: &Result<PaidReceipt, ClientError>,
+    hold: Hold,
+    started: Instant,
+) -> U256 {
+    let fee = match receipt {
+        Ok(paid) => {
+            let tokens = u64::try_from(paid.signed.receipt.output_tokens).unwrap_or(u64::MAX);
+            gw.ranking.throughput(provider, tokens, started.elapsed());
+            paid.fee
+        }
+        Err(_) => U256::ZERO,
+    };
+    if let Err(e) = gw.keys.close(hold, fee).await {
+        tracing::warn!(error = %e, "could not record the key's spending");
+    }
+    fee
 }
 
 /// Logs a receipt that was not paid and keeps the provider from lying twice.

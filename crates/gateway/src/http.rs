@@ -1,11 +1,12 @@
-//! The gateway's HTTP edge: `/v1/models`, `/v1/chat/completions` (plain
-//! and streamed), `/v1/embeddings`, and `/zg/providers` (ranking standings).
+//! The gateway's HTTP edge: `/v1/models`, `/v1/chat/completions` and
+//! `/v1/completions` (plain and streamed), `/v1/embeddings`, and
+//! `/zg/providers` (ranking standings).
 //! A paid route hands the body to [`crate::dispatch`] and writes out what
 //! comes back, or the OpenAI-shaped error.
 
 use crate::{
     Gateway,
-    dispatch::{Delivered, DeliveredBody, Failure, dispatch},
+    dispatch::{Delivered, DeliveredBody, Endpoint, Failure, dispatch},
     keys::KeyRefusal,
 };
 use axum::{
@@ -21,7 +22,7 @@ use serde_json::{Value, json};
 use std::{collections::BTreeMap, sync::Arc, time::Instant};
 use tracing::Instrument;
 use zg_client::ClientError;
-use zg_core::{ErrorBody, ErrorCode, Service, ServiceKind, format_amount, wire::routes};
+use zg_core::{ErrorBody, ErrorCode, Service, format_amount, wire::routes};
 
 const BODY_LIMIT: usize = 8 * 1024 * 1024;
 
@@ -29,6 +30,7 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route(routes::MODELS, get(models))
         .route(routes::CHAT_COMPLETIONS, post(chat))
+        .route(routes::COMPLETIONS, post(completions))
         .route(routes::EMBEDDINGS, post(embeddings))
         .route("/zg/providers", get(providers))
         .route("/health", get(|| async { "ok" }))
@@ -40,25 +42,15 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
 }
 
 async fn chat(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
-    proxy(
-        &gw,
-        &ServiceKind::Chat,
-        routes::CHAT_COMPLETIONS,
-        &headers,
-        body,
-    )
-    .await
+    proxy(&gw, Endpoint::Chat, &headers, body).await
+}
+
+async fn completions(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+    proxy(&gw, Endpoint::Completions, &headers, body).await
 }
 
 async fn embeddings(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
-    proxy(
-        &gw,
-        &ServiceKind::Embeddings,
-        routes::EMBEDDINGS,
-        &headers,
-        body,
-    )
-    .await
+    proxy(&gw, Endpoint::Embeddings, &headers, body).await
 }
 
 async fn providers(State(gw): State<Arc<Gateway>>) -> Response {
@@ -106,8 +98,7 @@ async fn models(State(gw): State<Arc<Gateway>>) -> Response {
 
 async fn proxy(
     gw: &Arc<Gateway>,
-    kind: &ServiceKind,
-    path: &str,
+    endpoint: Endpoint,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -119,8 +110,8 @@ async fn proxy(
     let started = Instant::now();
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
     // The provider and request id join in the payer's span within.
-    let span = tracing::info_span!("gateway_request", user = %gw.payer.user(), %kind);
-    match dispatch(gw, kind, path, header, bearer, body)
+    let span = tracing::info_span!("gateway_request", user = %gw.payer.user(), ?endpoint);
+    match dispatch(gw, endpoint, header, bearer, body)
         .instrument(span)
         .await
     {

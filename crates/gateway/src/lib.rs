@@ -5,17 +5,23 @@
 //! providers ranked by price, latency and failures (`ranking`), payment
 //! and receipt checks (through [`zg_client::Payer`]), failover before the
 //! first byte, escrow top-up within a budget (`topup`), and local API keys
-//! with spend limits (`keys`).
+//! with spend limits (`keys`). A request steers its routing as OpenRouter's
+//! do (`routing`: the `provider` object; `models` fallbacks), goes only to
+//! services that list the capabilities it needs (`capabilities`), and its
+//! answer's `usage` says what it cost (`cost`).
 
 // Errors carry the amounts and addresses a user needs to act on; they are
 // off the hot path, so they are not boxed.
 #![allow(clippy::result_large_err)]
 
+mod capabilities;
+mod cost;
 mod dispatch;
 mod http;
 mod keys;
 mod limits;
 mod ranking;
+mod routing;
 mod topup;
 
 use std::{
@@ -29,6 +35,7 @@ use zg_core::Service;
 
 pub use keys::{KeyInfo, Keys};
 pub use ranking::{Ranking, RankingPolicy, Standing};
+pub use routing::Sort;
 pub use topup::TopUpPolicy;
 
 /// How the gateway behaves; the CLI fills it from flags and a TOML file.
@@ -82,6 +89,7 @@ pub struct Gateway {
     pub(crate) ranking: Ranking,
     pub(crate) keys: Keys,
     pub(crate) topup: topup::TopUp,
+    pub(crate) capabilities: capabilities::Capabilities,
     registry: RwLock<(Option<Instant>, Arc<Vec<Service>>)>,
 }
 
@@ -96,6 +104,7 @@ impl Gateway {
         let gateway = Arc::new(Self {
             ranking: Ranking::new(config.ranking),
             topup: topup::TopUp::new(config.topup),
+            capabilities: capabilities::Capabilities::new(config.refresh),
             payer,
             chain,
             config,

@@ -29,13 +29,55 @@ pub(crate) struct BodyLimits {
     pub verifiability: Option<String>,
 }
 
-/// Narrows `base` (the configured limits) by headers and the body's `zg` field.
-pub(crate) fn narrow<'a>(
-    base: &ServiceFilter,
+/// Typed limits from one source (headers, the `zg` field, the `provider`
+/// routing object), each of which can only narrow what it is applied to.
+#[derive(Debug, Default)]
+pub(crate) struct Narrowing {
+    pub max_input_price: Option<U256>,
+    pub max_output_price: Option<U256>,
+    pub only: Vec<Address>,
+    pub ignore: Vec<Address>,
+    pub verifiability: Option<String>,
+}
+
+impl Narrowing {
+    /// `f` narrowed by these limits: lower prices win, only-providers
+    /// intersect, ignored providers add up, a verifiability replaces.
+    pub(crate) fn apply(self, mut f: ServiceFilter) -> Result<ServiceFilter, ClientError> {
+        let lower = |cur: Option<U256>, new: Option<U256>| match (cur, new) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        f.max_input_price = lower(f.max_input_price, self.max_input_price);
+        f.max_output_price = lower(f.max_output_price, self.max_output_price);
+        if !self.only.is_empty() {
+            f.only = if f.only.is_empty() {
+                self.only
+            } else {
+                f.only
+                    .into_iter()
+                    .filter(|a| self.only.contains(a))
+                    .collect()
+            };
+            if f.only.is_empty() {
+                return Err(ClientError::NoService(
+                    "the request's only-providers and the gateway's configured ones have no provider in common".into(),
+                ));
+            }
+        }
+        f.ignore.extend(self.ignore);
+        if let Some(v) = self.verifiability {
+            f.verifiability = Some(v);
+        }
+        Ok(f)
+    }
+}
+
+/// The limits of the `X-ZG-*` headers and the body's `zg` field.
+pub(crate) fn from_request<'a>(
     header: impl Fn(&'static str) -> Option<&'a str>,
     body: Option<BodyLimits>,
-) -> Result<ServiceFilter, ClientError> {
-    let mut f = base.clone();
+) -> Result<Vec<Narrowing>, ClientError> {
     let body = body.unwrap_or_default();
     let price = |name: &str, text: Option<&str>| -> Result<Option<U256>, ClientError> {
         text.map(|t| {
@@ -44,56 +86,42 @@ pub(crate) fn narrow<'a>(
         })
         .transpose()
     };
-    let lower = |cur: Option<U256>, new: Option<U256>| match (cur, new) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    for (name, text) in [
-        (MAX_PRICE, header(MAX_PRICE)),
-        ("zg.max_price", body.max_price.as_deref()),
-    ] {
+    let both = |name: &str, text: Option<&str>| -> Result<Narrowing, ClientError> {
         let p = price(name, text)?;
-        f.max_input_price = lower(f.max_input_price, p);
-        f.max_output_price = lower(f.max_output_price, p);
-    }
-    for (name, text) in [
-        (MAX_INPUT_PRICE, header(MAX_INPUT_PRICE)),
-        ("zg.max_input_price", body.max_input_price.as_deref()),
-    ] {
-        f.max_input_price = lower(f.max_input_price, price(name, text)?);
-    }
-    for (name, text) in [
-        (MAX_OUTPUT_PRICE, header(MAX_OUTPUT_PRICE)),
-        ("zg.max_output_price", body.max_output_price.as_deref()),
-    ] {
-        f.max_output_price = lower(f.max_output_price, price(name, text)?);
-    }
-    let only: Vec<Address> = addresses(ONLY_PROVIDERS, header(ONLY_PROVIDERS))?
+        Ok(Narrowing {
+            max_input_price: p,
+            max_output_price: p,
+            ..Default::default()
+        })
+    };
+    Ok(vec![
+        both(MAX_PRICE, header(MAX_PRICE))?,
+        both("zg.max_price", body.max_price.as_deref())?,
+        Narrowing {
+            max_input_price: price(MAX_INPUT_PRICE, header(MAX_INPUT_PRICE))?,
+            max_output_price: price(MAX_OUTPUT_PRICE, header(MAX_OUTPUT_PRICE))?,
+            only: addresses(ONLY_PROVIDERS, header(ONLY_PROVIDERS))?,
+            ignore: addresses(IGNORE_PROVIDERS, header(IGNORE_PROVIDERS))?,
+            verifiability: header(VERIFIABILITY).map(str::to_owned),
+        },
+        Narrowing {
+            max_input_price: price("zg.max_input_price", body.max_input_price.as_deref())?,
+            max_output_price: price("zg.max_output_price", body.max_output_price.as_deref())?,
+            only: body.only_providers,
+            ignore: body.ignore_providers,
+            verifiability: body.verifiability,
+        },
+    ])
+}
+
+/// Narrows `base` (the configured limits) by every source in turn.
+pub(crate) fn narrow(
+    base: &ServiceFilter,
+    sources: impl IntoIterator<Item = Narrowing>,
+) -> Result<ServiceFilter, ClientError> {
+    sources
         .into_iter()
-        .chain(body.only_providers)
-        .collect();
-    if !only.is_empty() {
-        f.only = if f.only.is_empty() {
-            only
-        } else {
-            f.only.into_iter().filter(|a| only.contains(a)).collect()
-        };
-        if f.only.is_empty() {
-            return Err(ClientError::NoService(
-                "the request's only-providers and the gateway's configured ones have no provider in common".into(),
-            ));
-        }
-    }
-    f.ignore
-        .extend(addresses(IGNORE_PROVIDERS, header(IGNORE_PROVIDERS))?);
-    f.ignore.extend(body.ignore_providers);
-    if let Some(v) = header(VERIFIABILITY)
-        .map(str::to_owned)
-        .or(body.verifiability)
-    {
-        f.verifiability = Some(v);
-    }
-    Ok(f)
+        .try_fold(base.clone(), |f, n| n.apply(f))
 }
 
 fn addresses(name: &str, text: Option<&str>) -> Result<Vec<Address>, ClientError> {
@@ -136,7 +164,7 @@ mod tests {
             verifiability: Some("tee".into()),
             ..Default::default()
         };
-        let f = narrow(&base, headers, Some(body)).unwrap();
+        let f = narrow(&base, from_request(headers, Some(body)).unwrap()).unwrap();
         assert_eq!(
             f.max_output_price,
             Some(U256::from(1000u64)),
@@ -146,6 +174,6 @@ mod tests {
         assert_eq!(f.only, vec![a]);
         assert_eq!(f.ignore, vec![Address::repeat_byte(2)]);
         assert_eq!(f.verifiability.as_deref(), Some("tee"));
-        assert!(narrow(&base, |n| (n == MAX_PRICE).then_some("abc"), None).is_err());
+        assert!(from_request(|n| (n == MAX_PRICE).then_some("abc"), None).is_err());
     }
 }

@@ -1,8 +1,10 @@
 //! Provider choice per request: the cheapest estimated fee, made dearer by
 //! measured latency, with providers that failed recently moved to the back
 //! (a cooldown that doubles with each failure in a row) and providers caught
-//! lying left out for the rest of the session.
+//! lying left out for the rest of the session. A request can sort by price,
+//! latency or throughput alone instead (OpenRouter's `provider.sort`).
 
+use crate::routing::Sort;
 use std::{
     collections::HashMap,
     sync::Mutex,
@@ -32,6 +34,8 @@ impl Default for RankingPolicy {
 struct Stats {
     /// Exponentially weighted time to the first byte of an answer.
     latency_ms: Option<f64>,
+    /// Exponentially weighted output tokens per second of whole answers.
+    tokens_per_s: Option<f64>,
     failures_in_a_row: u32,
     cooling_until: Option<Instant>,
     banned: Option<String>,
@@ -49,6 +53,7 @@ pub struct Ranking {
 pub struct Standing {
     pub provider: Address,
     pub latency_ms: Option<f64>,
+    pub tokens_per_s: Option<f64>,
     pub failures_in_a_row: u32,
     pub cooling: bool,
     pub banned: Option<String>,
@@ -66,17 +71,20 @@ impl Ranking {
         self.stats.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Orders `candidates` best first; banned providers are dropped.
-    /// `input_tokens`/`output_tokens` estimate the request for the price.
+    /// Orders `candidates` best first (by `sort` when the request names
+    /// one); banned providers are dropped. `input_tokens`/`output_tokens`
+    /// estimate the request for the price. A provider not yet measured
+    /// counts as fast, so that it gets measured.
     pub(crate) fn rank(
         &self,
         candidates: Vec<Service>,
         input_tokens: u64,
         output_tokens: u64,
+        sort: Option<Sort>,
     ) -> Vec<Service> {
         let now = Instant::now();
         let stats = self.stats();
-        let mut scored: Vec<(bool, f64, Service)> = candidates
+        let mut scored: Vec<(bool, f64, f64, Service)> = candidates
             .into_iter()
             .filter_map(|s| {
                 let st = stats.get(&s.provider).cloned().unwrap_or_default();
@@ -87,13 +95,39 @@ impl Ranking {
                     + s.prices.output.saturating_mul(U256::from(output_tokens));
                 // One neuron more so free services still compare by latency.
                 let fee: f64 = f64::from(fee.saturating_add(U256::from(1u64)));
-                let slow = 1.0 + st.latency_ms.unwrap_or(0.0) / self.policy.latency_scale_ms;
+                let latency = st.latency_ms.unwrap_or(0.0);
+                let slow = 1.0 + latency / self.policy.latency_scale_ms;
+                let (first, then) = match sort {
+                    None => (fee * slow, 0.0),
+                    Some(Sort::Price) => (fee, latency),
+                    Some(Sort::Latency) => (latency, fee),
+                    Some(Sort::Throughput) => (-st.tokens_per_s.unwrap_or(f64::INFINITY), fee),
+                };
                 let cooling = st.cooling_until.is_some_and(|t| t > now);
-                Some((cooling, fee * slow, s))
+                Some((cooling, first, then, s))
             })
             .collect();
-        scored.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
-        scored.into_iter().map(|(_, _, s)| s).collect()
+        scored.sort_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then(a.1.total_cmp(&b.1))
+                .then(a.2.total_cmp(&b.2))
+        });
+        scored.into_iter().map(|(_, _, _, s)| s).collect()
+    }
+
+    /// A whole answer of `tokens` output tokens took `elapsed`.
+    pub(crate) fn throughput(&self, provider: Address, tokens: u64, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        if tokens == 0 || secs <= 0.0 {
+            return;
+        }
+        let rate = tokens as f64 / secs;
+        let mut stats = self.stats();
+        let st = stats.entry(provider).or_default();
+        st.tokens_per_s = Some(match st.tokens_per_s {
+            Some(old) => old * 0.7 + rate * 0.3,
+            None => rate,
+        });
     }
 
     pub(crate) fn success(&self, provider: Address, first_byte: Duration) {
@@ -128,6 +162,7 @@ impl Ranking {
             .map(|(provider, st)| Standing {
                 provider: *provider,
                 latency_ms: st.latency_ms,
+                tokens_per_s: st.tokens_per_s,
                 failures_in_a_row: st.failures_in_a_row,
                 cooling: st.cooling_until.is_some_and(|t| t > now),
                 banned: st.banned.clone(),
@@ -158,7 +193,7 @@ mod tests {
     }
 
     fn order(r: &Ranking) -> Vec<u8> {
-        r.rank(vec![service(1, 100), service(2, 150)], 100, 100)
+        r.rank(vec![service(1, 100), service(2, 150)], 100, 100, None)
             .iter()
             .map(|s| s.provider.0[0])
             .collect()
@@ -179,5 +214,23 @@ mod tests {
         assert_eq!(order(&r), vec![1, 2]);
         r.ban(Address::repeat_byte(1), "lied".into());
         assert_eq!(order(&r), vec![2]);
+    }
+
+    #[test]
+    fn a_request_can_sort_by_price_latency_or_throughput_alone() {
+        let sorted = |r: &Ranking, sort| -> Vec<u8> {
+            r.rank(vec![service(1, 100), service(2, 150)], 100, 100, Some(sort))
+                .iter()
+                .map(|s| s.provider.0[0])
+                .collect()
+        };
+        let r = Ranking::new(RankingPolicy::default());
+        r.success(Address::repeat_byte(1), Duration::from_millis(900));
+        r.success(Address::repeat_byte(2), Duration::from_millis(100));
+        r.throughput(Address::repeat_byte(1), 100, Duration::from_secs(1));
+        r.throughput(Address::repeat_byte(2), 50, Duration::from_secs(1));
+        assert_eq!(sorted(&r, Sort::Price), vec![1, 2]);
+        assert_eq!(sorted(&r, Sort::Latency), vec![2, 1]);
+        assert_eq!(sorted(&r, Sort::Throughput), vec![1, 2]);
     }
 }

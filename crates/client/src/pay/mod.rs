@@ -50,6 +50,9 @@ pub struct PaidReceipt {
 pub struct Answer {
     pub status: u16,
     pub content_type: Option<String>,
+    /// The broker's id of the request (`X-ZG-Request-Id`), by which it
+    /// serves the receipt and the proof.
+    pub request_id: Option<String>,
     pub body: Bytes,
     /// The answer came; whether its receipt passed is separate.
     pub receipt: Result<PaidReceipt, ClientError>,
@@ -66,6 +69,15 @@ pub struct StreamAnswer {
 
 /// The body of a streamed answer, chunk by chunk, unchanged.
 pub struct BodyStream(mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl BodyStream {
+    /// A body fed through the returned sender (a caller that rewrites
+    /// another stream's chunks on their way).
+    pub fn channel() -> (Self, mpsc::Sender<Result<Bytes, std::io::Error>>) {
+        let (tx, rx) = mpsc::channel(64);
+        (Self(rx), tx)
+    }
+}
 
 impl Stream for BodyStream {
     type Item = Result<Bytes, std::io::Error>;
@@ -169,7 +181,7 @@ impl Payer {
             Some(Ok(value)) => match SignedReceipt::from_header(&value) {
                 Ok(signed) => {
                     let answered = Answered {
-                        request_id,
+                        request_id: request_id.clone(),
                         nonce: posted.nonce,
                         request_digest: posted.digest,
                         request: posted.body,
@@ -189,6 +201,7 @@ impl Payer {
         Ok(Answer {
             status,
             content_type,
+            request_id,
             body,
             receipt,
         })

@@ -135,6 +135,20 @@ impl Market {
         input: &str,
         output: &str,
     ) -> Provider {
+        self.broker_with(index, upstream, model, digest, (input, output), |_| ())
+            .await
+    }
+
+    /// [`Market::broker`] with its service changed by `change` first.
+    pub(crate) async fn broker_with(
+        &mut self,
+        index: usize,
+        upstream: &str,
+        model: &str,
+        digest: B256,
+        (input, output): (&str, &str),
+        change: impl FnOnce(&mut ServicePlan),
+    ) -> Provider {
         let key = SigningKey::from_bytes(&self.chain.keys()[index]).expect("key");
         let signer = SigningKey::random();
         let db = self.tempdir().join("broker.db");
@@ -143,12 +157,14 @@ impl Market {
             .expect("dev account");
         plan.signer = Some(signer.to_bytes());
         plan.settlement.refund_margin_secs = 30;
-        plan.services.push(ServicePlan {
+        let mut service = ServicePlan {
             input_price: input.into(),
             output_price: output.into(),
             verifiability: self.verifiability.into(),
             ..ServicePlan::chat("chat", model, digest, upstream)
-        });
+        };
+        change(&mut service);
+        plan.services.push(service);
         let running = zg_devnet::start_broker(&plan).await.expect("broker starts");
         Provider {
             running,
