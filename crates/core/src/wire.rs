@@ -9,6 +9,7 @@ use crate::{ErrorCode, Usage, Voucher};
 /// The broker's routes. Paid ones take the `X-ZG-*` payment headers.
 pub mod routes {
     pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
+    /// OpenAI's legacy text endpoint, served by chat services.
     pub const COMPLETIONS: &str = "/v1/completions";
     pub const EMBEDDINGS: &str = "/v1/embeddings";
     pub const MODELS: &str = "/v1/models";

@@ -25,6 +25,9 @@ pub struct ModelCard {
     pub created: u64,
     /// The proof method of its answers ([`crate::proof::PROOF_METHOD`]), if any.
     pub proof_method: Option<&'static str>,
+    /// What it serves beyond a plain answer, as `zg_core::capability`
+    /// names: the chat model all of them, the embedding model none.
+    pub capabilities: &'static [&'static str],
 }
 
 /// The loaded models and the decode thread.
@@ -48,6 +51,7 @@ impl Engine {
             sha256: chat_sha,
             created,
             proof_method: proofs.as_ref().map(|_| PROOF_METHOD),
+            capabilities: zg_core::capability::ALL,
         }];
         let embedder = match &config.embedding_model {
             Some(dir) => {
@@ -68,6 +72,7 @@ impl Engine {
                     sha256,
                     created,
                     proof_method: None,
+                    capabilities: &[],
                 });
                 Some(embedder)
             }

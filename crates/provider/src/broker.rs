@@ -27,18 +27,43 @@ use crate::{
 };
 
 /// A configured service, ready to proxy.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ServiceRuntime {
     pub(crate) config: ServiceConfig,
     pub(crate) id: B256,
     pub(crate) prices: Prices,
-    /// `{upstream}/chat/completions` or `{upstream}/embeddings`, parsed once.
-    pub(crate) url: Uri,
+    /// The paid routes the service answers, each with its upstream URL
+    /// parsed once: chat and legacy completions for a chat service, the
+    /// embeddings route for an embeddings one.
+    urls: Vec<(&'static str, Uri)>,
     /// The upstream's base URL, without a trailing `/` (ends in `/v1`).
     pub(crate) base: String,
     pub(crate) headers: HeaderMap,
     /// The registered method, checked at start against the upstream.
     pub(crate) verifiability: Verifiability,
+    /// What `/v1/models` lists: the config's list, else (once serving)
+    /// what the upstream's model card lists.
+    pub(crate) capabilities: Vec<&'static str>,
+}
+
+/// The service a paid request goes to, and its upstream URL for the route.
+pub(crate) struct Target {
+    pub(crate) service: Arc<ServiceRuntime>,
+    pub(crate) url: Uri,
+}
+
+impl ServiceRuntime {
+    /// This service, listing `capabilities`.
+    pub(crate) fn with_capabilities(&self, capabilities: Vec<&'static str>) -> Self {
+        Self {
+            capabilities,
+            ..self.clone()
+        }
+    }
+
+    fn url(&self, route: &str) -> Option<&Uri> {
+        self.urls.iter().find(|(r, _)| *r == route).map(|(_, u)| u)
+    }
 }
 
 /// A provider broker's state, shared by every request.
@@ -111,28 +136,31 @@ impl Broker {
         self.store.tab(user).await
     }
 
-    /// The service a request's `model` names: a service name, else a model id.
-    pub(crate) fn service(
-        &self,
-        model: &str,
-        kind: &ServiceKind,
-    ) -> Result<Arc<ServiceRuntime>, ApiError> {
+    /// The service a request's `model` names (a service name, else a model
+    /// id) for `route`, one of the paid routes.
+    pub(crate) fn service(&self, model: &str, route: &str) -> Result<Target, ApiError> {
         let by_name = self.services.iter().find(|s| s.config.name == model);
         let found = by_name.or_else(|| {
             self.services
                 .iter()
-                .find(|s| s.config.model == model && s.config.kind == *kind)
+                .find(|s| s.config.model == model && s.url(route).is_some())
         });
-        match found {
-            Some(s) if s.config.kind == *kind => Ok(s.clone()),
-            Some(s) => Err(ApiError::new(
-                ErrorCode::UnknownModel,
-                format!(
-                    "service {:?} is a {} service, not {kind}",
-                    s.config.name, s.config.kind
-                ),
-            )
-            .with_param("model")),
+        match found.map(|s| (s, s.url(route))) {
+            Some((s, Some(url))) => Ok(Target {
+                service: s.clone(),
+                url: url.clone(),
+            }),
+            Some((s, None)) => {
+                let answers: Vec<&str> = s.urls.iter().map(|(r, _)| *r).collect();
+                Err(ApiError::new(
+                    ErrorCode::UnknownModel,
+                    format!(
+                        "service {:?} is a {} service: it answers {answers:?}, not {route}",
+                        s.config.name, s.config.kind
+                    ),
+                )
+                .with_param("model"))
+            }
             None => {
                 let names: Vec<&str> = self
                     .services
@@ -325,35 +353,46 @@ fn runtime(config: ServiceConfig) -> Result<Arc<ServiceRuntime>, StartError> {
             why,
         })?;
     let base = config.upstream.trim_end_matches('/').to_owned();
-    let path = match config.kind {
-        ServiceKind::Chat => "/chat/completions",
-        _ => "/embeddings",
+    let paid: &[&'static str] = match config.kind {
+        ServiceKind::Chat => &[routes::CHAT_COMPLETIONS, routes::COMPLETIONS],
+        _ => &[routes::EMBEDDINGS],
     };
-    let url = format!("{base}{path}");
-    let url = match url.parse::<Uri>() {
-        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {
-            uri
-        }
-        Ok(_) => {
-            return Err(StartError::Config(format!(
-                "service {:?}: upstream {url:?} must be an http:// or https:// URL with a host",
-                config.name
-            )));
-        }
-        Err(e) => {
-            return Err(StartError::Config(format!(
-                "service {:?}: upstream {url:?} is not a URL: {e}",
-                config.name
-            )));
-        }
-    };
+    let mut urls = Vec::with_capacity(paid.len());
+    for route in paid {
+        let url = crate::upstream::url(&base, route);
+        let uri = match url.parse::<Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() =>
+            {
+                uri
+            }
+            Ok(_) => {
+                return Err(StartError::Config(format!(
+                    "service {:?}: upstream {url:?} must be an http:// or https:// URL with a host",
+                    config.name
+                )));
+            }
+            Err(e) => {
+                return Err(StartError::Config(format!(
+                    "service {:?}: upstream {url:?} is not a URL: {e}",
+                    config.name
+                )));
+            }
+        };
+        urls.push((*route, uri));
+    }
+    let capabilities = config
+        .declared_capabilities()
+        .map_err(StartError::Config)?
+        .unwrap_or_default();
     Ok(Arc::new(ServiceRuntime {
         id: service_id(&config.name),
         prices: Prices::new(config.input_price, config.output_price),
-        url,
+        urls,
         base,
         headers,
         verifiability,
+        capabilities,
         config,
     }))
 }

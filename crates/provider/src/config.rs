@@ -4,7 +4,9 @@
 
 use serde::{Deserialize, Deserializer};
 use std::{collections::BTreeMap, net::SocketAddr, path::Path};
-use zg_core::{Address, B256, ServiceKind, SigningKey, U256, Verifiability, parse_amount};
+use zg_core::{
+    Address, B256, ServiceKind, SigningKey, U256, Verifiability, capability, parse_amount,
+};
 
 /// Prefix of the environment overrides; `__` separates nested keys.
 pub(crate) const ENV_PREFIX: &str = "ZG_PROVIDER__";
@@ -171,6 +173,15 @@ pub struct ServiceConfig {
     /// Cap on output tokens per request (and the worst case when a request sets none).
     #[serde(default = "default_max_output")]
     pub max_output_tokens: u64,
+    /// Most choices (`n`) one request may ask for: each may run to
+    /// `max_output_tokens`, and admission reserves them all.
+    #[serde(default = "default_max_choices")]
+    pub max_choices: u64,
+    /// What the service can do beyond a plain chat answer, as
+    /// `zg_core::capability` names. Absent: what the upstream's model card
+    /// lists (the built-in engine lists its own), else none.
+    #[serde(default)]
+    pub capabilities: Option<Vec<String>>,
 }
 
 impl ServiceConfig {
@@ -185,6 +196,33 @@ impl ServiceConfig {
             ));
         }
         Ok(method)
+    }
+
+    /// The capabilities the config declares (`None` when it lists none),
+    /// each one `zg_core::capability` knows, or why not.
+    pub(crate) fn declared_capabilities(&self) -> Result<Option<Vec<&'static str>>, String> {
+        let Some(names) = &self.capabilities else {
+            return Ok(None);
+        };
+        if self.kind != ServiceKind::Chat && !names.is_empty() {
+            return Err(format!(
+                "service {:?}: capabilities describe chat services, and this is a {} service: leave the list out",
+                self.name, self.kind
+            ));
+        }
+        let mut known = Vec::with_capacity(names.len());
+        for name in names {
+            let capability = capability::known(name).ok_or_else(|| {
+                format!(
+                    "unknown capability {name:?}: expected some of {:?}",
+                    capability::ALL
+                )
+            })?;
+            if !known.contains(&capability) {
+                known.push(capability);
+            }
+        }
+        Ok(Some(known))
     }
 }
 
@@ -233,6 +271,9 @@ fn default_verifiability() -> String {
 }
 fn default_max_output() -> u64 {
     2048
+}
+fn default_max_choices() -> u64 {
+    8
 }
 
 fn amount<'de, D: Deserializer<'de>>(d: D) -> Result<U256, D::Error> {
@@ -376,6 +417,11 @@ impl Config {
             if s.max_output_tokens == 0 {
                 return Err(key_err(key("max_output_tokens"), "expected at least 1"));
             }
+            if s.max_choices == 0 {
+                return Err(key_err(key("max_choices"), "expected at least 1"));
+            }
+            s.declared_capabilities()
+                .map_err(|why| key_err(key("capabilities"), why))?;
             s.verifiability()
                 .map_err(|why| key_err(key("verifiability"), why))?;
         }
@@ -557,6 +603,17 @@ input_price = "0.000000001"      # per input token
 output_price = "0.000000002"     # per output token
 credit_limit = "0.001"           # most a user may owe beyond their newest voucher
 max_output_tokens = 2048         # cap per request; the worst case when max_tokens is absent
+max_choices = 8                  # most choices (n) per request; each is reserved at max_output_tokens
+# What the service does beyond plain chat, listed in GET /v1/models for
+# gateways to route on: any of "tools", "structured_outputs", "logprobs", "n"
+# (several choices), "completions" (POST /v1/completions), "sampling" (seed,
+# penalties, top_k, min_p and repeat_penalty honoured). Left out, the broker
+# asks the upstream: the built-in engine lists its own, any other server
+# none (plain chat only). List only what your server honours, for example:
+#   llama.cpp llama-server --jinja: ["tools", "structured_outputs", "logprobs", "completions", "sampling"]
+#   vLLM (tools need --enable-auto-tool-choice): ["tools", "structured_outputs", "logprobs", "n", "completions"]
+#   Ollama: ["tools", "structured_outputs", "completions"]
+# capabilities = ["tools", "structured_outputs", "logprobs", "n", "completions", "sampling"]
 
 [tls]
 # Serve HTTPS (then public_url should be https://...): PEM chain and key.
@@ -611,6 +668,7 @@ mod tests {
         assert!(!config.keys.plaintext);
         assert_eq!(config.services.len(), 1);
         assert_eq!(config.services[0].input_price, U256::from(1_000_000_000u64));
+        assert_eq!(config.services[0].max_choices, 8);
 
         std::fs::write(dir.join("keys/password"), "wrong\n").unwrap();
         let err = Config::load(&dir.join("provider.toml"))
@@ -687,6 +745,19 @@ mod tests {
     }
 
     #[test]
+    fn declared_capabilities_are_known_names() {
+        let example = plaintext_example();
+        let config = parse(&example, &[]).unwrap();
+        assert_eq!(config.services[0].declared_capabilities().unwrap(), None);
+        let listed = example.replace("# capabilities = [", "capabilities = [\"tools\", ");
+        let config = parse(&listed, &[]).unwrap();
+        assert_eq!(
+            config.services[0].declared_capabilities().unwrap(),
+            Some(zg_core::capability::ALL.to_vec())
+        );
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let example = plaintext_example();
         let cases = [
@@ -709,6 +780,14 @@ mod tests {
             (
                 example.replace("hardware = \"cpu\"", "hardwar = \"cpu\""),
                 "services[0]",
+            ),
+            (
+                example.replace("# capabilities = [", "capabilities = [\"telepathy\", "),
+                "services[0].capabilities",
+            ),
+            (
+                example.replace("max_choices = 8", "max_choices = 0"),
+                "services[0].max_choices",
             ),
         ];
         for (text, key) in cases {

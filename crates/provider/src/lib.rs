@@ -1,7 +1,7 @@
 //! zg-provider: the provider broker of zg-serving.
 //!
 //! An OpenAI-compatible HTTP front of a model server (`/v1/chat/completions`,
-//! `/v1/embeddings`, `/v1/models`) that admits each request on a voucher
+//! `/v1/completions`, `/v1/embeddings`, `/v1/models`) that admits each request on a voucher
 //! signed by the user, meters the upstream's token counts, signs a receipt
 //! for every answer, and settles the newest voucher of each user on chain in
 //! batches. A request flows: `handlers` (read the body) -> `forward` (admit
@@ -23,6 +23,7 @@ mod forward;
 mod handlers;
 mod keys;
 mod metrics;
+mod probe;
 mod proofs;
 mod registry;
 mod serve;

@@ -20,7 +20,7 @@ const BUCKETS: [f64; 12] = [
 
 #[derive(Default)]
 pub(crate) struct Metrics {
-    requests: [AtomicU64; 3],
+    requests: [AtomicU64; KIND_NAMES.len()],
     errors: [AtomicU64; ErrorCode::ALL.len()],
     input_tokens: AtomicU64,
     output_tokens: AtomicU64,
@@ -47,9 +47,17 @@ pub(crate) enum Kind {
     Chat = 0,
     ChatStream = 1,
     Embeddings = 2,
+    Completions = 3,
+    CompletionsStream = 4,
 }
 
-const KIND_NAMES: [&str; 3] = ["chat", "chat_stream", "embeddings"];
+const KIND_NAMES: [&str; 5] = [
+    "chat",
+    "chat_stream",
+    "embeddings",
+    "completions",
+    "completions_stream",
+];
 
 /// The process's metrics (one broker per process in production; tests that
 /// run several only ever assert increases).

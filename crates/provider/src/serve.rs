@@ -1,4 +1,5 @@
-//! Serving an opened broker: check the upstreams' proof methods, release
+//! Serving an opened broker: check the upstreams' proof methods (and read
+//! their capabilities), release
 //! what a crashed earlier run left in flight, sync services to the
 //! registry, then serve HTTP and run the settlement loop until shutdown
 //! (which lets in-flight requests, streams included, finish).
@@ -64,12 +65,15 @@ impl Running {
 impl Broker {
     /// Takes over as the provider's broker and serves on `listener` in the
     /// background: checks that each service's upstream produces the proof
-    /// method it registers, releases what this replica's earlier run left
+    /// method it registers (and reads the capabilities of those whose
+    /// config declares none), releases what this replica's earlier run left
     /// in flight (no receipt: free), syncs the services to the registry,
     /// then serves.
-    pub async fn serve(self, listener: TcpListener) -> Result<Running, StartError> {
-        for service in &self.services {
-            crate::proofs::check_upstream(&self.http, service).await?;
+    pub async fn serve(mut self, listener: TcpListener) -> Result<Running, StartError> {
+        for service in &mut self.services {
+            if let Some(capabilities) = crate::probe::upstream(&self.http, service).await? {
+                *service = Arc::new(service.with_capabilities(capabilities));
+            }
         }
         let released = self.store.release_abandoned(&self.config.replica).await?;
         if released > 0 {

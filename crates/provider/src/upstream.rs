@@ -16,6 +16,12 @@ use hyper_util::{
     rt::TokioExecutor,
 };
 
+/// The upstream's URL for a broker `route`: the upstream's base URL ends in
+/// `/v1` where the route starts with it.
+pub(crate) fn url(base: &str, route: &str) -> String {
+    format!("{base}{}", route.strip_prefix("/v1").unwrap_or(route))
+}
+
 /// Pooled keep-alive connections to every upstream.
 #[derive(Clone)]
 pub(crate) struct Upstream {

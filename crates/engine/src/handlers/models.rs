@@ -1,5 +1,6 @@
 //! `GET /v1/models`: the served models, each with its file's sha256 (the
-//! identity the marketplace registers on chain).
+//! identity the marketplace registers on chain) and its capabilities (what
+//! a broker in front lists for it).
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ pub(super) async fn list(State(engine): State<Arc<Engine>>) -> Json<Value> {
                 "kind": card.kind,
                 "sha256": card.sha256,
                 "proof_method": card.proof_method,
+                "capabilities": card.capabilities,
             })
         })
         .collect();

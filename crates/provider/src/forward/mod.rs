@@ -11,7 +11,7 @@ use std::{sync::Arc, time::Instant};
 
 use axum::{
     body::Body,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
     response::Response,
 };
 use bytes::Bytes;
@@ -23,7 +23,7 @@ use zg_core::{
 
 use crate::{
     admission::Admission,
-    broker::{Broker, ServiceRuntime},
+    broker::{Broker, ServiceRuntime, Target},
     error::ApiError,
     store::Issued,
     upstream::UpstreamResponse,
@@ -36,18 +36,21 @@ pub(crate) struct Admitted {
     broker: Arc<Broker>,
     admission: Admission,
     service: Arc<ServiceRuntime>,
+    /// Where the request goes upstream.
+    url: Uri,
     span: Span,
     ended: bool,
 }
 
-/// Admits a request for `service` whose most it may cost is `worst`.
+/// Admits a request for `target` whose most it may cost is `worst`.
 pub(crate) async fn admit(
     broker: &Arc<Broker>,
     headers: &HeaderMap,
     body: &[u8],
-    service: Arc<ServiceRuntime>,
+    target: Target,
     worst: U256,
 ) -> Result<Admitted, ApiError> {
+    let Target { service, url } = target;
     let admission = broker.admit(headers, body, &service, worst).await?;
     let span = tracing::info_span!(
         "request",
@@ -60,6 +63,7 @@ pub(crate) async fn admit(
         broker: broker.clone(),
         admission,
         service,
+        url,
         span,
         ended: false,
     })
@@ -159,7 +163,7 @@ impl Admitted {
         let sent = self
             .broker
             .http
-            .post(&self.service.url, &self.service.headers, body)
+            .post(&self.url, &self.service.headers, body)
             .await;
         match sent {
             Ok(response) => {

@@ -1,4 +1,4 @@
-//! Streamed chat completions, metered. The upstream's SSE events pass
+//! Streamed chat and legacy completions, metered. The upstream's SSE events pass
 //! through unchanged, except the usage chunk that `include_usage` (forced on)
 //! adds, which is removed when the user did not ask for it. The fee comes
 //! from that usage; the answer's proof is fetched once the upstream's
@@ -209,10 +209,14 @@ struct ChunkPeek {
     usage: Option<OpenAiUsage>,
 }
 
+/// A chunk's choice: chat's carries `delta.content`, a legacy
+/// completion's `text`.
 #[derive(Deserialize)]
 struct ChoicePeek {
     #[serde(default)]
     delta: Option<DeltaPeek>,
+    #[serde(default)]
+    text: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -256,6 +260,7 @@ fn classify(event: &[u8]) -> Event {
                 c.delta
                     .as_ref()
                     .and_then(|d| d.content.as_deref())
+                    .or(c.text.as_deref())
                     .is_some_and(|s| !s.is_empty())
             });
             match usage {
@@ -297,5 +302,25 @@ mod tests {
         assert!(matches!(classify(&c), Event::Done));
         assert!(take_event(&mut buf).is_none());
         assert_eq!(buf, b"partial");
+    }
+
+    #[test]
+    fn a_legacy_completion_chunk_with_text_is_content() {
+        let text = b"data: {\"object\":\"text_completion\",\"choices\":[{\"index\":0,\"text\":\"hi\"}]}\n\n";
+        let empty = b"data: {\"object\":\"text_completion\",\"choices\":[{\"index\":0,\"text\":\"\",\"finish_reason\":\"stop\"}]}\n\n";
+        assert!(matches!(
+            classify(text),
+            Event::Chunk {
+                content: true,
+                usage: None
+            }
+        ));
+        assert!(matches!(
+            classify(empty),
+            Event::Chunk {
+                content: false,
+                usage: None
+            }
+        ));
     }
 }

@@ -7,7 +7,7 @@ use axum::{extract::State, http::HeaderMap, response::Response};
 use bytes::Bytes;
 use serde::Deserialize;
 use tracing::Instrument;
-use zg_core::ServiceKind;
+use zg_core::wire::routes;
 
 use crate::{broker::Broker, error::ApiError, forward, metrics};
 
@@ -28,7 +28,8 @@ pub(super) async fn embeddings(
         ApiError::invalid("`model` is required: name a service of GET /v1/models")
             .with_param("model")
     })?;
-    let service = broker.service(model, &ServiceKind::Embeddings)?;
+    let target = broker.service(model, routes::EMBEDDINGS)?;
+    let service = &target.service;
     let forward = if model != service.config.model {
         let mut value: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| ApiError::invalid(format!("the body is not JSON: {e}")))?;
@@ -40,7 +41,7 @@ pub(super) async fn embeddings(
         body.clone()
     };
     let worst = service.prices.worst_case(body.len(), 0);
-    let admitted = forward::admit(&broker, &headers, &body, service, worst).await?;
+    let admitted = forward::admit(&broker, &headers, &body, target, worst).await?;
     let span = admitted.span();
     metrics::global().request(metrics::Kind::Embeddings);
     forward::plain(admitted, forward).instrument(span).await

@@ -2,8 +2,8 @@
 //! from the body and hand the request to `forward`.
 
 mod account;
-mod chat;
 mod embeddings;
+mod generation;
 mod guard;
 mod health;
 mod models;
@@ -28,7 +28,14 @@ const BODY_LIMIT: usize = 8 * 1024 * 1024;
 
 pub(crate) fn router(broker: Arc<Broker>) -> Router {
     Router::new()
-        .route(routes::CHAT_COMPLETIONS, post(chat::completions))
+        .route(
+            routes::CHAT_COMPLETIONS,
+            generation::post(&generation::CHAT),
+        )
+        .route(
+            routes::COMPLETIONS,
+            generation::post(&generation::COMPLETIONS),
+        )
         .route(routes::EMBEDDINGS, post(embeddings::embeddings))
         .route(routes::MODELS, get(models::list))
         .route(routes::RECEIPT, get(receipts::get))
@@ -46,6 +53,6 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
 async fn not_found() -> ApiError {
     ApiError::new(
         ErrorCode::NotFound,
-        "no such route: this broker serves /v1/chat/completions, /v1/embeddings, /v1/models, /v1/receipts/{id}, /v1/proofs/{id}, /v1/account/{user}, /v1/vouchers",
+        "no such route: this broker serves /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models, /v1/receipts/{id}, /v1/proofs/{id}, /v1/account/{user}, /v1/vouchers",
     )
 }

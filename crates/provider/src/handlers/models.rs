@@ -1,5 +1,6 @@
 //! `GET /v1/models`: the services of this broker, in OpenAI's list shape,
-//! with what a client checks receipts against (digest, prices, signer).
+//! with what a client checks receipts against (digest, prices, signer) and
+//! what a gateway routes on (capabilities, verifiability, max_choices).
 
 use std::sync::Arc;
 
@@ -24,6 +25,9 @@ pub(super) async fn list(State(broker): State<Arc<Broker>>) -> Json<Value> {
                 "input_price": s.prices.input.to_string(),
                 "output_price": s.prices.output.to_string(),
                 "signer": broker.signer.address().to_string(),
+                "verifiability": s.verifiability.as_str(),
+                "capabilities": s.capabilities,
+                "max_choices": s.config.max_choices,
             })
         })
         .collect();
