@@ -181,8 +181,12 @@ async fn paid_chat_completions_and_choices_through_the_real_engine() {
 
 /// The receipt bills the upstream's `usage` at the service's prices.
 fn assert_billed(receipt: &zg_core::Receipt, usage: &Value) {
-    let input = usage["prompt_tokens"].as_u64().unwrap();
-    let output = usage["completion_tokens"].as_u64().unwrap();
+    let input = usage["prompt_tokens"]
+        .as_u64()
+        .expect("usage.prompt_tokens");
+    let output = usage["completion_tokens"]
+        .as_u64()
+        .expect("usage.completion_tokens");
     assert!(output > 0, "{usage}");
     assert_eq!(receipt.input_tokens, U256::from(input));
     assert_eq!(receipt.output_tokens, U256::from(output));
