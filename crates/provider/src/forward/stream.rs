@@ -209,8 +209,8 @@ struct ChunkPeek {
     usage: Option<OpenAiUsage>,
 }
 
-/// A chunk's choice: chat's carries `delta.content`, a legacy
-/// completion's `text`.
+/// A chunk's choice: chat's carries `delta.content` or `delta.tool_calls`,
+/// a legacy completion's `text`.
 #[derive(Deserialize)]
 struct ChoicePeek {
     #[serde(default)]
@@ -223,6 +223,23 @@ struct ChoicePeek {
 struct DeltaPeek {
     #[serde(default)]
     content: Option<String>,
+    /// Pieces of tool calls: generated tokens like content.
+    #[serde(default)]
+    tool_calls: Option<Vec<serde::de::IgnoredAny>>,
+}
+
+impl ChoicePeek {
+    /// Whether the choice carries generated output.
+    fn has_output(&self) -> bool {
+        let delta = self.delta.as_ref();
+        delta
+            .and_then(|d| d.content.as_deref())
+            .or(self.text.as_deref())
+            .is_some_and(|s| !s.is_empty())
+            || delta
+                .and_then(|d| d.tool_calls.as_ref())
+                .is_some_and(|calls| !calls.is_empty())
+    }
 }
 
 /// Takes one whole SSE event (with its blank-line terminator) off `buf`.
@@ -256,13 +273,7 @@ fn classify(event: &[u8]) -> Event {
         Ok(peek) => {
             let choices = peek.choices.unwrap_or_default();
             let usage = peek.usage.map(Usage::from);
-            let content = choices.iter().any(|c| {
-                c.delta
-                    .as_ref()
-                    .and_then(|d| d.content.as_deref())
-                    .or(c.text.as_deref())
-                    .is_some_and(|s| !s.is_empty())
-            });
+            let content = choices.iter().any(ChoicePeek::has_output);
             match usage {
                 Some(u) if choices.is_empty() => Event::UsageOnly(u),
                 _ => Event::Chunk { content, usage },
@@ -302,6 +313,18 @@ mod tests {
         assert!(matches!(classify(&c), Event::Done));
         assert!(take_event(&mut buf).is_none());
         assert_eq!(buf, b"partial");
+    }
+
+    #[test]
+    fn a_tool_call_delta_is_output() {
+        let call = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"ci\"}}]}}]}\n\n";
+        assert!(matches!(
+            classify(call),
+            Event::Chunk {
+                content: true,
+                usage: None
+            }
+        ));
     }
 
     #[test]
