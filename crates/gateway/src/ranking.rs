@@ -172,11 +172,12 @@ impl Ranking {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use zg_core::{B256, Prices};
 
-    fn service(p: u8, out: u64) -> Service {
+    /// A chat service of provider `0xpp..` at `out` neuron per token both ways.
+    pub(crate) fn service(p: u8, out: u64) -> Service {
         Service {
             provider: Address::repeat_byte(p),
             name: "chat".into(),

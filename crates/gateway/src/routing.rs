@@ -126,29 +126,13 @@ fn per_token(name: &str, value: Option<&Value>) -> Result<Option<U256>, ClientEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ranking::tests::service;
     use serde_json::json;
-    use zg_core::{B256, Prices};
-
-    fn service(p: u8) -> Service {
-        Service {
-            provider: Address::repeat_byte(p),
-            name: "chat".into(),
-            kind: "chat".into(),
-            url: String::new(),
-            model: "m".into(),
-            model_digest: B256::ZERO,
-            hardware: "cpu".into(),
-            prices: Prices::new(U256::ZERO, U256::ZERO),
-            verifiability: "none".into(),
-            signer: Address::ZERO,
-            updated_at: 0,
-        }
-    }
 
     fn arranged(prefs: Value) -> Vec<u8> {
         ProviderPrefs::parse(prefs)
             .unwrap()
-            .arrange(vec![service(1), service(2), service(3)])
+            .arrange(vec![service(1, 0), service(2, 0), service(3, 0)])
             .iter()
             .map(|s| s.provider.0[0])
             .collect()

@@ -14,6 +14,19 @@ use std::{path::PathBuf, process::Command, time::Duration};
 use zg_core::{Address, U256};
 use zg_gateway::{GatewayConfig, RankingPolicy};
 
+/// What each client script prints `OK <client> <case>` for.
+const CASES: [&str; 9] = [
+    "tools",
+    "tools_stream",
+    "formats",
+    "logprobs",
+    "n",
+    "completions",
+    "routing",
+    "fallbacks",
+    "errors",
+];
+
 fn manifest() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -106,17 +119,7 @@ async fn real_python_and_node_clients_use_the_whole_openai_surface_through_the_g
     )
     .await;
     for tag in ["sync", "async"] {
-        for case in [
-            "tools",
-            "tools_stream",
-            "formats",
-            "logprobs",
-            "n",
-            "completions",
-            "routing",
-            "fallbacks",
-            "errors",
-        ] {
+        for case in CASES {
             assert!(
                 out.contains(&format!("OK {tag} {case}\n")),
                 "python {tag} {case}:\n{out}"
@@ -133,17 +136,7 @@ async fn real_python_and_node_clients_use_the_whole_openai_surface_through_the_g
         args,
     )
     .await;
-    for case in [
-        "tools",
-        "tools_stream",
-        "formats",
-        "logprobs",
-        "n",
-        "completions",
-        "routing",
-        "fallbacks",
-        "errors",
-    ] {
+    for case in CASES {
         assert!(
             out.contains(&format!("OK node {case}\n")),
             "node {case}:\n{out}"
