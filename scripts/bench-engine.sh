@@ -48,7 +48,7 @@ PY
 
 echo "building zg-serving (release)" >&2
 cargo build --release -q -p zg-serving
-engine_bin=target/release/zg-serving
+engine_bin=${CARGO_TARGET_DIR:-target}/release/zg-serving
 
 pid=""
 cleanup() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; }
