@@ -150,6 +150,13 @@ fn dev_serves_the_openai_client_and_settles_what_the_receipts_say() {
         "{seen}"
     );
     assert_eq!(seen["embedding_dim"], 384, "{seen}");
+    assert_eq!(seen["tool_call"][0], "get_weather", "{seen}");
+    assert_eq!(
+        seen["structured"].as_array().map(Vec::len),
+        Some(2),
+        "{seen}"
+    );
+    assert!(seen["logprobs"].as_u64() > Some(0), "{seen}");
 
     let user = |args: &[&str]| {
         json_output(
@@ -187,8 +194,8 @@ fn dev_serves_the_openai_client_and_settles_what_the_receipts_say() {
     let receipts = receipts.as_array().expect("a list of receipts");
     assert_eq!(
         receipts.len(),
-        4,
-        "chat, stream, embeddings and the CLI chat each have a receipt: {receipts:?}"
+        7,
+        "chat, stream, embeddings, tools, structured, completions and the CLI chat each have a receipt: {receipts:?}"
     );
     assert!(
         receipts.iter().all(|r| r["status"] == "paid"),
