@@ -66,14 +66,16 @@ run_one() {
     sleep 0.1
   done
   python3 scripts/bench_load.py --name "$name" --url "http://127.0.0.1:$port" --pid "$pid" \
-    --tokens "$TOKENS" --rounds "$ROUNDS" --clients "$SLOTS"
+    --tokens "$TOKENS" --rounds "$ROUNDS" --clients "$SLOTS" --extra-body "${EXTRA_BODY:-{\}}"
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 }
 
 mkdir -p .tools
 ours=$(run_one engine "$ENGINE_PORT" "$engine_bin" engine --model "$MODEL" --port "$ENGINE_PORT" \
   --threads "$THREADS" --parallel "$SLOTS" --ctx "$CTX")
-theirs=$(run_one llamacpp "$LLAMA_PORT" "$llama_server" -m "$MODEL" --host 127.0.0.1 --port "$LLAMA_PORT" \
+# llama-server would reuse a previous prompt's cache unless told not to (the
+# engine has no prompt cache and refuses fields it does not honour).
+theirs=$(EXTRA_BODY='{"cache_prompt": false}' run_one llamacpp "$LLAMA_PORT" "$llama_server" -m "$MODEL" --host 127.0.0.1 --port "$LLAMA_PORT" \
   -t "$THREADS" -tb "$THREADS" -np "$SLOTS" -c "$CTX")
 echo "$ours"
 echo "$theirs"

@@ -23,6 +23,10 @@ PROMPT = (
 )
 
 
+# Fields only one server takes (llama-server's cache_prompt): --extra-body.
+EXTRA = {}
+
+
 def stream_chat(url, n, tokens):
     """One greedy streamed request; returns (prompt_tokens, completion_tokens, t0, t_first, t_last)."""
     u = urlparse(url)
@@ -34,7 +38,7 @@ def stream_chat(url, n, tokens):
         "max_tokens": tokens,
         "stream": True,
         "stream_options": {"include_usage": True},
-        "cache_prompt": False,  # llama-server: never reuse a previous prompt
+        **EXTRA,
     })
     t0 = time.perf_counter()
     conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
@@ -80,7 +84,9 @@ def main():
     p.add_argument("--tokens", type=int, default=128)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--extra-body", default="{}", help="JSON fields added to every request")
     a = p.parse_args()
+    EXTRA.update(json.loads(a.extra_body))
 
     n = 0
     stream_chat(a.url, 9999, 16)  # warm-up

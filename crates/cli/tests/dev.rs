@@ -21,6 +21,26 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_zg-serving"))
 }
 
+/// The dev process, stopped with SIGTERM (which stops its chain, engine and
+/// brokers too) if a failed check leaves it running.
+struct Dev(Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            terminate(&self.0);
+            wait_with_timeout(&mut self.0, Duration::from_secs(30));
+        }
+    }
+}
+
+fn terminate(child: &Child) {
+    if let Ok(pid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+}
+
 /// The banner's lines that the test needs, read until the dev stack is up.
 struct Banner {
     gateway: String,
@@ -113,7 +133,7 @@ fn dev_serves_the_openai_client_and_settles_what_the_receipts_say() {
         .unwrap()
         .port();
 
-    let mut dev = bin()
+    let mut dev = Dev(bin()
         .args(["dev", "--fresh", "--port", &port.to_string()])
         .arg("--data-dir")
         .arg(&data)
@@ -124,8 +144,8 @@ fn dev_serves_the_openai_client_and_settles_what_the_receipts_say() {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start zg-serving dev");
-    let banner = read_banner(&mut dev);
+        .expect("start zg-serving dev"));
+    let banner = read_banner(&mut dev.0);
 
     let seen = json_output(
         Command::new(&python)
@@ -254,10 +274,8 @@ fn dev_serves_the_openai_client_and_settles_what_the_receipts_say() {
     assert_eq!(by_network["escrows"], ledger["escrows"], "{by_network}");
 
     // SIGTERM stops everything cleanly.
-    let pid = i32::try_from(dev.id()).unwrap();
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let status = wait_with_timeout(&mut dev, Duration::from_secs(30));
+    terminate(&dev.0);
+    let status = wait_with_timeout(&mut dev.0, Duration::from_secs(30));
     assert!(
         status.is_some_and(|s| s.success()),
         "dev did not stop cleanly: {status:?}"
