@@ -166,6 +166,18 @@ pub struct AckBody {
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
+/// Where the first whole server-sent event of `buf` ends: just after its
+/// blank-line terminator (`\n\n` or `\r\n\r\n`, whichever comes first).
+pub fn sse_event_end(buf: &[u8]) -> Option<usize> {
+    let find = |needle: &[u8]| buf.windows(needle.len()).position(|w| w == needle);
+    let lf = find(b"\n\n").map(|i| i + 2);
+    let crlf = find(b"\r\n\r\n").map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 pub fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -50,8 +50,8 @@ impl StreamCost {
     pub(crate) fn push(&mut self, chunk: &[u8]) -> Bytes {
         self.partial.extend_from_slice(chunk);
         let mut pass = BytesMut::new();
-        while let Some(end) = self.partial.windows(2).position(|w| w == b"\n\n") {
-            let event = self.partial.split_to(end + 2).freeze();
+        while let Some(end) = zg_core::wire::sse_event_end(&self.partial) {
+            let event = self.partial.split_to(end).freeze();
             if has_usage(&event) {
                 self.usage = Some(event);
             } else if self.usage.is_some() && event.starts_with(b"data: [DONE]") {

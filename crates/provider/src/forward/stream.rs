@@ -244,18 +244,9 @@ impl ChoicePeek {
 
 /// Takes one whole SSE event (with its blank-line terminator) off `buf`.
 fn take_event(buf: &mut Vec<u8>) -> Option<Bytes> {
-    let lf = find(buf, b"\n\n").map(|i| i + 2);
-    let crlf = find(buf, b"\r\n\r\n").map(|i| i + 4);
-    let end = match (lf, crlf) {
-        (Some(a), Some(b)) => a.min(b),
-        (a, b) => a.or(b)?,
-    };
+    let end = zg_core::wire::sse_event_end(buf)?;
     let rest = buf.split_off(end);
     Some(Bytes::from(std::mem::replace(buf, rest)))
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 fn classify(event: &[u8]) -> Event {
