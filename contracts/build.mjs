@@ -13,7 +13,8 @@ const outDir = path.resolve(process.argv[2] ?? path.join(here, "artifacts"));
 
 // Settings that decide the bytecode; changing any of them changes the artifacts.
 const settings = {
-  optimizer: { enabled: true, runs: 10000 },
+  optimizer: { enabled: true, runs: 200 },
+  viaIR: true,
   evmVersion: "cancun",
   metadata: { bytecodeHash: "none", appendCBOR: false },
   outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
@@ -56,7 +57,7 @@ for (const [unit, contracts] of Object.entries(output.contracts)) {
     const artifact = {
       contractName: name,
       sourceName: unit,
-      compiler: { solc: solc.version(), settings: { optimizer: settings.optimizer, evmVersion: settings.evmVersion } },
+      compiler: { solc: solc.version(), settings: { optimizer: settings.optimizer, viaIR: settings.viaIR, evmVersion: settings.evmVersion } },
       abi: c.abi,
       bytecode: { object: `0x${bytecode}` },
       deployedBytecode: { object: `0x${c.evm.deployedBytecode.object}` },

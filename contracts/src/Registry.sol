@@ -2,7 +2,9 @@
 pragma solidity ^0.8.24;
 
 // The service registry: a provider stakes and lists any number of named
-// services; the stake goes back when its last service is removed.
+// services. Removing the last one starts the stake's unbonding: it stays
+// slashable (Disputes.sol) until `withdrawStake` after the unbonding period,
+// and never leaves while a dispute against the provider is open.
 
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {Ledger} from "./Ledger.sol";
@@ -11,14 +13,17 @@ import {Service, ServiceParams} from "./Types.sol";
 abstract contract Registry is Ledger, Ownable {
     struct ProviderSlot {
         uint128 stake;
-        uint64 serviceCount;
+        uint32 serviceCount;
+        uint32 openDisputes;
+        uint64 unbondAt; // 0: bonded; else when withdrawStake may return the stake
     }
 
     uint256 public constant MAX_MIN_STAKE = 1_000_000 ether;
     uint256 public minStake;
 
     mapping(address provider => ProviderSlot) internal _providers;
-    /// Keyed by keccak256(abi.encode(provider, keccak256(name))).
+    /// Keyed by keccak256(abi.encode(provider, keccak256(name))). A removed
+    /// service stays here (unlisted) so its receipts can still be disputed.
     mapping(bytes32 key => Service) internal _services;
     /// Position + 1 in `_allKeys` (0: not listed), for swap-and-pop removal.
     mapping(bytes32 key => uint256) internal _allIndex;
@@ -30,19 +35,27 @@ abstract contract Registry is Ledger, Ownable {
     event ServiceRemoved(address indexed provider, bytes32 indexed nameHash, string name);
     event Staked(address indexed provider, uint256 amount, uint256 stake);
     event StakeReturned(address indexed provider, uint256 amount);
+    event UnbondingStarted(address indexed provider, uint256 stake, uint64 unbondAt);
     event MinStakeSet(uint256 minStake);
 
     error EmptyServiceName();
     error StakeTooLow(address provider, uint256 stake, uint256 required);
     error ServiceNotFound(address provider, string name);
     error MinStakeOutOfBounds(uint256 minStake, uint256 max);
+    error FreshStakeRequired(address provider, string name, uint256 required);
+    error StakeStillListed(address provider, uint256 services);
+    error NoStake(address provider);
+    error StakeUnbonding(address provider, uint64 unbondAt);
+    error DisputesOpen(address provider, uint256 open);
 
     constructor(uint256 minStake_) {
         _setMinStake(minStake_);
     }
 
     /// Lists a new service or updates the caller's service of the same name.
-    /// Value sent adds to the stake, which must reach `minStake`.
+    /// Value sent adds to the stake, which must reach `minStake`; listing
+    /// ends an unbonding. A service that failed verification is listed again
+    /// only with fresh stake (at least `minStake` sent).
     function addOrUpdateService(ServiceParams calldata params) external payable {
         if (bytes(params.name).length == 0) revert EmptyServiceName();
         ProviderSlot memory p = _providers[msg.sender];
@@ -52,6 +65,11 @@ abstract contract Registry is Ledger, Ownable {
 
         bytes32 nameHash = keccak256(bytes(params.name));
         bytes32 key = _serviceKey(msg.sender, nameHash);
+        Service storage s = _services[key];
+        if (s.failedAt != 0) {
+            if (msg.value < minStake) revert FreshStakeRequired(msg.sender, params.name, minStake);
+            s.failedAt = 0;
+        }
         bool added = _allIndex[key] == 0;
         if (added) {
             _allKeys.push(key);
@@ -60,9 +78,8 @@ abstract contract Registry is Ledger, Ownable {
             _providerIndex[key] = _providerKeys[msg.sender].length;
             p.serviceCount += 1;
         }
-        _providers[msg.sender] = ProviderSlot(uint128(stake), p.serviceCount);
+        _providers[msg.sender] = ProviderSlot(uint128(stake), p.serviceCount, p.openDisputes, 0);
 
-        Service storage s = _services[key];
         s.provider = msg.sender;
         s.name = params.name;
         s.kind = params.kind;
@@ -78,8 +95,9 @@ abstract contract Registry is Ledger, Ownable {
         emit ServiceUpdated(msg.sender, nameHash, params.name, added);
     }
 
-    /// Removes the caller's service `name`; removing the last one returns the stake.
-    function removeService(string calldata name) external nonReentrant {
+    /// Removes the caller's service `name`; removing the last one starts the
+    /// stake's unbonding period.
+    function removeService(string calldata name) external {
         bytes32 nameHash = keccak256(bytes(name));
         bytes32 key = _serviceKey(msg.sender, nameHash);
         uint256 index = _allIndex[key];
@@ -87,20 +105,32 @@ abstract contract Registry is Ledger, Ownable {
 
         _removeKey(_allKeys, _allIndex, key, index);
         _removeKey(_providerKeys[msg.sender], _providerIndex, key, _providerIndex[key]);
-        delete _services[key];
         emit ServiceRemoved(msg.sender, nameHash, name);
 
-        ProviderSlot memory p = _providers[msg.sender];
-        if (p.serviceCount > 1) {
-            _providers[msg.sender] = ProviderSlot(p.stake, p.serviceCount - 1);
-            return;
-        }
-        delete _providers[msg.sender];
-        if (p.stake != 0) {
-            emit StakeReturned(msg.sender, p.stake);
-            _send(msg.sender, p.stake);
+        ProviderSlot storage p = _providers[msg.sender];
+        p.serviceCount -= 1;
+        if (p.serviceCount == 0) {
+            uint64 unbondAt = uint64(block.timestamp) + _unbondingPeriod();
+            p.unbondAt = unbondAt;
+            emit UnbondingStarted(msg.sender, p.stake, unbondAt);
         }
     }
+
+    /// Returns the caller's whole stake once it has no service listed, its
+    /// unbonding period is over and no dispute against it is open.
+    function withdrawStake() external nonReentrant {
+        ProviderSlot memory p = _providers[msg.sender];
+        if (p.serviceCount != 0) revert StakeStillListed(msg.sender, p.serviceCount);
+        if (p.stake == 0) revert NoStake(msg.sender);
+        if (p.openDisputes != 0) revert DisputesOpen(msg.sender, p.openDisputes);
+        if (block.timestamp < p.unbondAt) revert StakeUnbonding(msg.sender, p.unbondAt);
+        delete _providers[msg.sender];
+        emit StakeReturned(msg.sender, p.stake);
+        _send(msg.sender, p.stake);
+    }
+
+    /// How long a stake stays slashable after the last service is removed.
+    function _unbondingPeriod() internal view virtual returns (uint64);
 
     function setMinStake(uint256 minStake_) external onlyOwner {
         _setMinStake(minStake_);
@@ -112,7 +142,7 @@ abstract contract Registry is Ledger, Ownable {
         emit MinStakeSet(minStake_);
     }
 
-    function _serviceKey(address provider, bytes32 nameHash) private pure returns (bytes32) {
+    function _serviceKey(address provider, bytes32 nameHash) internal pure returns (bytes32) {
         return keccak256(abi.encode(provider, nameHash));
     }
 
@@ -134,9 +164,15 @@ abstract contract Registry is Ledger, Ownable {
 
     // ---- views ----
 
-    function stakeOf(address provider) external view returns (uint256 stake, uint256 serviceCount) {
+    /// A provider's stake, listed services, open disputes against it, and
+    /// when an unbonding stake may be withdrawn (0: bonded).
+    function stakeOf(address provider)
+        external
+        view
+        returns (uint256 stake, uint256 serviceCount, uint256 openDisputes, uint64 unbondAt)
+    {
         ProviderSlot memory p = _providers[provider];
-        return (p.stake, p.serviceCount);
+        return (p.stake, p.serviceCount, p.openDisputes, p.unbondAt);
     }
 
     /// The service `name` of `provider`; reverts with ServiceNotFound if there is none.

@@ -13,8 +13,9 @@ struct Voucher {
 }
 
 /// A provider's signed account of one answer (settled off chain; the contract
-/// only hashes it so clients can check their digests). `proofDigest` is the
-/// keccak256 of the answer's proof of model, zero where there is none.
+/// checks it when a dispute names it). `proofDigest` is the keccak256 of the
+/// answer's proof of model, zero where there is none; `issuedAt` the unix
+/// time the provider signed it, from which the dispute window runs.
 struct Receipt {
     address user;
     address provider;
@@ -29,6 +30,7 @@ struct Receipt {
     uint256 fee;
     uint256 owed;
     bytes32 proofDigest;
+    uint64 issuedAt;
 }
 
 /// What a provider lists; prices are ceilings per token, in neuron.
@@ -59,6 +61,9 @@ struct Service {
     string verifiability;
     address signer;
     uint64 updatedAt;
+    /// When a dispute found the service guilty (0: never); discovery skips
+    /// it until the provider re-registers it with fresh stake.
+    uint64 failedAt;
 }
 
 /// One (user, provider) escrow account as the views report it.
@@ -78,4 +83,50 @@ enum RejectReason {
     BadSignature, // malformed, high-s, or signed by neither the user nor their delegated signer
     NotNewer, // cumulative <= what was already settled
     EscrowEmpty // nothing left in escrow to pay from
+}
+
+/// What a challenger posts to dispute one answer: the provider-signed receipt,
+/// the request's nonce and body, the response body and the proof of model.
+struct Evidence {
+    Receipt receipt;
+    bytes signature;
+    bytes16 nonce;
+    bytes request;
+    bytes response;
+    bytes proof;
+}
+
+enum DisputeState {
+    None,
+    Open,
+    Guilty, // the provider was slashed
+    NotGuilty, // the bond went to the provider
+    Expired // no quorum before the deadline: the bond went back
+}
+
+/// One dispute as the views report it.
+struct Dispute {
+    address challenger;
+    address provider;
+    address user;
+    bytes32 service; // keccak256 of the service name
+    bytes32 receiptDigest;
+    uint256 bond;
+    uint256 fee;
+    uint64 openedAt;
+    uint64 deadline; // verdicts count until then
+    uint32 guiltyVotes;
+    uint32 notGuiltyVotes;
+    DisputeState state;
+}
+
+/// The owner-set rules of disputes (bounds in Disputes.sol).
+struct DisputeParams {
+    uint64 window; // seconds after a receipt's issuedAt in which it can be disputed
+    uint64 votingPeriod; // seconds verifiers have to reach quorum
+    uint64 unbondingPeriod; // seconds a stake stays slashable after the last service goes (>= window)
+    uint256 bond; // neuron a challenger posts
+    uint16 slashBps; // share of the stake a guilty verdict takes, in basis points
+    uint16 rewardBps; // share of the slash (after the user's refund) paid to the challenger
+    uint32 maxEvidenceBytes; // request + response + proof
 }

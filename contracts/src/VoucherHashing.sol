@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 pragma solidity ^0.8.24;
 
-// EIP-712 hashing of vouchers and receipts under the domain
+// EIP-712 hashing of vouchers, receipts and verifiers' verdicts under the domain
 // ("zg-serving", "1", chainId, this contract), so signatures can't be replayed
 // on another chain or deployment.
 
@@ -14,8 +14,9 @@ abstract contract VoucherHashing is EIP712 {
     bytes32 internal constant RECEIPT_TYPEHASH = keccak256(
         "Receipt(address user,address provider,bytes32 service,bytes32 modelDigest,bytes32 requestDigest,"
         "bytes32 responseDigest,uint256 inputTokens,uint256 outputTokens,uint256 inputPrice,uint256 outputPrice,"
-        "uint256 fee,uint256 owed,bytes32 proofDigest)"
+        "uint256 fee,uint256 owed,bytes32 proofDigest,uint64 issuedAt)"
     );
+    bytes32 internal constant VERDICT_TYPEHASH = keccak256("Verdict(uint256 dispute,bool guilty)");
 
     constructor() EIP712("zg-serving", "1") {}
 
@@ -26,6 +27,15 @@ abstract contract VoucherHashing is EIP712 {
 
     /// The EIP-712 digest a provider's signer signs for `receipt`.
     function receiptDigest(Receipt calldata receipt) external view returns (bytes32) {
+        return _receiptDigest(receipt);
+    }
+
+    /// The EIP-712 digest a verifier signs for its verdict on dispute `id`.
+    function verdictDigest(uint256 id, bool guilty) public view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(VERDICT_TYPEHASH, id, guilty)));
+    }
+
+    function _receiptDigest(Receipt calldata receipt) internal view returns (bytes32) {
         return _hashTypedDataV4(keccak256(abi.encode(RECEIPT_TYPEHASH, receipt)));
     }
 

@@ -108,6 +108,7 @@ fn floor() -> Result<(f64, f64)> {
         fee: U256::from(20u64),
         owed: U256::from(20u64),
         proof_digest: keccak256("p"),
+        issued_at: 0,
     };
     let n = 5000;
     let t = Instant::now();

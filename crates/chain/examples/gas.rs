@@ -1,12 +1,20 @@
 //! `make gas`: deploys ZgServing on a fresh anvil and prints the gas of every
-//! user and provider operation, and settlement gas per voucher for batches of
-//! 1, 10 and 50 users, for a user's first settlement and in steady state.
+//! user and provider operation, settlement gas per voucher for batches of
+//! 1, 10 and 50 users, for a user's first settlement and in steady state, and
+//! the gas of a dispute's steps with evidence the size of a real chat answer.
 
-use alloy::primitives::{B256, U256};
+use alloy::{
+    eips::BlockNumberOrTag,
+    primitives::{Address, B128, B256, Bytes, U256},
+    providers::Provider,
+};
 use anyhow::{Context, Result};
 use futures::future::try_join_all;
 use zg_chain::{ChainClient, DeployParams};
-use zg_core::{Prices, Service, Signature, SigningKey, Voucher};
+use zg_core::{
+    Evidence, Nonce, Prices, Receipt, Service, Signature, SigningKey, Verdict, Voucher,
+    headers::SignedReceipt, keccak256, proof_digest, request_digest, service_id,
+};
 use zg_devnet::DevChain;
 
 const TOKEN: u64 = 1_000_000_000_000_000_000;
@@ -25,7 +33,7 @@ impl Table {
     }
 }
 
-fn service(name: &str, signer: alloy::primitives::Address) -> Service {
+fn service(name: &str, signer: Address) -> Service {
     Service {
         provider: Default::default(),
         name: name.into(),
@@ -41,6 +49,7 @@ fn service(name: &str, signer: alloy::primitives::Address) -> Service {
         verifiability: "none".into(),
         signer,
         updated_at: 0,
+        failed_at: 0,
     }
 }
 
@@ -48,7 +57,7 @@ fn service(name: &str, signer: alloy::primitives::Address) -> Service {
 async fn funded_users(
     chain: &DevChain,
     owner: &ChainClient,
-    provider: alloy::primitives::Address,
+    provider: Address,
     n: usize,
 ) -> Result<Vec<(SigningKey, ChainClient)>> {
     try_join_all((0..n).map(|_| async {
@@ -82,6 +91,145 @@ fn vouchers(
             (voucher, voucher.sign(key, &provider.domain()))
         })
         .collect()
+}
+
+/// Evidence of one answer of the "proof" service, sized like a real chat
+/// answer: a ~1 KB request, a ~2 KB response, a 300-byte proof.
+fn evidence(
+    user: Address,
+    provider: Address,
+    signer: &SigningKey,
+    domain: &zg_core::Domain,
+    issued_at: u64,
+) -> Evidence {
+    let nonce = Nonce::random();
+    let prompt = "Summarise the paragraph below in one sentence for a newsletter. ".repeat(14);
+    let request = format!(
+        r#"{{"model":"qwen2.5-0.5b-instruct","messages":[{{"role":"user","content":"{prompt}"}}],"max_tokens":512,"temperature":0}}"#
+    );
+    let answer =
+        "The paragraph argues that settlement in batches keeps fees low for everyone. ".repeat(25);
+    let response = format!(
+        r#"{{"id":"chatcmpl-1","object":"chat.completion","choices":[{{"index":0,"message":{{"role":"assistant","content":"{answer}"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":230,"completion_tokens":470}}}}"#
+    );
+    // Logits look random: hashes stand in for them.
+    let proof: Bytes = (0u64..10)
+        .flat_map(|i| keccak256(i.to_be_bytes()).0)
+        .take(300)
+        .collect::<Vec<u8>>()
+        .into();
+    let receipt = Receipt {
+        user,
+        provider,
+        service: service_id("proof"),
+        model_digest: B256::repeat_byte(0x11),
+        request_digest: request_digest(&nonce, request.as_bytes()),
+        response_digest: keccak256(&response),
+        input_tokens: U256::from(230u64),
+        output_tokens: U256::from(470u64),
+        input_price: U256::from(1_000_000u64),
+        output_price: U256::from(2_000_000u64),
+        fee: U256::from(1_170_000_000u64),
+        owed: U256::from(1_170_000_000u64),
+        proof_digest: proof_digest(&proof),
+        issued_at,
+    };
+    let signature = receipt.sign(signer, domain);
+    Evidence {
+        receipt: SignedReceipt::new(receipt, &signature),
+        nonce: B128::from(nonce.0),
+        request,
+        response,
+        proof,
+    }
+}
+
+/// A proof service, three verifiers at quorum 2, and one dispute decided
+/// each way and one expired.
+async fn disputes(
+    chain: &DevChain,
+    owner: &ChainClient,
+    provider: &ChainClient,
+    table: &mut Table,
+) -> Result<()> {
+    let signer = SigningKey::random();
+    let mut proof = service("proof", signer.address());
+    proof.verifiability = "zg-logits-v1".into();
+    provider
+        .add_or_update_service(&proof, DeployParams::default().min_stake)
+        .await?;
+    let verifiers = [(); 3].map(|_| SigningKey::random());
+    let rows = [
+        Some("owner: setVerifier (the first: quorum becomes 1)"),
+        Some("owner: setVerifier (another)"),
+        None,
+    ];
+    for (verifier, row) in verifiers.iter().zip(rows) {
+        let gas = owner.set_verifier(verifier.address(), true).await?.gas_used;
+        if let Some(row) = row {
+            table.row(row, gas);
+        }
+    }
+    table.row("owner: setQuorum", owner.set_quorum(2).await?.gas_used);
+
+    let challenger = owner.with_key(&chain.keys()[3])?;
+    let bond = owner.dispute_rules().await?.bond;
+    let (signer, challenger) = (&signer, &challenger);
+    let open = |user: Address| async move {
+        let now = owner
+            .provider()
+            .get_block_by_number(BlockNumberOrTag::Latest)
+            .await?
+            .context("no latest block")?
+            .header
+            .timestamp;
+        let e = evidence(user, provider.wallet(), signer, &owner.domain(), now);
+        let (id, outcome) = challenger.open_dispute(&e, bond).await?;
+        anyhow::Ok((id, outcome, e))
+    };
+    // Verdicts are signed by the verifiers and relayed by anyone (here the owner).
+    let vote = |id: u64, verifier: usize, guilty: bool| {
+        let verdict = Verdict {
+            dispute: id,
+            guilty,
+        };
+        let signature = verdict.sign(&verifiers[verifier], &owner.domain());
+        async move { anyhow::Ok(owner.submit_verdict(verdict, &signature).await?.gas_used) }
+    };
+
+    let (guilty, opened, e) = open(Address::repeat_byte(0x42)).await?;
+    table.row(
+        format!(
+            "challenger: openDispute ({} + {} + {} B of evidence)",
+            e.request.len(),
+            e.response.len(),
+            e.proof.len()
+        ),
+        opened.gas_used,
+    );
+    table.row(
+        "verifier: submitVerdict (not deciding)",
+        vote(guilty, 0, true).await?,
+    );
+    table.row(
+        "verifier: submitVerdict (deciding: guilty, slashes)",
+        vote(guilty, 1, true).await?,
+    );
+    let (innocent, _, _) = open(Address::repeat_byte(0x43)).await?;
+    vote(innocent, 0, false).await?;
+    table.row(
+        "verifier: submitVerdict (deciding: not guilty)",
+        vote(innocent, 1, false).await?,
+    );
+    let (undecided, _, _) = open(Address::repeat_byte(0x44)).await?;
+    chain
+        .advance_time(owner.dispute_rules().await?.voting_period + 1)
+        .await?;
+    table.row(
+        "anyone: expireDispute",
+        owner.expire_dispute(undecided).await?.gas_used,
+    );
+    Ok(())
 }
 
 #[tokio::main]
@@ -128,8 +276,14 @@ async fn main() -> Result<()> {
         provider.remove_service("embed").await?.gas_used,
     );
     table.row(
-        "provider: removeService (last: stake returned)",
+        "provider: removeService (last: unbonding starts)",
         provider.remove_service("chat").await?.gas_used,
+    );
+    let rules = owner.dispute_rules().await?;
+    chain.advance_time(rules.unbonding_period).await?;
+    table.row(
+        "provider: withdrawStake",
+        provider.withdraw_stake().await?.gas_used,
     );
     provider.deposit(tokens(1)).await?; // the provider's ledger balance exists, as after any earlier batch
 
@@ -230,6 +384,8 @@ async fn main() -> Result<()> {
         "provider: settle batch=50 steady, delegated signer, per voucher",
         again.outcome.gas_used / 50,
     );
+
+    disputes(&chain, &owner, &provider, &mut table).await?;
 
     println!();
     for (batch, gas) in steady {

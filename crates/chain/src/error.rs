@@ -192,6 +192,93 @@ fn describe(error: &ZgServingErrors) -> String {
         }
         E::OwnableInvalidOwner(e) => format!("{} can't be the owner", e.owner),
         E::ReentrancyGuardReentrantCall(_) => "reentrant call refused".into(),
+        E::FreshStakeRequired(e) => format!(
+            "service {:?} of provider {} failed verification: list it again with at least {} of fresh stake",
+            e.name,
+            e.provider,
+            amount(e.required)
+        ),
+        E::StakeStillListed(e) => format!(
+            "provider {} still lists {} services: remove them all, then wait out the unbonding period",
+            e.provider, e.services
+        ),
+        E::NoStake(e) => format!("provider {} has no stake", e.provider),
+        E::StakeUnbonding(e) => format!(
+            "the stake of provider {} is unbonding until unix time {}: withdraw after that",
+            e.provider, e.unbondAt
+        ),
+        E::DisputesOpen(e) => format!(
+            "{} disputes against provider {} are open: its stake stays until they are resolved",
+            e.open, e.provider
+        ),
+        E::WrongBond(e) => format!(
+            "a dispute bond is exactly {}, {} was sent",
+            amount(e.required),
+            amount(e.sent)
+        ),
+        E::EvidenceTooLarge(e) => format!(
+            "request, response and proof are {} bytes, the limit is {}",
+            e.size, e.max
+        ),
+        E::UnknownService(e) => format!(
+            "provider {} never listed the service the receipt names ({})",
+            e.provider, e.service
+        ),
+        E::NoProofMethod(e) => format!(
+            "service {} of provider {} registers no proof method: its answers can't be disputed",
+            e.service, e.provider
+        ),
+        E::WrongModel(e) => format!(
+            "the receipt names model {}, the service registers {}",
+            e.receipt, e.registered
+        ),
+        E::BadReceiptSignature(e) => format!(
+            "the receipt's signature recovers to {}, the service's signer is {}: a forged receipt, or one of another chain or contract",
+            e.recovered, e.signer
+        ),
+        E::DigestMismatch(e) => format!(
+            "the evidence's {} hashes to {}, the receipt signed {}",
+            match e.part {
+                0 => "request (nonce and body)",
+                1 => "response",
+                _ => "proof",
+            },
+            e.computed,
+            e.signed
+        ),
+        E::ReceiptFromFuture(e) => format!(
+            "the receipt is dated {}, after the chain's time {}",
+            e.issuedAt, e.now_
+        ),
+        E::DisputeWindowClosed(e) => format!(
+            "the dispute window of a receipt issued at {} closed at unix time {}",
+            e.issuedAt, e.closedAt
+        ),
+        E::AlreadyDisputed(e) => format!(
+            "the receipt {} is already disputed (dispute {})",
+            e.receiptDigest, e.id
+        ),
+        E::DisputeNotOpen(e) => format!("dispute {} is not open (state {})", e.id, e.state),
+        E::VotingClosed(e) => format!(
+            "voting on dispute {} closed at unix time {}",
+            e.id, e.deadline
+        ),
+        E::VotingNotOver(e) => format!(
+            "dispute {} can be expired only after its deadline, unix time {}",
+            e.id, e.deadline
+        ),
+        E::NotVerifier(e) => format!("{} is not a registered verifier", e.signer),
+        E::AlreadyVoted(e) => format!("verifier {} already voted on dispute {}", e.verifier, e.id),
+        E::VerifierUnchanged(e) => format!(
+            "verifier {} is already {}",
+            e.verifier,
+            if e.active { "registered" } else { "not registered" }
+        ),
+        E::QuorumOutOfBounds(e) => format!(
+            "quorum {} is outside 1..={} (the registered verifiers)",
+            e.quorum, e.verifiers
+        ),
+        E::DisputeParamsOutOfBounds(_) => "dispute parameters out of bounds: window and voting period 60 s ..= 30 days, unbonding period window ..= 90 days, bond 1 neuron ..= 1,000,000 tokens, slash 1 ..= 10,000 bps, reward <= 10,000 bps, evidence 1 ..= 262,144 bytes".into(),
         other => format!("{other:?}"),
     }
 }

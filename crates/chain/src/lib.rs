@@ -1,11 +1,12 @@
 //! zg-serving's only door to the chain: typed bindings of the ZgServing
 //! contract (from the committed artifacts), a client with a method per
-//! contract function, view and event, and deployment. The local anvil chain
+//! contract function, view and event (disputes included), and deployment. The local anvil chain
 //! for development and tests is zg-devnet's.
 
 pub mod bindings;
 mod client;
 mod deploy;
+mod disputes;
 mod error;
 mod escrow;
 pub mod keystore;
@@ -19,6 +20,7 @@ pub use client::{
     ChainClient, ChainEvent, DEFAULT_LOCK_PERIOD, DEFAULT_MIN_STAKE, DeployParams, Deployed,
     Outcome, Page,
 };
+pub use disputes::{DisputeInfo, DisputeRules, DisputeState, OpenedDispute};
 pub use error::ChainError;
 pub use escrow::{EscrowAccount, EscrowChange, EscrowEvent, PendingRefund};
 pub use keystore::{KeystoreError, Password, read_keystore, write_keystore};

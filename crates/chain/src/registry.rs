@@ -5,11 +5,15 @@ use crate::{ChainClient, ChainError, Outcome, Page, bindings::ZgServing};
 use alloy::primitives::{Address, U256};
 use zg_core::{Prices, Service};
 
-/// A provider's stake and how many services it lists.
+/// A provider's stake, how many services it lists, the disputes open
+/// against it and, once its last service is gone, when the stake may leave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProviderStake {
     pub stake: U256,
     pub services: u64,
+    pub open_disputes: u64,
+    /// Unix time after which `withdraw_stake` returns it; 0 while bonded.
+    pub unbond_at: u64,
 }
 
 impl From<ZgServing::Service> for Service {
@@ -29,6 +33,7 @@ impl From<ZgServing::Service> for Service {
             verifiability: s.verifiability,
             signer: s.signer,
             updated_at: s.updatedAt,
+            failed_at: s.failedAt,
         }
     }
 }
@@ -74,7 +79,8 @@ impl ChainClient {
         .await
     }
 
-    /// Removes this wallet's service `name`; the stake comes back with the last one.
+    /// Removes this wallet's service `name`; removing the last one starts the
+    /// stake's unbonding (`withdraw_stake` after the unbonding period).
     pub async fn remove_service(&self, name: &str) -> Result<Outcome, ChainError> {
         let action = format!("removing service {name:?}");
         self.send(&action, self.contract().removeService(name.to_string()))
@@ -142,6 +148,8 @@ impl ChainClient {
         Ok(ProviderStake {
             stake: s.stake,
             services: s.serviceCount.saturating_to(),
+            open_disputes: s.openDisputes.saturating_to(),
+            unbond_at: s.unbondAt,
         })
     }
 

@@ -140,7 +140,7 @@ fn sol_voucher(v: &Voucher) -> ZgServing::Voucher {
     }
 }
 
-fn sol_receipt(r: &Receipt) -> ZgServing::Receipt {
+pub(crate) fn sol_receipt(r: &Receipt) -> ZgServing::Receipt {
     ZgServing::Receipt {
         user: r.user,
         provider: r.provider,
@@ -155,6 +155,7 @@ fn sol_receipt(r: &Receipt) -> ZgServing::Receipt {
         fee: r.fee,
         owed: r.owed,
         proofDigest: r.proof_digest,
+        issuedAt: r.issued_at,
     }
 }
 

@@ -1,5 +1,6 @@
 //! `zg-serving gateway`: the local OpenAI-compatible server (zg-gateway)
-//! on a port, with its limits from flags or a TOML file, and
+//! on a port, with its limits from flags or a TOML file, audits of proof
+//! services' answers when given a models folder, and
 //! `gateway keys add|list|revoke` for local API keys with spend limits.
 
 use crate::user::{ChainArgs, Out, amount_arg};
@@ -10,7 +11,7 @@ use serde_json::json;
 use std::{path::PathBuf, time::Duration};
 use zg_client::{AckPolicy, Book, ServiceFilter};
 use zg_core::{Address, format_amount};
-use zg_gateway::{Gateway, GatewayConfig, Keys, RankingPolicy, TopUpPolicy};
+use zg_gateway::{AuditPolicy, Gateway, GatewayConfig, Keys, RankingPolicy, TopUpPolicy};
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -24,8 +25,9 @@ pub(crate) struct GatewayArgs {
     /// TOML file with the settings below (flags win).
     #[arg(long, env = "ZG_GATEWAY_CONFIG")]
     config: Option<PathBuf>,
+    /// Boxed: the settings are most of the command line's size.
     #[command(flatten)]
-    settings: Settings,
+    settings: Box<Settings>,
     /// Print JSON (keys subcommands).
     #[arg(long, global = true)]
     json: bool,
@@ -72,6 +74,25 @@ struct Settings {
     /// Seconds of quiet before an acknowledgement voucher is sent.
     #[arg(long)]
     ack_after_s: Option<u64>,
+    /// Audit answers of proof services with the GGUF files in DIR (those
+    /// whose sha256 is a service's modelDigest); no audits without it.
+    #[arg(long, value_name = "DIR")]
+    audit_models_dir: Option<PathBuf>,
+    /// Audit every answer of a provider's service for its first N answers (default 10).
+    #[arg(long, value_name = "N")]
+    audit_first: Option<u32>,
+    /// Then this fraction of its answers, at random (default 0.05).
+    #[arg(long, value_name = "F")]
+    audit_fraction: Option<f64>,
+    /// Open a dispute on chain when an audit fails (default true).
+    #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
+    audit_dispute: Option<bool>,
+    /// Highest dispute bond to post, in 0G (default 0.1); above it: no dispute.
+    #[arg(long, value_name = "0G")]
+    audit_max_bond: Option<String>,
+    /// CPU threads of one audit check (default: half the cores, at most 4).
+    #[arg(long, value_name = "N")]
+    audit_threads: Option<u32>,
 }
 
 impl Settings {
@@ -89,7 +110,49 @@ impl Settings {
             failure_cooldown_s: self.failure_cooldown_s.or(file.failure_cooldown_s),
             max_attempts: self.max_attempts.or(file.max_attempts),
             ack_after_s: self.ack_after_s.or(file.ack_after_s),
+            audit_models_dir: self.audit_models_dir.or(file.audit_models_dir),
+            audit_first: self.audit_first.or(file.audit_first),
+            audit_fraction: self.audit_fraction.or(file.audit_fraction),
+            audit_dispute: self.audit_dispute.or(file.audit_dispute),
+            audit_max_bond: self.audit_max_bond.or(file.audit_max_bond),
+            audit_threads: self.audit_threads.or(file.audit_threads),
         }
+    }
+
+    /// The audit policy, when a models folder turns audits on.
+    fn audits(&self) -> anyhow::Result<Option<(PathBuf, u32, AuditPolicy)>> {
+        let Some(dir) = &self.audit_models_dir else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            dir.is_dir(),
+            "--audit-models-dir {} is not a folder: give the folder that holds the GGUF files of the models to audit",
+            dir.display()
+        );
+        let defaults = AuditPolicy::default();
+        let fraction = self.audit_fraction.unwrap_or(defaults.fraction);
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&fraction),
+            "--audit-fraction {fraction} is not a fraction: give 0 to 1 (0.05 audits one answer in twenty)"
+        );
+        let threads = match self.audit_threads {
+            Some(0) => anyhow::bail!("--audit-threads must be at least 1"),
+            Some(n) => n,
+            None => {
+                std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).clamp(1, 4) as u32)
+            }
+        };
+        let policy = AuditPolicy {
+            first: self.audit_first.unwrap_or(defaults.first),
+            fraction,
+            dispute: self.audit_dispute.unwrap_or(defaults.dispute),
+            max_bond: match &self.audit_max_bond {
+                Some(bond) => amount_arg(bond).context("--audit-max-bond (0G)")?,
+                None => defaults.max_bond,
+            },
+            ..defaults
+        };
+        Ok(Some((dir.clone(), threads, policy)))
     }
 
     fn config(&self) -> anyhow::Result<GatewayConfig> {
@@ -178,12 +241,20 @@ async fn serve(args: GatewayArgs) -> anyhow::Result<()> {
         }
         None => Settings::default(),
     };
-    let settings = args.settings.clone().or(file);
+    let settings = (*args.settings).clone().or(file);
     let config = settings.config()?;
+    let audits = settings.audits()?;
     let session = args.chain.session().await?;
     let ack = AckPolicy::WhenIdle(Duration::from_secs(settings.ack_after_s.unwrap_or(2)));
     let payer = args.chain.payer(&session, ack).await?;
     let gateway = Gateway::new(payer, session.chain.clone(), config).await?;
+    if let Some((dir, threads, policy)) = audits {
+        // The model-backed checker lives with the verifier node (crates/cli/src/verifier).
+        let checker = crate::verifier::audit_checker(&dir, threads)?;
+        tracing::info!(models = %dir.display(), first = policy.first, fraction = policy.fraction,
+                       dispute = policy.dispute, "auditing answers of proof services");
+        gateway.start_audits(checker, policy);
+    }
     let addr = format!("{}:{}", args.host, args.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await

@@ -8,6 +8,7 @@ mod keys;
 mod network;
 mod provider;
 mod user;
+mod verifier;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +42,8 @@ enum Command {
     Keys(keys::KeysArgs),
     /// Check that the registered model computed an answer: a receipt of the book or an evidence file.
     Verify(verify::VerifyArgs),
+    /// A verifier node: watch for disputes, re-run their proofs, sign and submit verdicts.
+    Verifier(verifier::VerifierArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,5 +63,6 @@ fn main() -> anyhow::Result<()> {
         Command::Gateway(args) => gateway::run(args),
         Command::Keys(args) => keys::run(args),
         Command::Verify(args) => verify::run(args),
+        Command::Verifier(args) => verifier::run(args),
     }
 }

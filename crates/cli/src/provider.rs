@@ -42,6 +42,27 @@ enum ProviderCommand {
         )]
         config: PathBuf,
     },
+    /// Remove the configured services from the registry; removing the last
+    /// starts the stake's unbonding period.
+    Unregister {
+        #[arg(
+            long,
+            short,
+            default_value = "provider.toml",
+            env = "ZG_PROVIDER_CONFIG"
+        )]
+        config: PathBuf,
+    },
+    /// Take the stake back once unregistered, unbonded and free of open disputes.
+    WithdrawStake {
+        #[arg(
+            long,
+            short,
+            default_value = "provider.toml",
+            env = "ZG_PROVIDER_CONFIG"
+        )]
+        config: PathBuf,
+    },
     /// Show services, users, owed, settled and earnings.
     Status {
         #[arg(
@@ -94,6 +115,24 @@ pub(crate) fn run(args: ProviderArgs) -> anyhow::Result<()> {
                     round.rejected,
                     zg_core::format_amount(round.paid),
                     round.txs
+                );
+            }
+            ProviderCommand::Unregister { config } => {
+                let broker = zg_provider::Broker::open(zg_provider::Config::load(&config)?).await?;
+                let removed = broker.unregister().await?;
+                println!(
+                    "removed {} service(s) from the registry: {}",
+                    removed.len(),
+                    removed.join(", ")
+                );
+                print!("{}", broker.status().await?);
+            }
+            ProviderCommand::WithdrawStake { config } => {
+                let broker = zg_provider::Broker::open(zg_provider::Config::load(&config)?).await?;
+                let stake = broker.withdraw_stake().await?;
+                println!(
+                    "withdrew the stake: {} 0G back to the provider's wallet",
+                    zg_core::format_amount(stake)
                 );
             }
             ProviderCommand::Status { config } => {

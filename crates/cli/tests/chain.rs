@@ -211,7 +211,14 @@ async fn deploy_by_url_then_every_command_reaches_it_by_network_name() {
         .iter()
         .map(|s| s["setting"].as_str().unwrap())
         .collect();
-    assert_eq!(settings, ["lock_period", "min_stake", "owner"]);
+    assert_eq!(
+        settings,
+        ["lock_period", "min_stake", "verifiers", "disputes", "owner"]
+    );
+    assert_eq!(
+        (&info["verifiers"], &info["quorum"]),
+        (&json!(0), &json!(0))
+    );
     let text = run(s.bin().args(["chain", "info", "--network", "testnet2"])).await;
     assert!(text.ok && text.stdout.contains("4242"), "{}", text.stdout);
 
@@ -225,6 +232,16 @@ async fn deploy_by_url_then_every_command_reaches_it_by_network_name() {
             "testnet2",
             "--lock-period",
             "3600",
+            "--add-verifier",
+            "0x00000000000000000000000000000000000000aa",
+            "--add-verifier",
+            "0x00000000000000000000000000000000000000bb",
+            "--quorum",
+            "2",
+            "--dispute-bond",
+            "0.02",
+            "--slash-bps",
+            "2500",
         ])
         .arg("--key-file")
         .arg(s.keystore())
@@ -238,6 +255,26 @@ async fn deploy_by_url_then_every_command_reaches_it_by_network_name() {
     )
     .await;
     assert_eq!(info["lock_period"], json!(3600), "{info}");
+    assert_eq!(
+        (&info["verifiers"], &info["quorum"]),
+        (&json!(2), &json!(2))
+    );
+    assert_eq!(info["dispute_rules"]["bond"], json!("0.02"));
+    assert_eq!(info["dispute_rules"]["slash_bps"], json!(2500));
+    // Bounds are the contract's, and its refusal is said in words.
+    let bad = run(s
+        .bin()
+        .args(["chain", "set", "--network", "testnet2", "--quorum", "3"])
+        .arg("--key-file")
+        .arg(s.keystore())
+        .arg("--password-file")
+        .arg(s.password()))
+    .await;
+    assert!(
+        !bad.ok && bad.stderr.contains("quorum 3 is outside 1..=2"),
+        "{}",
+        bad.stderr
+    );
 
     // A user reaches the deployment by name only.
     let user = |args: &[&str]| {

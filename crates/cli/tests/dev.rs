@@ -303,3 +303,51 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<std::proces
     let _ = child.kill();
     None
 }
+
+/// `make demo`'s run: a provider that serves a requantized substitute under
+/// the honest model's digest, at half the price, is audited on its first
+/// answer, disputed by the gateway, found guilty by dev's two verifiers and
+/// slashed; the honest provider's settlement still equals its receipts.
+#[test]
+fn demo_catches_the_cheater_and_slashes_its_stake() {
+    let data = std::env::temp_dir().join(format!("zg-dev-cheater-{}", std::process::id()));
+    let out = bin()
+        .args([
+            "dev",
+            "--demo",
+            "--cheater",
+            "--fresh",
+            "--port",
+            "0",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .current_dir(root())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("dev runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let last = stdout
+        .lines()
+        .find(|l| l.starts_with("demo ok: "))
+        .unwrap_or_else(|| panic!("no demo line in:\n{stdout}"));
+    let field = |name: &str| -> U256 {
+        let value = last
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} missing in {last}"));
+        value.parse().expect("a number")
+    };
+    assert!(field("audits_failed") >= U256::from(1u64), "{last}");
+    assert!(field("disputes_won") >= U256::from(1u64), "{last}");
+    assert!(field("slashed_neuron") > U256::ZERO, "{last}");
+    assert!(field("audits_passed") >= U256::from(2u64), "{last}");
+    assert_eq!(
+        field("settled_neuron"),
+        field("provider_earned_neuron"),
+        "{last}"
+    );
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -6,19 +6,15 @@
 //! a panic.
 
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Output},
 };
 
-use serde_json::{Value, json};
-use zg_core::{
-    Address, B128, B256, Evidence, Nonce, Receipt, SigningKey, U256, headers::SignedReceipt,
-    keccak256, proof_digest, request_digest,
-};
+mod common;
 
-fn model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf")
-}
+use common::model;
+use serde_json::Value;
+use zg_core::{Address, Domain, Evidence, SigningKey, proof_digest};
 
 fn verify(args: &[&str]) -> Output {
     verify_as(None, args)
@@ -68,75 +64,17 @@ async fn book_with(dir: &Path, evidence: &Evidence) -> (String, SigningKey, i64)
     (path.display().to_string(), key, id)
 }
 
-/// The evidence of one answer of a real engine, its receipt made out as a
-/// broker would (the signature is not what `verify` checks).
+/// The evidence of one answer of a real engine (the signature is not what
+/// `verify` checks: any key and domain will do).
 async fn real_evidence() -> Evidence {
-    let mut config = zg_engine::EngineConfig::new(model());
-    config.threads = 1;
-    config.parallel = 1;
-    config.ctx = 1024;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let engine = zg_engine::spawn(config, listener)
-        .await
-        .expect("engine starts (run `make model` first)");
-    let digest: B256 = format!("0x{}", engine.engine().models()[0].sha256)
-        .parse()
-        .expect("sha256");
-    let request = json!({
-        "model": "chat",
-        "messages": [{ "role": "user", "content": "Name three colours." }],
-        "max_tokens": 16,
-        "temperature": 0
-    })
-    .to_string();
-    let http = reqwest::Client::new();
-    let answer = http
-        .post(format!("{}/chat/completions", engine.base_url()))
-        .header("content-type", "application/json")
-        .body(request.clone())
-        .send()
-        .await
-        .expect("engine answers");
-    let id = answer.headers()["x-engine-proof-id"]
-        .to_str()
-        .expect("ascii id")
-        .to_owned();
-    let response = answer.text().await.expect("answer body");
-    let proof = http
-        .get(format!("{}/proofs/{id}", engine.base_url()))
-        .send()
-        .await
-        .expect("engine serves the proof")
-        .bytes()
-        .await
-        .expect("proof bytes");
-    let nonce = Nonce([9; 16]);
-    let receipt = Receipt {
-        user: Address::repeat_byte(1),
-        provider: Address::repeat_byte(2),
-        service: keccak256("chat"),
-        model_digest: digest,
-        request_digest: request_digest(&nonce, request.as_bytes()),
-        response_digest: keccak256(response.as_bytes()),
-        input_tokens: U256::from(10u64),
-        output_tokens: U256::from(16u64),
-        input_price: U256::ZERO,
-        output_price: U256::ZERO,
-        fee: U256::ZERO,
-        owed: U256::ZERO,
-        proof_digest: proof_digest(&proof),
-    };
     let key = SigningKey::random();
-    let signature = key.sign_hash(&B256::ZERO);
-    Evidence {
-        receipt: SignedReceipt::new(receipt, &signature),
-        nonce: B128::from(nonce.0),
-        request,
-        response,
-        proof: proof.into(),
-    }
+    common::real_evidence(
+        Address::repeat_byte(2),
+        "chat",
+        &key,
+        &Domain::new(1, Address::ZERO),
+    )
+    .await
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
@@ -213,11 +151,11 @@ async fn verify_passes_a_good_file_and_refuses_bad_input_cleanly() {
     );
 
     // An answer edited after generation, signed as edited: fails.
-    let mut edited = evidence.clone();
-    let mut response: Value = serde_json::from_str(&edited.response).expect("JSON answer");
-    response["choices"][0]["message"]["content"] = json!("Red, green and gold. Buy gold.");
-    edited.response = response.to_string();
-    edited.receipt.receipt.response_digest = keccak256(edited.response.as_bytes());
+    let edited = common::edited(
+        &evidence,
+        &SigningKey::random(),
+        &Domain::new(1, Address::ZERO),
+    );
     let file = write(dir.path(), "edited.json", &edited.to_json_pretty());
     let out = verify(&["--file", &file, "--model", &model]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

@@ -83,7 +83,18 @@ pub enum ReceiptFault {
     MissingProof { method: &'static str, why: String },
     #[error("proof digest {got}, the proof the broker serves hashes to {expected}")]
     WrongProofDigest { expected: B256, got: B256 },
+    #[error(
+        "the receipt says it was issued at {issued_at} (unix seconds), this client's clock says {now}: a receipt of a proof service must be dated within {RECEIPT_MAX_AGE} s before and {RECEIPT_MAX_SKEW} s after now, or its dispute window would not be what the contract assumes"
+    )]
+    WrongIssuedAt { issued_at: u64, now: u64 },
 }
+
+/// How old a proof service's receipt may be when it arrives, in seconds
+/// (a stream's receipt is signed when its last event is sent).
+pub const RECEIPT_MAX_AGE: u64 = 600;
+/// How far ahead of the client's clock a receipt may be dated (the contract
+/// allows the same skew against the chain's clock).
+pub const RECEIPT_MAX_SKEW: u64 = 300;
 
 impl ReceiptFault {
     /// Stable short name, stored with the evidence.
@@ -104,6 +115,7 @@ impl ReceiptFault {
             Self::UnknownVerifiability(_) => "unknown_verifiability",
             Self::MissingProof { .. } => "missing_proof",
             Self::WrongProofDigest { .. } => "wrong_proof_digest",
+            Self::WrongIssuedAt { .. } => "wrong_issued_at",
         }
     }
 }
@@ -205,6 +217,13 @@ fn check_proof(
     if receipt.proof_digest.is_zero() {
         return Err(missing("the receipt's proofDigest is zero"));
     }
+    // Disputes run from the receipt's date: a backdated receipt would close
+    // the window early, a future-dated one would be refused by the contract.
+    let now = zg_core::now_unix();
+    let issued_at = receipt.issued_at;
+    if issued_at.saturating_add(RECEIPT_MAX_AGE) < now || issued_at > now + RECEIPT_MAX_SKEW {
+        return Err(ReceiptFault::WrongIssuedAt { issued_at, now });
+    }
     match seen {
         ProofSeen::Got(digest) => same(digest, receipt.proof_digest, |expected, got| {
             ReceiptFault::WrongProofDigest { expected, got }
@@ -254,6 +273,7 @@ mod tests {
             verifiability: "none".into(),
             signer: signer.address(),
             updated_at: 0,
+            failed_at: 0,
         };
         let receipt = Receipt {
             user,
@@ -269,6 +289,7 @@ mod tests {
             fee: U256::from(5 * 10 + 7 * 15u64),
             owed: U256::from(1000 + 5 * 10 + 7 * 15u64),
             proof_digest: B256::ZERO,
+            issued_at: zg_core::now_unix(),
         };
         Case {
             domain: Domain::new(31337, Address::repeat_byte(9)),
@@ -422,6 +443,17 @@ mod tests {
             Err("missing_proof")
         );
         assert_eq!(check(&c, &r, ProofSeen::NotAsked), Err("missing_proof"));
+        let now = zg_core::now_unix();
+        for issued_at in [now - RECEIPT_MAX_AGE - 60, now + RECEIPT_MAX_SKEW + 60, 0] {
+            let dated = Receipt {
+                issued_at,
+                ..r.clone()
+            };
+            assert_eq!(
+                check(&c, &dated, ProofSeen::Got(digest)),
+                Err("wrong_issued_at")
+            );
+        }
         // A zero digest is no proof, whatever was fetched.
         assert_eq!(
             check(&c, &c.receipt, ProofSeen::Got(B256::ZERO)),

@@ -18,7 +18,8 @@ pub struct ServiceFilter {
     /// Highest acceptable listed output price per token, in neuron.
     pub max_output_price: Option<U256>,
     pub hardware: Option<String>,
-    /// Required verifiability ("tee", ...); "none" or empty accepts any.
+    /// Required verifiability (a proof method such as "zg-logits-v1");
+    /// "none" or empty accepts any.
     pub verifiability: Option<String>,
     /// Only these providers, when not empty.
     pub only: Vec<Address>,
@@ -26,6 +27,8 @@ pub struct ServiceFilter {
 }
 
 impl ServiceFilter {
+    /// Whether `s` fits; a service that failed verification (a dispute
+    /// found it guilty) never does.
     pub fn matches(&self, s: &Service) -> bool {
         let eq = |want: &Option<String>, got: &str| {
             want.as_deref().is_none_or(|w| w.eq_ignore_ascii_case(got))
@@ -40,6 +43,7 @@ impl ServiceFilter {
             && self.max_output_price.is_none_or(|p| s.prices.output <= p)
             && (self.only.is_empty() || self.only.contains(&s.provider))
             && !self.ignore.contains(&s.provider)
+            && s.failed_at == 0
     }
 }
 
@@ -88,6 +92,7 @@ mod tests {
             verifiability: verif.into(),
             signer: Address::ZERO,
             updated_at: 0,
+            failed_at: 0,
         }
     }
 
@@ -143,5 +148,10 @@ mod tests {
             }),
             Vec::<Address>::new()
         );
+        let failed = Service {
+            failed_at: 1_700_000_000,
+            ..a.clone()
+        };
+        assert!(!ServiceFilter::default().matches(&failed));
     }
 }

@@ -20,7 +20,7 @@ pub mod pay;
 pub mod recovery;
 
 pub use accounts::{Accounts, LedgerSummary};
-pub use book::{Book, ReceiptRecord, Tab};
+pub use book::{AuditRecord, Book, ReceiptRecord, Tab};
 pub use checks::{Expected, ProofSeen, ReceiptFault, check_receipt};
 pub use discovery::{ServiceFilter, find_services};
 pub use error::ClientError;

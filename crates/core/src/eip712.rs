@@ -1,6 +1,6 @@
 //! The EIP-712 domain ("zg-serving", version "1", chain id, contract) and the
-//! Solidity shapes of Voucher and Receipt, hashed exactly as the contract
-//! does, and of StatementRequest, which only the broker checks.
+//! Solidity shapes of Voucher, Receipt and Verdict, hashed exactly as the
+//! contract does, and of StatementRequest, which only the broker checks.
 
 use alloy_primitives::{Address, B256, keccak256};
 use alloy_sol_types::{SolStruct, eip712_domain};
@@ -29,6 +29,13 @@ alloy_sol_types::sol! {
         uint256 fee;
         uint256 owed;
         bytes32 proofDigest;
+        uint64 issuedAt;
+    }
+
+    /// A verifier's verdict on one dispute of the contract.
+    struct Verdict {
+        uint256 dispute;
+        bool guilty;
     }
 
     /// A user's request for its account statement at one provider, at one
@@ -94,7 +101,11 @@ mod tests {
             "Receipt(address user,address provider,bytes32 service,bytes32 modelDigest,\
              bytes32 requestDigest,bytes32 responseDigest,uint256 inputTokens,\
              uint256 outputTokens,uint256 inputPrice,uint256 outputPrice,uint256 fee,uint256 owed,\
-             bytes32 proofDigest)"
+             bytes32 proofDigest,uint64 issuedAt)"
+        );
+        assert_eq!(
+            Verdict::eip712_encode_type(),
+            "Verdict(uint256 dispute,bool guilty)"
         );
         assert_eq!(
             StatementRequest::eip712_encode_type(),

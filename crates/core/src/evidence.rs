@@ -116,6 +116,7 @@ mod tests {
             fee: U256::ZERO,
             owed: U256::ZERO,
             proof_digest: proof_digest(proof),
+            issued_at: 0,
         };
         let key = SigningKey::random();
         Evidence {

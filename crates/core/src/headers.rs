@@ -248,6 +248,7 @@ mod tests {
             fee: U256::from(39u64),
             owed: U256::from(39u64),
             proof_digest: Default::default(),
+            issued_at: 0,
         };
         let signed = SignedReceipt::new(receipt, &key.sign_hash(&Default::default()));
         let header = signed.to_header();

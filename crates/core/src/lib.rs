@@ -18,6 +18,7 @@ pub mod receipt;
 pub mod service;
 pub mod signature;
 pub mod statement;
+pub mod verdict;
 pub mod verifiability;
 pub mod voucher;
 pub mod wire;
@@ -36,6 +37,7 @@ pub use statement::{
     AccountStatement, STATEMENT_FRESHNESS_SECS, SignedStatement, StatementError, StatementRequest,
     StatementRequestError,
 };
+pub use verdict::Verdict;
 pub use verifiability::{UnknownMethod, Verifiability};
 pub use voucher::{Voucher, request_digest};
 pub use wire::{AckBody, ErrorBody, OpenAiUsage, now_unix};

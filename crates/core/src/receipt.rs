@@ -30,6 +30,11 @@ pub struct Receipt {
     /// older type and no longer recover to the signer).
     #[serde(default)]
     pub proof_digest: B256,
+    /// Unix seconds when the provider signed the receipt; a dispute of the
+    /// answer is open for the contract's dispute window from then. Absent
+    /// in receipts stored before the field existed (read as zero).
+    #[serde(default)]
+    pub issued_at: u64,
 }
 
 /// A receipt's `proofDigest` for proof bytes: keccak256 of them.
@@ -53,6 +58,7 @@ impl Receipt {
             fee: self.fee,
             owed: self.owed,
             proofDigest: self.proof_digest,
+            issuedAt: self.issued_at,
         })
     }
 
@@ -91,6 +97,7 @@ mod tests {
             fee: U256::from(50u64),
             owed: U256::from(50u64),
             proof_digest: proof_digest(b"proof"),
+            issued_at: 1_700_000_000,
         };
         let sig = receipt.sign(&key, &domain);
         assert_eq!(receipt.signer(&sig, &domain).unwrap(), key.address());
@@ -106,8 +113,13 @@ mod tests {
         assert_ne!(other_model.signer(&sig, &domain).unwrap(), key.address());
         let other_proof = Receipt {
             proof_digest: proof_digest(b"another proof"),
-            ..receipt
+            ..receipt.clone()
         };
         assert_ne!(other_proof.signer(&sig, &domain).unwrap(), key.address());
+        let backdated = Receipt {
+            issued_at: 1_600_000_000,
+            ..receipt
+        };
+        assert_ne!(backdated.signer(&sig, &domain).unwrap(), key.address());
     }
 }

@@ -26,6 +26,10 @@ pub struct Service {
     /// The address that signs this service's receipts.
     pub signer: Address,
     pub updated_at: u64,
+    /// When a dispute found the service guilty (0: never); discovery skips
+    /// a failed service until its provider lists it again with fresh stake.
+    #[serde(default)]
+    pub failed_at: u64,
 }
 
 impl Service {

@@ -1,19 +1,22 @@
 //! Starts the pieces of a local marketplace in one process, in the order
 //! money needs them: chain and contract, engine, provider brokers (which
 //! register on chain), a funded user, and the gateway in front of it all.
+//! With `cheater`, one more provider registers the same model digest as the
+//! honest ones but serves a cheaper requantized substitute, cheaper, so
+//! routing tries it first and the gateway's audits catch it.
 
 use crate::{
     BrokerPlan, DevChain, DevChainOptions, DevnetError, ServicePlan, SettlementPlan,
     data_dir::{DataDir, Record},
     start_broker,
 };
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc};
 use tokio::net::TcpListener;
 use zg_chain::{ChainClient, DeployParams};
 use zg_client::{Accounts, AckPolicy, Book, Payer};
 use zg_core::{Address, B256, ServiceKind, SigningKey, U256, format_amount, parse_amount};
 use zg_engine::{EngineConfig, ServerHandle};
-use zg_gateway::{Gateway, GatewayConfig, TopUpPolicy};
+use zg_gateway::{AuditPolicy, Checker, Gateway, GatewayConfig, TopUpPolicy};
 
 /// What `dev` is asked to run.
 pub struct StackPlan {
@@ -23,6 +26,12 @@ pub struct StackPlan {
     pub gateway_port: u16,
     /// Where the steps of starting are told (`zg-serving dev` prints them).
     pub progress: fn(&str),
+    /// Add a provider that serves a substitute model under the honest digest.
+    pub cheater: bool,
+    /// Verifier keys to register with the contract (quorum: all of them).
+    pub verifiers: usize,
+    /// The gateway's audits of proof answers (None: no audits).
+    pub audits: Option<(Arc<dyn Checker>, AuditPolicy)>,
 }
 
 /// Service names every dev provider lists; the gateway routes by the model they serve.
@@ -54,6 +63,11 @@ pub struct Stack {
     /// The user's voucher book and receipts, shared with the gateway.
     pub book: Book,
     pub providers: Vec<Provider>,
+    /// The cheating provider and the engine serving its substitute model.
+    pub cheater: Option<(Provider, ServerHandle)>,
+    /// The registered verifiers' keys.
+    pub verifier_keys: Vec<B256>,
+    pub gateway: Arc<Gateway>,
     pub engine: ServerHandle,
     pub chain: DevChain,
 }
@@ -62,7 +76,7 @@ impl Stack {
     /// Starts (or, with an earlier run's state in `dir`, restarts) the whole marketplace.
     pub async fn start(dir: &DataDir, plan: &StackPlan) -> Result<Self, DevnetError> {
         let record = dir.record()?;
-        let keys_needed = plan.providers + 2;
+        let keys_needed = plan.providers + 2 + usize::from(plan.cheater) + plan.verifiers;
         let chain = DevChain::start_with(DevChainOptions {
             accounts: keys_needed.max(10),
             state: Some(dir.chain_state()),
@@ -78,6 +92,8 @@ impl Stack {
         }
         let (owner_key, user_key) = (keys[0], keys[1]);
         let provider_keys = &keys[2..2 + plan.providers];
+        let cheater_key = keys[2 + plan.providers];
+        let verifier_keys = keys[keys_needed - plan.verifiers..keys_needed].to_vec();
 
         let owner = match &record {
             Some(r) => ChainClient::connect(chain.url(), r.contract, &owner_key).await?,
@@ -105,11 +121,21 @@ impl Stack {
 
         let mut providers = Vec::new();
         for (i, key) in provider_keys.iter().enumerate() {
-            providers.push(start_provider(dir, &owner, &engine, i, key).await?);
+            let prices = Pricing::times(i + 1);
+            providers.push(start_provider(dir, &owner, &engine, i, key, prices, None).await?);
         }
+        let cheater = match plan.cheater {
+            true => Some(start_cheater(dir, plan, &owner, &engine, &cheater_key).await?),
+            false => None,
+        };
+        register_verifiers(&owner, &verifier_keys).await?;
 
         let user = Accounts::new(owner.with_key(&user_key)?);
-        fund_user(&user, &providers).await?;
+        let paid: Vec<&Provider> = providers
+            .iter()
+            .chain(cheater.as_ref().map(|(p, _)| p))
+            .collect();
+        fund_user(&user, &paid).await?;
 
         let signing_key = SigningKey::from_bytes(&user_key)?;
         let book = Book::open(&dir.path("user-book.sqlite"), signing_key.address()).await?;
@@ -127,6 +153,9 @@ impl Stack {
             ..GatewayConfig::default()
         };
         let gateway = Gateway::new(payer, user.chain().clone(), config).await?;
+        if let Some((checker, policy)) = &plan.audits {
+            gateway.start_audits(checker.clone(), policy.clone());
+        }
         let api_key = match record.api_key.clone() {
             Some(key) => key,
             None => {
@@ -164,6 +193,9 @@ impl Stack {
             user,
             book,
             providers,
+            cheater,
+            verifier_keys,
+            gateway,
             engine,
             chain,
         })
@@ -171,13 +203,16 @@ impl Stack {
 
     /// Stops the brokers (finishing requests in flight), the engine, then anvil.
     pub async fn shutdown(self) {
-        for provider in self.providers {
+        let (cheater, cheater_engine) = self.cheater.unzip();
+        for provider in self.providers.into_iter().chain(cheater) {
             if let Err(e) = provider.running.shutdown().await {
                 tracing::warn!("provider {} did not stop cleanly: {e}", provider.address);
             }
         }
-        if let Err(e) = self.engine.shutdown().await {
-            tracing::warn!("engine did not stop cleanly: {e}");
+        for engine in std::iter::once(self.engine).chain(cheater_engine) {
+            if let Err(e) = engine.shutdown().await {
+                tracing::warn!("engine did not stop cleanly: {e}");
+            }
         }
         self.chain.stop().await;
     }
@@ -196,18 +231,103 @@ fn amount(text: &str) -> Result<U256, DevnetError> {
     parse_amount(text).map_err(DevnetError::step(format!("reading the amount {text}")))
 }
 
-/// Provider `i`: its broker on the engine's models at `i + 1` times the base
-/// prices, its config written to the data directory (for `provider status`).
+/// A provider's prices: the base prices times `num / den`.
+#[derive(Clone, Copy)]
+struct Pricing {
+    num: usize,
+    den: usize,
+}
+
+impl Pricing {
+    fn times(n: usize) -> Self {
+        Self { num: n, den: 1 }
+    }
+
+    fn price(self, base: &str) -> Result<String, DevnetError> {
+        Ok(format_amount(
+            amount(base)? * U256::from(self.num) / U256::from(self.den),
+        ))
+    }
+}
+
+/// The cheating provider: the honest model requantized to Q4_0 (made once
+/// in the data directory, under the honest model's name, as a cheater would),
+/// served by its own engine, listed at half the first provider's prices
+/// with the honest model's digest.
+async fn start_cheater(
+    dir: &DataDir,
+    plan: &StackPlan,
+    owner: &ChainClient,
+    honest: &ServerHandle,
+    key: &B256,
+) -> Result<(Provider, ServerHandle), DevnetError> {
+    (plan.progress)(
+        "making the cheater's substitute model (the same weights requantized to Q4_0) ...",
+    );
+    let made =
+        zg_engine::substitute::make(&plan.model, dir.root(), zg_engine::substitute::Kind::Q4_0)
+            .map_err(DevnetError::step("making the substitute model"))?;
+    // Named as the honest file without its extension: the engine lists the
+    // same model id, and does not hold it to the honest file's known sha256.
+    let cheater_dir = dir.path("cheater");
+    let disguised = cheater_dir.join(plan.model.file_stem().unwrap_or_default());
+    if !disguised.exists() {
+        let copy =
+            std::fs::create_dir_all(&cheater_dir).and_then(|()| std::fs::copy(&made, &disguised));
+        copy.map_err(DevnetError::step("copying the substitute model"))?;
+    }
+    let engine = zg_engine::spawn(EngineConfig::new(&disguised), bind("127.0.0.1:0").await?)
+        .await
+        .map_err(DevnetError::step("starting the cheater's engine"))?;
+    let honest_digest = honest
+        .engine()
+        .models()
+        .iter()
+        .find(|card| card.kind == "chat")
+        .map(|card| card.sha256.clone())
+        .unwrap_or_default();
+    let index = plan.providers;
+    let provider = start_provider(
+        dir,
+        owner,
+        &engine,
+        index,
+        key,
+        Pricing { num: 1, den: 2 },
+        Some(&honest_digest),
+    )
+    .await?;
+    Ok((provider, engine))
+}
+
+/// Registers `keys` as the contract's verifiers, all needed for a verdict.
+async fn register_verifiers(owner: &ChainClient, keys: &[B256]) -> Result<(), DevnetError> {
+    for key in keys {
+        let address = SigningKey::from_bytes(key)?.address();
+        if !owner.is_verifier(address).await? {
+            owner.set_verifier(address, true).await?;
+        }
+    }
+    let quorum = u32::try_from(keys.len()).unwrap_or(u32::MAX);
+    if quorum > 0 && owner.verifier_set().await?.1 != quorum {
+        owner.set_quorum(quorum).await?;
+    }
+    Ok(())
+}
+
+/// Provider `i`: its broker on `engine`'s models at `prices`, its config
+/// written to the data directory (for `provider status`). `claimed_digest`
+/// replaces the chat model's real sha256 in the registry (the cheater's lie).
 async fn start_provider(
     dir: &DataDir,
     owner: &ChainClient,
     engine: &ServerHandle,
     i: usize,
     key: &B256,
+    prices: Pricing,
+    claimed_digest: Option<&str>,
 ) -> Result<Provider, DevnetError> {
-    let price = |base: &str| -> Result<String, DevnetError> {
-        Ok(format_amount(amount(base)? * U256::from(i + 1)))
-    };
+    let price = |base: &str| prices.price(base);
     let mut services = Vec::new();
     for (kind, name) in [
         (ServiceKind::Chat, CHAT_SERVICE),
@@ -221,7 +341,11 @@ async fn start_provider(
         else {
             continue;
         };
-        let digest = card.sha256.parse().map_err(DevnetError::step(format!(
+        let sha256 = match (&kind, claimed_digest) {
+            (ServiceKind::Chat, Some(claimed)) => claimed,
+            _ => card.sha256.as_str(),
+        };
+        let digest = sha256.parse().map_err(DevnetError::step(format!(
             "reading the sha256 of {}",
             card.id
         )))?;
@@ -280,7 +404,7 @@ async fn start_provider(
 }
 
 /// On a fresh chain: deposit, and fund every provider's escrow.
-async fn fund_user(user: &Accounts, providers: &[Provider]) -> Result<(), DevnetError> {
+async fn fund_user(user: &Accounts, providers: &[&Provider]) -> Result<(), DevnetError> {
     let summary = user.summary().await?;
     let per_provider = amount(ESCROW_PER_PROVIDER)?;
     let mut missing = Vec::new();

@@ -26,6 +26,7 @@ mod error;
 mod handlers;
 pub mod proof;
 mod server;
+pub mod substitute;
 pub mod verify;
 
 pub use config::EngineConfig;

@@ -6,9 +6,6 @@ mod common;
 
 // Shared with the bench, which makes every kind; this test needs one.
 #[allow(dead_code)]
-#[path = "../examples/bench_verify/substitute.rs"]
-mod substitute;
-
 use std::sync::OnceLock;
 
 use common::*;
@@ -190,8 +187,12 @@ async fn changed_system_prompt_fails() {
 async fn substitute_model_fails() {
     verifier();
     let target = repo_root().join("target");
-    let path = substitute::make(&chat_model_path(), &target, substitute::Kind::Q4_0)
-        .expect("requantized substitute");
+    let path = zg_engine::substitute::make(
+        &chat_model_path(),
+        &target,
+        zg_engine::substitute::Kind::Q4_0,
+    )
+    .expect("requantized substitute");
     let mut config = zg_engine::EngineConfig::new(&path);
     config.parallel = 1;
     config.ctx = 512;

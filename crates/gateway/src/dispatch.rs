@@ -5,7 +5,8 @@
 //! hold the key's worst case, try them in order until one answers (failing
 //! over before the first byte, topping up escrow once on
 //! `insufficient_escrow`), and close the hold at the receipt's fee, which
-//! the answer's `usage.cost` shows.
+//! the answer's `usage.cost` shows; a paid answer is offered to the auditor
+//! (`X-ZG-Audit: always` makes it audited whatever the sample).
 
 use crate::{
     Gateway, cost,
@@ -166,13 +167,15 @@ impl From<ClientError> for Failure {
 }
 
 /// Serves one paid request: `header` reads the request's `X-ZG-*` limits,
-/// `bearer` is its API key.
+/// `bearer` is its API key, `audit` says the request asked for its
+/// answer's audit.
 pub(crate) async fn dispatch<'h>(
     gw: &Arc<Gateway>,
     endpoint: Endpoint,
     header: impl Fn(&'static str) -> Option<&'h str>,
     bearer: Option<&str>,
     body: Bytes,
+    audit: bool,
 ) -> Result<Delivered, Failure> {
     let mut parsed = parse(body, endpoint)?;
     let mut sources = limits::from_request(header, parsed.limits.take())?;
@@ -201,7 +204,7 @@ pub(crate) async fn dispatch<'h>(
         .max()
         .unwrap_or_default();
     let hold = gw.keys.hold(bearer, worst).await?.map_err(Failure::Key)?;
-    match attempt(gw, endpoint.path(), &plan, parsed.stream, hold).await {
+    match attempt(gw, endpoint.path(), &plan, parsed.stream, hold, audit).await {
         Ok(delivered) => Ok(delivered),
         Err((e, hold)) => {
             gw.keys.close(hold, U256::ZERO).await?;
@@ -340,6 +343,7 @@ async fn attempt(
     plan: &[Try],
     stream: bool,
     hold: Hold,
+    audit: bool,
 ) -> Result<Delivered, (ClientError, Hold)> {
     let mut last = None;
     let mut topped_up = false;
@@ -361,7 +365,7 @@ async fn attempt(
         match result {
             Ok(sent) => {
                 gw.ranking.success(provider, started.elapsed());
-                return Ok(deliver(gw, provider, sent, hold, started).await);
+                return Ok(deliver(gw, provider, sent, hold, started, audit).await);
             }
             Err(ClientError::Refused {
                 code: Some(ErrorCode::InsufficientEscrow),
@@ -429,14 +433,16 @@ pub(crate) enum DeliveredBody {
 }
 
 /// Closes the key's hold at the fee the receipt shows (a streamed answer's
-/// once its stream ends), records the provider's throughput, and hands the
-/// answer to the HTTP edge with its cost in `usage`.
+/// once its stream ends), records the provider's throughput, offers the
+/// answer to the auditor, and hands the answer to the HTTP edge with its
+/// cost in `usage`.
 async fn deliver(
     gw: &Arc<Gateway>,
     provider: Address,
     sent: Sent,
     hold: Hold,
     started: Instant,
+    audit: bool,
 ) -> Delivered {
     match sent {
         Sent::Plain(answer) => {
@@ -447,7 +453,7 @@ async fn deliver(
                 body,
                 receipt,
             } = *answer;
-            let fee = settle(gw, provider, &receipt, hold, started).await;
+            let fee = settle(gw, provider, &receipt, hold, started, audit).await;
             let body = request_id
                 .as_deref()
                 .and_then(|id| cost::priced(&body, fee, id))
@@ -495,7 +501,7 @@ async fn deliver(
                 if let Err(e) = &receipt {
                     receipt_problem(&task_gw, provider, e);
                 }
-                let fee = settle(&task_gw, provider, &receipt, hold, started).await;
+                let fee = settle(&task_gw, provider, &receipt, hold, started, audit).await;
                 let end = priced.finish(receipt.is_ok().then_some((fee, id.as_str())));
                 if !end.is_empty() {
                     let _ = tx.send(Ok(end)).await;
@@ -511,19 +517,22 @@ async fn deliver(
     }
 }
 
-/// Closes the key's hold at the receipt's fee (zero when it was not paid)
-/// and records the provider's throughput; returns the fee.
+/// Closes the key's hold at the receipt's fee (zero when it was not paid),
+/// records the provider's throughput and offers a paid answer to the
+/// auditor (which never waits; `audit`: whatever the sample); returns the fee.
 async fn settle(
     gw: &Gateway,
     provider: Address,
     receipt: &Result<PaidReceipt, ClientError>,
     hold: Hold,
     started: Instant,
+    audit: bool,
 ) -> U256 {
     let fee = match receipt {
         Ok(paid) => {
             let tokens = u64::try_from(paid.signed.receipt.output_tokens).unwrap_or(u64::MAX);
             gw.ranking.throughput(provider, tokens, started.elapsed());
+            gw.audits.offer(paid, audit);
             paid.fee
         }
         Err(_) => U256::ZERO,

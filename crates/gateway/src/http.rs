@@ -5,7 +5,7 @@
 //! comes back, or the OpenAI-shaped error.
 
 use crate::{
-    Gateway,
+    Gateway, audit,
     dispatch::{Delivered, DeliveredBody, Endpoint, Failure, dispatch},
     keys::KeyRefusal,
 };
@@ -109,9 +109,13 @@ async fn proxy(
         .map(str::trim);
     let started = Instant::now();
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let audit = match audit::asked(header(audit::HEADER)) {
+        Ok(always) => always,
+        Err(e) => return client_error(&e),
+    };
     // The provider and request id join in the payer's span within.
     let span = tracing::info_span!("gateway_request", user = %gw.payer.user(), ?endpoint);
-    match dispatch(gw, endpoint, header, bearer, body)
+    match dispatch(gw, endpoint, header, bearer, body, audit)
         .instrument(span)
         .await
     {

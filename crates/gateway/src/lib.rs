@@ -8,12 +8,15 @@
 //! with spend limits (`keys`). A request steers its routing as OpenRouter's
 //! do (`routing`: the `provider` object; `models` fallbacks), goes only to
 //! services that list the capabilities it needs (`capabilities`), and its
-//! answer's `usage` says what it cost (`cost`).
+//! answer's `usage` says what it cost (`cost`). Answers of proof services
+//! are audited in the background (`audit`), once [`Gateway::start_audits`]
+//! gives the gateway a [`Checker`].
 
 // Errors carry the amounts and addresses a user needs to act on; they are
 // off the hot path, so they are not boxed.
 #![allow(clippy::result_large_err)]
 
+mod audit;
 mod capabilities;
 mod cost;
 mod dispatch;
@@ -33,6 +36,7 @@ use zg_chain::ChainClient;
 use zg_client::{ClientError, Payer, ServiceFilter, discovery};
 use zg_core::Service;
 
+pub use audit::{AuditCounts, AuditPolicy, AuditResult, Checker};
 pub use keys::{KeyInfo, Keys};
 pub use ranking::{Ranking, RankingPolicy, Standing};
 pub use routing::Sort;
@@ -90,11 +94,13 @@ pub struct Gateway {
     pub(crate) keys: Keys,
     pub(crate) topup: topup::TopUp,
     pub(crate) capabilities: capabilities::Capabilities,
+    pub(crate) audits: audit::Audits,
     registry: RwLock<(Option<Instant>, Arc<Vec<Service>>)>,
 }
 
 impl Gateway {
-    /// `chain` must be the user's wallet when top-up is on (it funds escrow).
+    /// `chain` must be the user's wallet when top-up is on (it funds escrow)
+    /// or audits open disputes (it posts the bond).
     pub async fn new(
         payer: Payer,
         chain: ChainClient,
@@ -105,6 +111,7 @@ impl Gateway {
             ranking: Ranking::new(config.ranking),
             topup: topup::TopUp::new(config.topup),
             capabilities: capabilities::Capabilities::new(config.refresh),
+            audits: audit::Audits::default(),
             payer,
             chain,
             config,

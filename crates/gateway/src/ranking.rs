@@ -1,8 +1,11 @@
 //! Provider choice per request: the cheapest estimated fee, made dearer by
 //! measured latency, with providers that failed recently moved to the back
 //! (a cooldown that doubles with each failure in a row) and providers caught
-//! lying left out for the rest of the session. A request can sort by price,
-//! latency or throughput alone instead (OpenRouter's `provider.sort`).
+//! lying left out for the rest of the session (a failed audit is a lie). A
+//! provider whose answers passed an audit this session counts as
+//! [`AUDITED_DISCOUNT`] of its cost, so it wins over unaudited ones within
+//! 10%. A request can sort by price, latency or throughput alone instead
+//! (OpenRouter's `provider.sort`); then a passed audit only breaks ties.
 
 use crate::routing::Sort;
 use std::{
@@ -11,6 +14,10 @@ use std::{
     time::{Duration, Instant},
 };
 use zg_core::{Address, Service, U256};
+
+/// What a provider that passed an audit (and failed none: that bans) costs
+/// in the ranking, as a share of its estimated cost.
+pub(crate) const AUDITED_DISCOUNT: f64 = 0.9;
 
 /// How the router trades price against latency and failures.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +46,7 @@ struct Stats {
     failures_in_a_row: u32,
     cooling_until: Option<Instant>,
     banned: Option<String>,
+    audits_passed: u32,
 }
 
 /// Per-provider measurements, shared by every request of the gateway.
@@ -57,6 +65,8 @@ pub struct Standing {
     pub failures_in_a_row: u32,
     pub cooling: bool,
     pub banned: Option<String>,
+    /// Audits of its answers that passed this session.
+    pub audits_passed: u32,
 }
 
 impl Ranking {
@@ -74,7 +84,8 @@ impl Ranking {
     /// Orders `candidates` best first (by `sort` when the request names
     /// one); banned providers are dropped. `input_tokens`/`output_tokens`
     /// estimate the request for the price. A provider not yet measured
-    /// counts as fast, so that it gets measured.
+    /// counts as fast, so that it gets measured; one that passed an audit
+    /// counts as cheaper (or, by `sort`, wins ties).
     pub(crate) fn rank(
         &self,
         candidates: Vec<Service>,
@@ -84,7 +95,7 @@ impl Ranking {
     ) -> Vec<Service> {
         let now = Instant::now();
         let stats = self.stats();
-        let mut scored: Vec<(bool, f64, f64, Service)> = candidates
+        let mut scored: Vec<(bool, f64, f64, bool, Service)> = candidates
             .into_iter()
             .filter_map(|s| {
                 let st = stats.get(&s.provider).cloned().unwrap_or_default();
@@ -97,22 +108,25 @@ impl Ranking {
                 let fee: f64 = f64::from(fee.saturating_add(U256::from(1u64)));
                 let latency = st.latency_ms.unwrap_or(0.0);
                 let slow = 1.0 + latency / self.policy.latency_scale_ms;
+                let audited = st.audits_passed > 0;
+                let edge = if audited { AUDITED_DISCOUNT } else { 1.0 };
                 let (first, then) = match sort {
-                    None => (fee * slow, 0.0),
+                    None => (fee * slow * edge, 0.0),
                     Some(Sort::Price) => (fee, latency),
                     Some(Sort::Latency) => (latency, fee),
                     Some(Sort::Throughput) => (-st.tokens_per_s.unwrap_or(f64::INFINITY), fee),
                 };
                 let cooling = st.cooling_until.is_some_and(|t| t > now);
-                Some((cooling, first, then, s))
+                Some((cooling, first, then, !audited, s))
             })
             .collect();
         scored.sort_by(|a, b| {
             a.0.cmp(&b.0)
                 .then(a.1.total_cmp(&b.1))
                 .then(a.2.total_cmp(&b.2))
+                .then(a.3.cmp(&b.3))
         });
-        scored.into_iter().map(|(_, _, _, s)| s).collect()
+        scored.into_iter().map(|(.., s)| s).collect()
     }
 
     /// A whole answer of `tokens` output tokens took `elapsed`.
@@ -150,7 +164,15 @@ impl Ranking {
         st.cooling_until = Some(Instant::now() + self.policy.failure_cooldown * factor);
     }
 
-    /// A provider whose receipt failed its checks gets no more requests.
+    /// An audit of one of `provider`'s answers passed.
+    pub(crate) fn audit_passed(&self, provider: Address) {
+        let mut stats = self.stats();
+        let st = stats.entry(provider).or_default();
+        st.audits_passed = st.audits_passed.saturating_add(1);
+    }
+
+    /// A provider whose receipt failed its checks, or whose answer failed
+    /// its audit, gets no more requests.
     pub(crate) fn ban(&self, provider: Address, why: String) {
         self.stats().entry(provider).or_default().banned = Some(why);
     }
@@ -166,6 +188,7 @@ impl Ranking {
                 failures_in_a_row: st.failures_in_a_row,
                 cooling: st.cooling_until.is_some_and(|t| t > now),
                 banned: st.banned.clone(),
+                audits_passed: st.audits_passed,
             })
             .collect()
     }
@@ -190,6 +213,7 @@ pub(crate) mod tests {
             verifiability: "none".into(),
             signer: Address::ZERO,
             updated_at: 0,
+            failed_at: 0,
         }
     }
 
@@ -215,6 +239,24 @@ pub(crate) mod tests {
         assert_eq!(order(&r), vec![1, 2]);
         r.ban(Address::repeat_byte(1), "lied".into());
         assert_eq!(order(&r), vec![2]);
+    }
+
+    #[test]
+    fn a_passed_audit_wins_within_ten_percent_and_breaks_ties_of_a_sort() {
+        let r = Ranking::new(RankingPolicy::default());
+        let ranked = |a: u64, b: u64, sort| -> Vec<u8> {
+            r.rank(vec![service(1, a), service(2, b)], 100, 100, sort)
+                .iter()
+                .map(|s| s.provider.0[0])
+                .collect()
+        };
+        r.audit_passed(Address::repeat_byte(2));
+        assert_eq!(ranked(100, 105, None), vec![2, 1], "5% dearer but audited");
+        assert_eq!(ranked(100, 120, None), vec![1, 2], "20% dearer is too much");
+        assert_eq!(ranked(100, 100, Some(Sort::Price)), vec![2, 1]);
+        assert_eq!(ranked(100, 105, Some(Sort::Price)), vec![1, 2]);
+        r.ban(Address::repeat_byte(2), "failed an audit".into());
+        assert_eq!(ranked(100, 100, None), vec![1]);
     }
 
     #[test]

@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{Market, chat_body, engine, eventually, neuron, start_gateway};
+use common::{Market, chat_body, engine, eventually, neuron, post, served_by, start_gateway};
 use std::{process::Command, time::Duration};
-use zg_core::{Address, Prices, U256};
+use zg_core::{Prices, U256};
 use zg_gateway::{GatewayConfig, RankingPolicy};
 
 fn venv_python() -> std::path::PathBuf {
@@ -87,23 +87,6 @@ async fn openai_python_client_gets_a_paid_verified_chat_and_stream_through_the_g
         statement.verify(provider.signer.address()).unwrap().owed,
         owed
     );
-}
-
-async fn post(url: &str, body: &serde_json::Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{url}/chat/completions"))
-        .json(body)
-        .send()
-        .await
-        .expect("gateway reachable")
-}
-
-fn served_by(r: &reqwest::Response) -> Address {
-    r.headers()
-        .get("x-zg-provider")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .expect("x-zg-provider")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

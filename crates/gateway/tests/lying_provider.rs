@@ -10,26 +10,18 @@
 
 mod common;
 
-use axum::{
-    Router,
-    extract::State,
-    http::HeaderMap,
-    response::IntoResponse,
-    routing::{get, post},
-};
 use bytes::Bytes;
-use common::{Market, chat_body, neuron, start_gateway};
-use std::sync::{Arc, Mutex};
-use zg_client::{AckPolicy, ClientError};
-use zg_core::{
-    B256, Domain, PaymentHeaders, Prices, Receipt, Service, SigningKey, U256,
-    headers::SignedReceipt, keccak256, proof_digest, request_digest, service_id, verifiability,
+use common::{
+    Market, chat_body,
+    fake::{Fake, PROOF, fake_broker},
+    neuron, start_gateway,
 };
+use zg_client::{AckPolicy, ClientError};
+use zg_core::{B256, Prices, Receipt, SigningKey, U256, proof_digest, verifiability};
 use zg_gateway::GatewayConfig;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Lie {
-    None,
     InflatedFee,
     WrongSigner,
     WrongModelDigest,
@@ -40,117 +32,40 @@ enum Lie {
     NoProof,
 }
 
-/// The proof the fake serves for every answer.
-const PROOF: &[u8] = b"the fake's proof of model";
+impl Lie {
+    /// Makes `fake` tell this lie in its next receipts.
+    fn tell(self, fake: &Fake) {
+        *fake.tamper.lock().unwrap() =
+            Box::new(move |r: &mut Receipt, key: &mut SigningKey| self.apply(r, key));
+    }
 
-struct Fake {
-    domain: Domain,
-    signer: SigningKey,
-    service: Service,
-    lie: Mutex<Lie>,
-    /// What the fake thinks it is owed (honest part).
-    owed: Mutex<U256>,
-    /// Cumulative of every voucher received, in order.
-    vouchers: Mutex<Vec<U256>>,
+    fn apply(self, receipt: &mut Receipt, key: &mut SigningKey) {
+        match self {
+            Lie::InflatedFee => {
+                let owed_before = receipt.owed - receipt.fee;
+                receipt.fee *= U256::from(3u64);
+                receipt.owed = owed_before + receipt.fee;
+            }
+            Lie::WrongSigner => *key = SigningKey::random(),
+            Lie::WrongModelDigest => receipt.model_digest = B256::repeat_byte(0xee),
+            Lie::WrongOwed => receipt.owed += U256::from(1_000_000u64),
+            Lie::WrongProofDigest => receipt.proof_digest = proof_digest(b"another proof"),
+            Lie::NoProof => receipt.proof_digest = B256::ZERO,
+        }
+    }
 }
 
 const ANSWER: &str = r#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}"#;
 
-async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
-    let payment = PaymentHeaders::decode(|name| headers.get(name).and_then(|v| v.to_str().ok()))
-        .expect("paid request");
-    fake.vouchers.lock().unwrap().push(payment.cumulative);
-    let prices = fake.service.prices;
-    let fee = prices.input * U256::from(10u64) + prices.output * U256::from(5u64);
-    let owed_before = *fake.owed.lock().unwrap();
-    let mut receipt = Receipt {
-        user: payment.user,
-        provider: fake.service.provider,
-        service: service_id(&fake.service.name),
-        model_digest: fake.service.model_digest,
-        request_digest: request_digest(&payment.nonce, &body),
-        response_digest: keccak256(ANSWER.as_bytes()),
-        input_tokens: U256::from(10u64),
-        output_tokens: U256::from(5u64),
-        input_price: prices.input,
-        output_price: prices.output,
-        fee,
-        owed: owed_before + fee,
-        proof_digest: match fake.service.verifiability.as_str() {
-            verifiability::NONE => B256::ZERO,
-            _ => proof_digest(PROOF),
-        },
-    };
-    let lie = *fake.lie.lock().unwrap();
-    let mut key = fake.signer.clone();
-    match lie {
-        Lie::None => {}
-        Lie::InflatedFee => {
-            receipt.fee = fee * U256::from(3u64);
-            receipt.owed = owed_before + receipt.fee;
-        }
-        Lie::WrongSigner => key = SigningKey::random(),
-        Lie::WrongModelDigest => receipt.model_digest = B256::repeat_byte(0xee),
-        Lie::WrongOwed => receipt.owed += U256::from(1_000_000u64),
-        Lie::WrongProofDigest => receipt.proof_digest = proof_digest(b"another proof"),
-        Lie::NoProof => receipt.proof_digest = B256::ZERO,
-    }
-    *fake.owed.lock().unwrap() = receipt.owed;
-    let signed = SignedReceipt::new(receipt.clone(), &receipt.sign(&key, &fake.domain));
-    (
-        [
-            ("content-type", "application/json".to_owned()),
-            ("x-zg-receipt", signed.to_header()),
-            ("x-zg-request-id", "r1".to_owned()),
-        ],
-        ANSWER,
-    )
-}
-
-async fn proof() -> &'static [u8] {
-    PROOF
-}
-
-/// A fake broker for dev account 1, listed on chain with one chat service
-/// of `verifiability`, serving answers with the receipts its `lie` says.
-async fn fake_broker(market: &Market, verifiability: &str) -> Arc<Fake> {
-    let provider_key = SigningKey::from_bytes(&market.chain.keys()[1]).unwrap();
-    let signer = SigningKey::random();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let service = Service {
-        provider: provider_key.address(),
-        name: "chat".into(),
-        kind: "chat".into(),
-        url: format!("http://{}", listener.local_addr().unwrap()),
-        model: "liar-1".into(),
-        model_digest: B256::repeat_byte(0x11),
-        hardware: "cpu".into(),
-        prices: Prices::new(neuron("0.000000001"), neuron("0.000000002")),
-        verifiability: verifiability.into(),
-        signer: signer.address(),
-        updated_at: 0,
-    };
-    market
-        .deployer
-        .with_key(&provider_key.to_bytes())
-        .unwrap()
-        .add_or_update_service(&service, neuron("0.1"))
-        .await
-        .expect("listed");
-    let fake = Arc::new(Fake {
-        domain: market.deployer.domain(),
-        signer,
-        service,
-        lie: Mutex::new(Lie::None),
-        owed: Mutex::default(),
-        vouchers: Mutex::default(),
-    });
-    let app = Router::new()
-        .route("/v1/chat/completions", post(chat))
-        .route("/v1/proofs/{id}", get(proof))
-        .with_state(fake.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    fake
+/// A fake broker for dev account 1 listing model `liar-1` with `verifiability`.
+async fn liar(market: &Market, verifiability: &str) -> std::sync::Arc<Fake> {
+    fake_broker(market, 1, ANSWER, |s| {
+        s.model = "liar-1".into();
+        s.model_digest = B256::repeat_byte(0x11);
+        s.prices = Prices::new(neuron("0.000000001"), neuron("0.000000002"));
+        s.verifiability = verifiability.into();
+    })
+    .await
 }
 
 fn honest_fee() -> U256 {
@@ -177,7 +92,7 @@ async fn catch_each(
     assert_eq!(answer.receipt.unwrap().fee, honest_fee());
 
     for &(lie, kind) in lies {
-        *fake.lie.lock().unwrap() = lie;
+        lie.tell(fake);
         // The fake's own tally follows the honest one so only this lie shows.
         *fake.owed.lock().unwrap() = payer.book().tab(service.provider).await.unwrap().owed;
         let answer = payer
@@ -198,7 +113,7 @@ async fn catch_each(
         );
     }
     // The next voucher still authorizes only the honest fee.
-    *fake.lie.lock().unwrap() = Lie::None;
+    fake.honest();
     *fake.owed.lock().unwrap() = honest_fee();
     payer
         .send(service, "/v1/chat/completions", body)
@@ -225,7 +140,7 @@ async fn catch_each(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
     let mut market = Market::start().await;
-    let fake = fake_broker(&market, verifiability::NONE).await;
+    let fake = liar(&market, verifiability::NONE).await;
     let lies = [
         (Lie::InflatedFee, "wrong_fee"),
         (Lie::WrongSigner, "wrong_signer"),
@@ -236,7 +151,7 @@ async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
 
     // Through the gateway: the answer is delivered, the receipt refused, and
     // the provider gets no further requests.
-    *fake.lie.lock().unwrap() = Lie::InflatedFee;
+    Lie::InflatedFee.tell(&fake);
     let (url, gateway, _) =
         start_gateway(&mut market, &user, chain, GatewayConfig::default()).await;
     let http = reqwest::Client::new();
@@ -274,7 +189,7 @@ async fn every_kind_of_lying_receipt_is_caught_kept_and_not_paid() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receipt_that_binds_another_proof_or_none_is_not_paid() {
     let mut market = Market::start().await;
-    let fake = fake_broker(&market, verifiability::ZG_LOGITS_V1).await;
+    let fake = liar(&market, verifiability::ZG_LOGITS_V1).await;
     let lies = [
         (Lie::WrongProofDigest, "wrong_proof_digest"),
         (Lie::NoProof, "missing_proof"),

@@ -294,6 +294,7 @@ impl Broker {
             fee,
             owed: U256::ZERO,
             proof_digest: proof.as_deref().map_or(B256::ZERO, proof_digest),
+            issued_at: zg_core::now_unix(),
         };
         let (domain, signer) = (self.domain, self.signer.clone());
         let sign = move |owed: U256| {

@@ -33,13 +33,15 @@ pub(crate) fn desired(config: &Config, index: usize, chain: &ChainClient) -> Ser
         verifiability: s.verifiability.clone(),
         signer: config.signer().address(),
         updated_at: 0,
+        failed_at: 0,
     }
 }
 
 pub(crate) async fn sync(config: &Config, chain: &ChainClient) -> Result<SyncReport, ChainError> {
     let provider = chain.wallet();
     let stake = chain.stake_of(provider).await?.stake;
-    let target = config.stake.max(chain.min_stake().await?);
+    let min_stake = chain.min_stake().await?;
+    let target = config.stake.max(min_stake);
     let mut to_add = target.saturating_sub(stake);
     let mut report = SyncReport {
         stake_added: to_add,
@@ -51,13 +53,25 @@ pub(crate) async fn sync(config: &Config, chain: &ChainClient) -> Result<SyncRep
         let same = have.as_ref().is_some_and(|h| {
             Service {
                 updated_at: 0,
+                failed_at: 0,
                 provider: want.provider,
                 ..h.clone()
             } == want
         });
-        if same && to_add.is_zero() {
+        let failed_at = have.as_ref().map_or(0, |h| h.failed_at);
+        if same && to_add.is_zero() && failed_at == 0 {
             report.unchanged.push(want.name);
             continue;
+        }
+        if failed_at != 0 {
+            // A dispute found it guilty: the contract lists it again only
+            // with at least the minimum stake sent fresh.
+            tracing::warn!(
+                service = %want.name, failed_at,
+                "the service failed verification: listing it again with {min_stake} neuron of fresh stake"
+            );
+            to_add = to_add.max(min_stake);
+            report.stake_added = report.stake_added.max(to_add);
         }
         chain.add_or_update_service(&want, to_add).await?;
         tracing::info!(service = %want.name, stake_added = %to_add, "service listed on chain");
@@ -83,4 +97,31 @@ pub(crate) async fn sync(config: &Config, chain: &ChainClient) -> Result<SyncRep
         }
     }
     Ok(report)
+}
+
+impl crate::Broker {
+    /// Removes every configured service from the registry (users stop
+    /// finding them); removing the provider's last service starts its
+    /// stake's unbonding. Returns the names removed.
+    pub async fn unregister(&self) -> Result<Vec<String>, ChainError> {
+        let chain = self.chain.chain();
+        let mut removed = Vec::new();
+        for s in &self.services {
+            let name = &s.config.name;
+            if chain.service(chain.wallet(), name).await?.is_some() {
+                chain.remove_service(name).await?;
+                removed.push(name.clone());
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Returns the whole stake to the provider's wallet once nothing is
+    /// listed, the unbonding period is over and no dispute is open.
+    pub async fn withdraw_stake(&self) -> Result<U256, ChainError> {
+        let chain = self.chain.chain();
+        let stake = chain.stake_of(chain.wallet()).await?.stake;
+        chain.withdraw_stake().await?;
+        Ok(stake)
+    }
 }

@@ -25,22 +25,33 @@ async fn report(broker: &Broker) -> Result<String, StartError> {
     let stake = chain.stake_of(broker.provider).await?;
     let _ = writeln!(
         out,
-        "stake {} 0G, {} services listed",
+        "stake {} 0G, {} services listed, {} disputes open{}",
         format_amount(stake.stake),
-        stake.services
+        stake.services,
+        stake.open_disputes,
+        match stake.unbond_at {
+            0 => String::new(),
+            at => format!(", unbonding: withdrawable after unix time {at}"),
+        }
     );
     let services = chain.services_of(broker.provider, 0, 100).await?;
     for s in services.items {
         let configured = broker.services.iter().any(|c| c.config.name == s.name);
         let _ = writeln!(
             out,
-            "  service {:<24} {:<10} model {} input {} output {} neuron/token{}",
+            "  service {:<24} {:<10} model {} input {} output {} neuron/token{}{}",
             s.name,
             s.kind,
             s.model,
             s.prices.input,
             s.prices.output,
-            if configured { "" } else { "  (not in config)" }
+            if configured { "" } else { "  (not in config)" },
+            match s.failed_at {
+                0 => String::new(),
+                at => format!(
+                    "  FAILED VERIFICATION at unix time {at}: skipped by clients until listed again with fresh stake"
+                ),
+            }
         );
     }
     let accounts = broker.store.tabs().await?;

@@ -307,16 +307,23 @@ async fn reentry_through_a_returned_stake_is_refused() {
     let remove = ZgServing::removeServiceCall {
         name: "chat".into(),
     };
-    assert!(
-        a.execute(remove.abi_encode().into())
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap()
-            .status()
-    );
+    let unbonding = w.user.dispute_rules().await.unwrap().unbonding_period;
+    for (call, wait) in [
+        (remove.abi_encode(), unbonding),
+        (ZgServing::withdrawStakeCall {}.abi_encode(), 0),
+    ] {
+        assert!(
+            a.execute(call.into())
+                .send()
+                .await
+                .unwrap()
+                .get_receipt()
+                .await
+                .unwrap()
+                .status()
+        );
+        w.chain.advance_time(wait).await.unwrap();
+    }
 
     assert_reentry_refused(&a).await;
     assert_eq!(

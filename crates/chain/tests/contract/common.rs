@@ -1,6 +1,10 @@
 //! A fresh world per test: anvil, a deployment, and clients for its roles.
 
-use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::{
+    eips::BlockNumberOrTag,
+    primitives::{Address, B256, Bytes, U256},
+    providers::Provider,
+};
 use zg_chain::{ChainClient, DeployParams, bindings::ZgServing::ZgServingErrors};
 use zg_core::{Prices, Service, Signature, SigningKey, Voucher};
 use zg_devnet::DevChain;
@@ -69,6 +73,19 @@ impl World {
         )
     }
 
+    /// The timestamp of the chain's latest block: what `block.timestamp` was
+    /// in the last transaction.
+    pub(crate) async fn now(&self) -> u64 {
+        self.user
+            .provider()
+            .get_block_by_number(BlockNumberOrTag::Latest)
+            .await
+            .expect("reading the latest block")
+            .expect("a latest block")
+            .header
+            .timestamp
+    }
+
     pub(crate) async fn escrow(&self) -> (U256, U256) {
         let account = self
             .user
@@ -118,6 +135,7 @@ pub(crate) fn service(name: &str, signer: Address) -> Service {
         verifiability: "none".into(),
         signer,
         updated_at: 0,
+        failed_at: 0,
     }
 }
 

@@ -33,6 +33,7 @@ async fn rust_digests_equal_the_contracts_own() {
         fee: U256::from(11u64 * 33 + 22 * 44),
         owed: U256::MAX,
         proof_digest: B256::repeat_byte(4),
+        issued_at: 1_700_000_000,
     };
     assert_eq!(
         w.user.receipt_digest(&receipt).await.unwrap(),

@@ -6,6 +6,7 @@ mod attacks;
 mod common;
 mod devchain;
 mod digests;
+mod disputes;
 mod escrow;
 mod ledger;
 mod registry;

@@ -7,7 +7,7 @@ use zg_chain::{
 use zg_core::service_id;
 
 #[tokio::test]
-async fn a_provider_lists_updates_and_removes_services_and_gets_its_stake_back() {
+async fn a_provider_lists_updates_and_removes_services_and_its_stake_unbonds() {
     let w = World::new().await;
     let p = w.provider.wallet();
     let signer = Address::repeat_byte(0x51);
@@ -29,10 +29,7 @@ async fn a_provider_lists_updates_and_removes_services_and_gets_its_stake_back()
         .unwrap();
     assert_eq!(
         w.provider.stake_of(p).await.unwrap(),
-        ProviderStake {
-            stake: tokens(100),
-            services: 2
-        }
+        bonded(tokens(100), 2)
     );
 
     let listed = w
@@ -46,6 +43,7 @@ async fn a_provider_lists_updates_and_removes_services_and_gets_its_stake_back()
         (p, signer, "https://provider.example/chat")
     );
     assert!(listed.updated_at > 0);
+    assert_eq!(listed.failed_at, 0);
 
     let mut update = service("chat", signer);
     update.prices.output = U256::from(99u64);
@@ -73,25 +71,39 @@ async fn a_provider_lists_updates_and_removes_services_and_gets_its_stake_back()
     assert_eq!(w.provider.service(p, "embed").await.unwrap(), None);
     assert_eq!(
         w.provider.stake_of(p).await.unwrap(),
-        ProviderStake {
-            stake: tokens(100),
-            services: 1
-        }
+        bonded(tokens(100), 1)
     );
 
+    // The last service gone, the stake stays slashable for the unbonding period.
+    let period = w.user.dispute_rules().await.unwrap().unbonding_period;
     let last = w.provider.remove_service("chat").await.unwrap();
+    let unbond_at = w.now().await + period;
     assert!(
-        matches!(&last.events[..], [Ev::ServiceRemoved(_), Ev::StakeReturned(s)] if s.amount == tokens(100))
+        matches!(&last.events[..], [Ev::ServiceRemoved(_), Ev::UnbondingStarted(u)]
+        if u.provider == p && u.stake == tokens(100) && u.unbondAt == unbond_at)
     );
     assert_eq!(
         w.provider.stake_of(p).await.unwrap(),
         ProviderStake {
-            stake: U256::ZERO,
-            services: 0
+            stake: tokens(100),
+            services: 0,
+            open_disputes: 0,
+            unbond_at,
         }
     );
     assert_eq!(w.provider.services(0, 10).await.unwrap().total, 0);
-    let fees = added.fee + second.fee + updated.fee + removed.fee + last.fee;
+    match revert_of(w.provider.withdraw_stake().await) {
+        E::StakeUnbonding(e) => assert_eq!((e.provider, e.unbondAt), (p, unbond_at)),
+        other => panic!("unexpected {other:?}"),
+    }
+
+    w.chain.advance_time(period).await.unwrap();
+    let withdrawn = w.provider.withdraw_stake().await.unwrap();
+    assert!(
+        matches!(&withdrawn.events[..], [Ev::StakeReturned(s)] if s.provider == p && s.amount == tokens(100))
+    );
+    assert_eq!(w.provider.stake_of(p).await.unwrap(), bonded(U256::ZERO, 0));
+    let fees = added.fee + second.fee + updated.fee + removed.fee + last.fee + withdrawn.fee;
     assert_eq!(
         w.provider.native_balance(p).await.unwrap(),
         before - fees,
@@ -104,6 +116,56 @@ async fn a_provider_lists_updates_and_removes_services_and_gets_its_stake_back()
             .unwrap(),
         U256::ZERO
     );
+    assert!(matches!(
+        revert_of(w.provider.withdraw_stake().await),
+        E::NoStake(_)
+    ));
+}
+
+/// A provider's stake with `services` listed, no dispute open, not unbonding.
+fn bonded(stake: U256, services: u64) -> ProviderStake {
+    ProviderStake {
+        stake,
+        services,
+        open_disputes: 0,
+        unbond_at: 0,
+    }
+}
+
+#[tokio::test]
+async fn a_listed_stake_stays_and_listing_again_ends_the_unbonding() {
+    let w = World::new().await;
+    let p = w.provider.wallet();
+    assert!(matches!(
+        revert_of(w.provider.withdraw_stake().await),
+        E::NoStake(e) if e.provider == p
+    ));
+    w.provider
+        .add_or_update_service(&service("chat", Address::ZERO), tokens(100))
+        .await
+        .unwrap();
+    assert!(matches!(
+        revert_of(w.provider.withdraw_stake().await),
+        E::StakeStillListed(e) if e.services == U256::from(1)
+    ));
+
+    w.provider.remove_service("chat").await.unwrap();
+    assert_ne!(w.provider.stake_of(p).await.unwrap().unbond_at, 0);
+    // Listing again, even without new stake, bonds the stake again.
+    w.provider
+        .add_or_update_service(&service("chat", Address::ZERO), U256::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        w.provider.stake_of(p).await.unwrap(),
+        bonded(tokens(100), 1)
+    );
+    let period = w.user.dispute_rules().await.unwrap().unbonding_period;
+    w.chain.advance_time(period + 1).await.unwrap();
+    assert!(matches!(
+        revert_of(w.provider.withdraw_stake().await),
+        E::StakeStillListed(_)
+    ));
 }
 
 #[tokio::test]

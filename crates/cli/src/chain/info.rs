@@ -27,6 +27,9 @@ pub(super) async fn run(args: InfoArgs, out: Out) -> Result<()> {
     let lock_period = chain.lock_period().await?;
     let (min_lock, max_lock) = chain.lock_period_bounds().await?;
     let latest = chain.block_number().await?;
+    let rules = chain.dispute_rules().await?;
+    let (verifiers, quorum) = chain.verifier_set().await?;
+    let disputes = chain.dispute_count().await?;
     let code = match chain.check_code().await {
         Ok(()) => "this build's ZgServing".to_string(),
         Err(e) => e.to_string(),
@@ -55,8 +58,28 @@ pub(super) async fn run(args: InfoArgs, out: Out) -> Result<()> {
             set("--min-stake 0G"),
         ),
         (
+            "verifiers",
+            format!("{verifiers} registered, quorum {quorum} (setVerifier, setQuorum)"),
+            set("--add-verifier 0x... --remove-verifier 0x... --quorum N"),
+        ),
+        (
+            "disputes",
+            format!(
+                "window {} s, voting {} s, unbonding {} s, bond {} 0G, slash {} bps, reward {} bps (setDisputeParams)",
+                rules.window,
+                rules.voting_period,
+                rules.unbonding_period,
+                format_amount(rules.bond),
+                rules.slash_bps,
+                rules.reward_bps
+            ),
+            set(
+                "--dispute-window S --voting-period S --unbonding-period S --dispute-bond 0G --slash-bps N --reward-bps N",
+            ),
+        ),
+        (
             "owner",
-            "who may change the two above (transferOwnership)".to_string(),
+            "who may change the settings above (transferOwnership)".to_string(),
             set("--owner 0xNEW_OWNER"),
         ),
     ];
@@ -75,6 +98,18 @@ pub(super) async fn run(args: InfoArgs, out: Out) -> Result<()> {
             "max_min_stake": format_amount(max_min_stake),
             "lock_period": lock_period,
             "lock_period_bounds": [min_lock, max_lock],
+            "verifiers": verifiers,
+            "quorum": quorum,
+            "disputes_opened": disputes,
+            "dispute_rules": {
+                "window_s": rules.window,
+                "voting_period_s": rules.voting_period,
+                "unbonding_period_s": rules.unbonding_period,
+                "bond": format_amount(rules.bond),
+                "slash_bps": rules.slash_bps,
+                "reward_bps": rules.reward_bps,
+                "max_evidence_bytes": rules.max_evidence_bytes,
+            },
             "owner_settings": settings
                 .iter()
                 .map(|(key, what, how)| json!({ "setting": key, "what": what, "how": how }))
@@ -85,6 +120,7 @@ pub(super) async fn run(args: InfoArgs, out: Out) -> Result<()> {
                 "network     {}\nchain id    {}\nrpc         {}\nexplorer    {}\ncontract    {contract}\n\
                  deployed    {}\nlatest      block {latest}\ncode        {code}\n\
                  owner       {owner}\nmin stake   {} 0G\nlock period {lock_period} s\n\
+                 verifiers   {verifiers} (quorum {quorum}), {disputes} disputes opened\n\
                  \nowner-only settings:\n",
                 name.as_deref().unwrap_or("(none: --rpc-url and --contract)"),
                 chain.chain_id(),

@@ -24,7 +24,7 @@ enum ChainCommand {
     Deploy(deploy::DeployArgs),
     /// The network, the contract's parameters and its owner-only settings.
     Info(info::InfoArgs),
-    /// Owner only: set the lock period or minimum stake, or hand over ownership.
+    /// Owner only: set the lock period, minimum stake, verifiers, quorum and dispute rules, or hand over ownership.
     Set(set::SetArgs),
 }
 

@@ -1,12 +1,28 @@
-//! `make demo`'s run: money before, a chat and a streamed chat through the
-//! gateway, the receipts and their checks, settlement on chain, money after,
-//! and one line that says whether the provider earned exactly the receipts.
+//! `make demo`'s run: money before, a cheating provider caught by the
+//! gateway's audits and slashed by the verifiers (with `--cheater`), a chat
+//! and a streamed chat through the gateway, the receipts and their checks,
+//! settlement on chain, money after, and one line that says whether the
+//! honest provider earned exactly the receipts.
 
 use anyhow::{Context, Result, bail, ensure};
 use futures::StreamExt;
 use std::time::{Duration, Instant};
+use zg_chain::DisputeState;
 use zg_core::{Address, U256, format_amount};
 use zg_devnet::Stack;
+
+/// Answers the cheater may give before the audits must have caught it.
+const CATCH_WITHIN: usize = 10;
+
+/// What catching the cheater took.
+#[derive(Default)]
+struct Caught {
+    /// Answers given while the cheater was being caught.
+    answers: usize,
+    audits_failed: u64,
+    disputes_won: u64,
+    slashed: U256,
+}
 
 pub(super) async fn run(stack: &Stack) -> Result<()> {
     let user = stack.user.user();
@@ -16,6 +32,10 @@ pub(super) async fn run(stack: &Stack) -> Result<()> {
 
     let http = reqwest::Client::new();
     let url = format!("{}/chat/completions", stack.gateway_url);
+    let caught = match &stack.cheater {
+        Some((cheater, _)) => catch_cheater(stack, &http, &url, cheater.address).await?,
+        None => Caught::default(),
+    };
     println!("\n== chat completion through the gateway");
     let body = serde_json::json!({
         "model": stack.chat_model,
@@ -80,7 +100,7 @@ pub(super) async fn run(stack: &Stack) -> Result<()> {
 
     println!("\n== receipts (checked by the gateway before it paid)");
     let book = &stack.book;
-    let receipts = wait_for_receipts(book, requests).await?;
+    let receipts = wait_for_receipts(book, &providers, requests).await?;
     let mut verified = 0;
     let mut receipt_total = U256::ZERO;
     for r in &receipts {
@@ -97,7 +117,7 @@ pub(super) async fn run(stack: &Stack) -> Result<()> {
     }
 
     println!("\n== settlement on chain");
-    wait_for_acknowledgements(book).await?;
+    wait_for_acknowledgements(book, &providers).await?;
     let mut settled = U256::ZERO;
     for provider in &stack.providers {
         let round = provider
@@ -114,11 +134,15 @@ pub(super) async fn run(stack: &Stack) -> Result<()> {
         settled += round.paid;
     }
 
+    println!("\n== audits of the honest answers");
+    let audits = honest_audits(stack, &providers, &caught).await?;
+
     println!("\n== balances after");
     let after = balances(stack, user, &providers).await?;
     let earned = after.providers_total - before.providers_total;
     let figures = format!(
-        "requests={requests} receipts_verified={verified} settled_neuron={settled} provider_earned_neuron={earned}"
+        "requests={requests} receipts_verified={verified} settled_neuron={settled} provider_earned_neuron={earned} audits_passed={} audits_failed={} disputes_won={} slashed_neuron={}",
+        audits.passed, audits.failed, caught.disputes_won, caught.slashed
     );
     let mut failures = Vec::new();
     if verified != requests {
@@ -171,13 +195,16 @@ async fn balances(stack: &Stack, user: Address, providers: &[Address]) -> Result
     Ok(Balances { providers_total })
 }
 
+/// The receipts of the honest `providers` once there are `n`.
 async fn wait_for_receipts(
     book: &zg_client::Book,
+    providers: &[Address],
     n: usize,
 ) -> Result<Vec<zg_client::ReceiptRecord>> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let receipts = book.receipts(None, false, 100).await?;
+        let mut receipts = book.receipts(None, false, 100).await?;
+        receipts.retain(|r| providers.contains(&r.provider));
         if receipts.len() >= n {
             return Ok(receipts);
         }
@@ -193,10 +220,11 @@ async fn wait_for_receipts(
 
 /// The last answer's fee is paid by an acknowledgement voucher the gateway
 /// sends once it is idle; settle only after it is out, so nothing is left owed.
-async fn wait_for_acknowledgements(book: &zg_client::Book) -> Result<()> {
+async fn wait_for_acknowledgements(book: &zg_client::Book, providers: &[Address]) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let accounts = book.tabs().await?;
+        let mut accounts = book.tabs().await?;
+        accounts.retain(|a| providers.contains(&a.provider));
         if accounts.iter().all(|a| a.authorized >= a.owed) {
             return Ok(());
         }
@@ -205,4 +233,136 @@ async fn wait_for_acknowledgements(book: &zg_client::Book) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Chats through the gateway until an audit of the cheater's answers fails
+/// (at most [`CATCH_WITHIN`] answers), then waits for the dispute the
+/// gateway opens to be decided by the verifiers.
+async fn catch_cheater(
+    stack: &Stack,
+    http: &reqwest::Client,
+    url: &str,
+    cheater: Address,
+) -> Result<Caught> {
+    println!(
+        "\n== a cheater: {cheater} lists the honest model's digest at half the price and serves a requantized substitute"
+    );
+    let chain = &stack.owner;
+    let stake_before = chain.stake_of(cheater).await?.stake;
+    let mut answers = 0;
+    while stack.gateway.audit_counts().failed == 0 {
+        ensure!(
+            answers < CATCH_WITHIN,
+            "{CATCH_WITHIN} answers went by and no audit failed"
+        );
+        let body = serde_json::json!({
+            "model": stack.chat_model,
+            "messages": [{"role": "user", "content": format!("Tell me one fact about the number {answers}.")}],
+            "max_tokens": 32,
+            "temperature": 0,
+        });
+        http.post(url)
+            .bearer_auth(&stack.api_key)
+            .json(&body)
+            .send()
+            .await?
+            .error_for_status()
+            .context("the gateway refused a chat request")?;
+        answers += 1;
+        // The audit runs in the background: give it time before the next answer.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while audits_done(stack) < answers && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let counts = stack.gateway.audit_counts();
+    println!(
+        "  {answers} answer(s), {} audit(s) failed: the gateway stopped routing to {cheater} and disputed",
+        counts.failed
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let disputes_won = loop {
+        let mut won = 0;
+        let mut open = 0;
+        for id in 1..=chain.dispute_count().await? {
+            let dispute = chain.dispute(id).await?;
+            match dispute.state {
+                DisputeState::Guilty if dispute.provider == cheater => won += 1,
+                DisputeState::Open => open += 1,
+                _ => {}
+            }
+        }
+        if won > 0 && open == 0 {
+            break won;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no dispute against {cheater} was decided guilty in time ({won} guilty, {open} open)"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let stake_after = chain.stake_of(cheater).await?.stake;
+    let slashed = stake_before.saturating_sub(stake_after);
+    let failed_at = chain
+        .services_of(cheater, 0, 10)
+        .await?
+        .items
+        .iter()
+        .map(|s| s.failed_at)
+        .max()
+        .unwrap_or(0);
+    ensure!(
+        failed_at != 0,
+        "the cheater's service is not marked as failed"
+    );
+    println!(
+        "  {disputes_won} dispute(s) decided guilty by the verifiers: {} 0G of stake slashed, the service marked failed",
+        format_amount(slashed)
+    );
+    Ok(Caught {
+        answers,
+        audits_failed: counts.failed,
+        disputes_won,
+        slashed,
+    })
+}
+
+/// Waits until every answer so far was audited (the first ten of a service
+/// all are), and checks that the honest providers passed and were never
+/// disputed.
+async fn honest_audits(
+    stack: &Stack,
+    honest: &[Address],
+    caught: &Caught,
+) -> Result<zg_gateway::AuditCounts> {
+    let answers = caught.answers + 2;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while audits_done(stack) < answers && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let counts = stack.gateway.audit_counts();
+    println!(
+        "  {} passed, {} failed, {} skipped",
+        counts.passed, counts.failed, counts.skipped
+    );
+    ensure!(
+        counts.failed == caught.audits_failed,
+        "an honest answer failed its audit ({} failures, {} of them the cheater's)",
+        counts.failed,
+        caught.audits_failed
+    );
+    let chain = &stack.owner;
+    for id in 1..=chain.dispute_count().await? {
+        let provider = chain.dispute(id).await?.provider;
+        ensure!(
+            !honest.contains(&provider),
+            "dispute {id} was opened against the honest provider {provider}"
+        );
+    }
+    Ok(counts)
+}
+
+fn audits_done(stack: &Stack) -> usize {
+    let c = stack.gateway.audit_counts();
+    usize::try_from(c.passed + c.failed + c.skipped).unwrap_or(usize::MAX)
 }

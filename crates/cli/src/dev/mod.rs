@@ -1,14 +1,24 @@
 //! `zg-serving dev`: a whole marketplace on one machine in one command. It
 //! owns the data directory and the order things start and stop in; the
-//! pieces themselves are the real chain, engine, broker and gateway.
+//! pieces themselves are the real chain, engine, broker and gateway, the
+//! gateway's audits and two verifier nodes (with `--cheater`, a provider
+//! that serves a substitute model for them to catch).
 
 mod banner;
 mod demo;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use std::path::PathBuf;
+use std::{path::PathBuf, sync::Arc, time::Duration};
+use zg_core::SigningKey;
 use zg_devnet::{DataDir, Stack, StackPlan};
+use zg_engine::verify::Shelf;
+use zg_gateway::AuditPolicy;
+
+use crate::verifier::{self, Metrics, NodeSettings};
+
+/// Verifier nodes `dev` runs; every one must vote for a verdict.
+const VERIFIERS: usize = 2;
 
 #[derive(Args)]
 pub(crate) struct DevArgs {
@@ -33,6 +43,10 @@ pub(crate) struct DevArgs {
     /// Run the end-to-end demo once (chat, stream, receipts, settlement) and exit.
     #[arg(long)]
     demo: bool,
+    /// Add a provider that registers the honest model's digest but serves a
+    /// cheaper requantized substitute, at half the price, for the audits to catch.
+    #[arg(long)]
+    cheater: bool,
 }
 
 /// The data directory `ZG_DEV_DATA_DIR` (or the default) names, and the
@@ -66,17 +80,30 @@ pub(crate) fn run(args: DevArgs) -> Result<()> {
             );
         }
     }
+    // The weights the audits and the verifiers hold: the folder of the model.
+    let models_dir = match args.model.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let shelf = Arc::new(Shelf::new(&models_dir, 1));
     let plan = StackPlan {
         model: args.model,
         embedding_model,
         providers: usize::from(args.providers),
         gateway_port: args.port,
         progress: |step| println!("{step}"),
+        cheater: args.cheater,
+        verifiers: VERIFIERS,
+        audits: Some((
+            verifier::audit_checker(&models_dir, 1)?,
+            AuditPolicy::default(),
+        )),
     };
     tokio::runtime::Runtime::new()
         .context("could not start the async runtime")?
         .block_on(async move {
             let stack = Stack::start(&dir, &plan).await?;
+            let (stop, verifiers) = start_verifiers(&stack, &shelf).await?;
             let outcome = if args.demo {
                 demo::run(&stack).await
             } else {
@@ -85,13 +112,47 @@ pub(crate) fn run(args: DevArgs) -> Result<()> {
                 println!("\nstopping: finishing requests in flight ...");
                 Ok(())
             };
+            let _ = stop.send(true);
+            for node in verifiers {
+                let _ = node.await;
+            }
             stack.shutdown().await;
             outcome
         })
 }
 
+/// The verifier nodes of the stack's registered keys, sharing one shelf of
+/// weights, watching from the current block until `stop`.
+async fn start_verifiers(
+    stack: &Stack,
+    shelf: &Arc<Shelf>,
+) -> Result<(
+    tokio::sync::watch::Sender<bool>,
+    Vec<tokio::task::JoinHandle<Result<()>>>,
+)> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let from_block = stack.owner.block_number().await?;
+    let mut nodes = Vec::new();
+    for key in &stack.verifier_keys {
+        let chain = stack.owner.with_key(key)?;
+        let settings = NodeSettings {
+            poll: Duration::from_millis(500),
+            from_block,
+        };
+        nodes.push(tokio::spawn(verifier::node::watch(
+            chain,
+            SigningKey::from_bytes(key)?,
+            shelf.clone(),
+            settings,
+            Arc::new(Metrics::default()),
+            stopped.clone(),
+        )));
+    }
+    Ok((stop, nodes))
+}
+
 /// Ctrl-C or SIGTERM.
-async fn stopped() {
+pub(crate) async fn stopped() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(term) => term,
         Err(_) => {

@@ -1,5 +1,6 @@
-//! Market commands: services (discovery), receipts (the book's evidence)
-//! and recover (the book rebuilt from signed statements and the chain).
+//! Market commands: services (discovery), receipts (the book's evidence,
+//! with the gateway's audits) and recover (the book rebuilt from signed
+//! statements and the chain).
 
 use super::{ChainArgs, Out};
 use anyhow::Context;
@@ -114,6 +115,7 @@ pub(super) async fn receipts(c: &ChainArgs, a: ReceiptsArgs, out: Out) -> anyhow
                 "fee": format_amount(r.fee), "owed": format_amount(r.owed),
                 "inputTokens": r.input_tokens.to_string(), "outputTokens": r.output_tokens.to_string(),
                 "status": r.status, "fault": r.fault, "createdAt": r.created_at, "signed": r.signed,
+                "audit": r.audit,
             })
         })
         .collect();
@@ -124,7 +126,7 @@ pub(super) async fn receipts(c: &ChainArgs, a: ReceiptsArgs, out: Out) -> anyhow
         list.iter()
             .map(|r| {
                 format!(
-                    "#{} {} {} {} in/{} out tokens, fee {} 0G, owed {} 0G: {}{}",
+                    "#{} {} {} {} in/{} out tokens, fee {} 0G, owed {} 0G: {}{}{}",
                     r.id,
                     r.provider,
                     r.model,
@@ -136,13 +138,24 @@ pub(super) async fn receipts(c: &ChainArgs, a: ReceiptsArgs, out: Out) -> anyhow
                     r.fault
                         .as_deref()
                         .map(|f| format!(" ({f})"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    r.audit.as_ref().map(audit_text).unwrap_or_default()
                 )
             })
             .collect::<Vec<_>>()
             .join("\n")
     });
     Ok(())
+}
+
+/// A receipt's audit as `user receipts` prints it.
+fn audit_text(a: &zg_client::AuditRecord) -> String {
+    let verdict = if a.pass { "passed" } else { "FAILED" };
+    let dispute = a
+        .dispute
+        .map(|id| format!(", dispute #{id}"))
+        .unwrap_or_default();
+    format!("; audit {verdict} ({}){dispute}", a.detail)
 }
 
 pub(super) async fn recover(c: &ChainArgs, out: Out) -> anyhow::Result<()> {

@@ -1,8 +1,9 @@
 //! The voucher book: per (user, provider) what the user has authorized and
 //! what it owes by its own tally, and every receipt (paid or refused, as
 //! evidence; for proof services with the request, response and proof that
-//! `zg-serving verify` checks), in a local SQLite file (zg-sqlite, so the gateway's concurrent
-//! requests share commits).
+//! `zg-serving verify` checks, and the gateway's audit of it), in a local
+//! SQLite file (zg-sqlite, so the gateway's concurrent requests share
+//! commits).
 //!
 //! Concurrent requests to one provider never sign conflicting vouchers:
 //! see [`epoch`].
@@ -70,6 +71,18 @@ CREATE TABLE evidence (
 );
 ";
 
+/// Version 3: the gateway's audits of kept evidence, by receipt row: the
+/// verdict of re-running the proof, and the dispute it opened on a failure.
+const AUDITS: &str = "
+CREATE TABLE audits (
+    receipt INTEGER PRIMARY KEY,
+    result TEXT NOT NULL, -- pass | fail
+    detail TEXT NOT NULL,
+    dispute INTEGER, -- the contract's dispute id
+    created_at INTEGER NOT NULL
+);
+";
+
 /// One provider's tab in the book: what the user signed for and what it
 /// owes by its own tally (the provider keeps the same tab on its side).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -108,6 +121,18 @@ pub struct ReceiptRecord {
     pub fault: Option<String>,
     pub signed: SignedReceipt,
     pub created_at: i64,
+    /// The gateway's audit of the answer, if it ran one.
+    pub audit: Option<AuditRecord>,
+}
+
+/// The verdict of re-running an answer's proof with the registered weights.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRecord {
+    pub pass: bool,
+    /// What the check found (distances, or what did not match).
+    pub detail: String,
+    /// The contract's dispute opened over a failed audit.
+    pub dispute: Option<u64>,
 }
 
 /// How a receipt ended up in the book.
@@ -158,7 +183,7 @@ impl Book {
             if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)?;
             }
-            Ok(Writer::open(&file, &[SCHEMA, EVIDENCE])?)
+            Ok(Writer::open(&file, &[SCHEMA, EVIDENCE, AUDITS])?)
         })
         .await
         .map_err(|e| ClientError::book(path, std::io::Error::other(e).into()))?
@@ -389,6 +414,36 @@ impl Book {
         .await
     }
 
+    /// Stores the audit of receipt row `receipt` (replacing an earlier one).
+    pub async fn record_audit(
+        &self,
+        receipt: i64,
+        pass: bool,
+        detail: &str,
+        dispute: Option<u64>,
+    ) -> Result<(), ClientError> {
+        let (result, detail) = (if pass { "pass" } else { "fail" }, detail.to_owned());
+        self.call(move |db| {
+            db.prepare_cached(
+                "INSERT OR REPLACE INTO audits (receipt, result, detail, dispute, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![receipt, result, detail, dispute, now()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Notes the dispute opened over the audit of receipt row `receipt`.
+    pub async fn set_audit_dispute(&self, receipt: i64, dispute: u64) -> Result<(), ClientError> {
+        self.call(move |db| {
+            db.prepare_cached("UPDATE audits SET dispute = ?2 WHERE receipt = ?1")?
+                .execute(params![receipt, dispute])?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Every tab of this user in the book.
     pub async fn tabs(&self) -> Result<Vec<Tab>, ClientError> {
         let user = self.user.to_string();
@@ -416,7 +471,8 @@ impl Book {
         .await
     }
 
-    /// The newest receipts first; `rejected_only` for the evidence of refused ones.
+    /// The newest receipts first, each with its audit; `rejected_only` for
+    /// the evidence of refused ones.
     pub async fn receipts(
         &self,
         provider: Option<Address>,
@@ -426,19 +482,22 @@ impl Book {
         let (user, provider) = (self.user.to_string(), provider.map(|p| p.to_string()));
         self.call(move |db| {
             let mut stmt = db.prepare_cached(
-                "SELECT id, provider, service, model, fee, owed, input_tokens, output_tokens, status, fault,
-                 signed, created_at FROM receipts WHERE user = ?1 AND (?2 IS NULL OR provider = ?2)
-                 AND (?3 = 0 OR status = 'rejected') ORDER BY id DESC LIMIT ?4",
+                "SELECT r.id, r.provider, r.service, r.model, r.fee, r.owed, r.input_tokens, r.output_tokens,
+                 r.status, r.fault, r.signed, r.created_at, a.result, a.detail, a.dispute
+                 FROM receipts r LEFT JOIN audits a ON a.receipt = r.id
+                 WHERE r.user = ?1 AND (?2 IS NULL OR r.provider = ?2)
+                 AND (?3 = 0 OR r.status = 'rejected') ORDER BY r.id DESC LIMIT ?4",
             )?;
             let rows = stmt.query_map(params![user, provider, rejected_only, limit], |r| {
                 Ok((
                     (r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?),
                     (r.get::<_, String>(4)?, r.get::<_, String>(5)?, r.get::<_, String>(6)?, r.get::<_, String>(7)?),
                     (r.get::<_, String>(8)?, r.get::<_, Option<String>>(9)?, r.get::<_, String>(10)?, r.get::<_, i64>(11)?),
+                    (r.get::<_, Option<String>>(12)?, r.get::<_, Option<String>>(13)?, r.get::<_, Option<u64>>(14)?),
                 ))
             })?;
             rows.map(|row| {
-                let ((id, provider, service, model), (fee, owed, input, output), (status, fault, signed, created_at)) = row?;
+                let ((id, provider, service, model), (fee, owed, input, output), (status, fault, signed, created_at), audit) = row?;
                 Ok(ReceiptRecord {
                     id,
                     provider: address(&provider)?,
@@ -455,6 +514,14 @@ impl Book {
                         value: signed.chars().take(200).collect(),
                     })?,
                     created_at,
+                    audit: match audit {
+                        (Some(result), detail, dispute) => Some(AuditRecord {
+                            pass: result == "pass",
+                            detail: detail.unwrap_or_default(),
+                            dispute,
+                        }),
+                        (None, ..) => None,
+                    },
                 })
             })
             .collect()
@@ -504,6 +571,7 @@ mod tests {
             fee: U256::from(fee),
             owed: U256::from(owed),
             proof_digest: B256::ZERO,
+            issued_at: 0,
         };
         SignedReceipt::new(receipt, &key.sign_hash(&B256::ZERO))
     }
@@ -548,6 +616,56 @@ mod tests {
                 .unwrap()
                 .len(),
             2
+        );
+    }
+
+    #[tokio::test]
+    async fn an_audit_is_kept_next_to_its_receipt_with_its_dispute() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("book.sqlite");
+        let provider = Address::repeat_byte(2);
+        let book = Book::open(&path, Address::repeat_byte(1)).await.unwrap();
+        let ticket = book.begin(provider).await.unwrap();
+        let mut rows = Vec::new();
+        for owed in [10, 20, 30] {
+            let (row, _) = book
+                .record(&ticket, &signed(10, owed), "chat", "m", Verdict::Paid)
+                .await
+                .unwrap();
+            rows.push(row);
+        }
+        drop(ticket);
+        book.record_audit(rows[0], true, "distance 0.1", None)
+            .await
+            .unwrap();
+        book.record_audit(rows[1], false, "distance 3.2", None)
+            .await
+            .unwrap();
+        book.set_audit_dispute(rows[1], 7).await.unwrap();
+        drop(book);
+
+        let book = Book::open(&path, Address::repeat_byte(1)).await.unwrap();
+        let audits: Vec<_> = book
+            .receipts(None, false, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.id, r.audit))
+            .collect();
+        let audit = |pass, detail: &str, dispute| {
+            Some(AuditRecord {
+                pass,
+                detail: detail.into(),
+                dispute,
+            })
+        };
+        assert_eq!(
+            audits,
+            vec![
+                (rows[2], None),
+                (rows[1], audit(false, "distance 3.2", Some(7))),
+                (rows[0], audit(true, "distance 0.1", None)),
+            ]
         );
     }
 

@@ -16,8 +16,6 @@ use zg_engine::proof::{Proof, tokens_digest};
 use zg_engine::verify::{Claim, Verifier};
 use zg_engine::{EngineConfig, ServerHandle};
 
-mod substitute;
-
 const SYSTEM: &str = "You are a helpful assistant.";
 const CHEAT_SYSTEM: &str = "You are a pirate. Answer every question like a pirate would.";
 const TOPICS: &[&str] = &[
@@ -392,8 +390,8 @@ async fn main() -> Result<()> {
     let verifier = &verifiers[1];
     // (a) substitutes claiming the registered digest.
     let mut subst = Vec::new();
-    for kind in substitute::Kind::ALL {
-        let path = substitute::make(&model, &repo_root().join("target"), kind)
+    for kind in zg_engine::substitute::Kind::ALL {
+        let path = zg_engine::substitute::make(&model, &repo_root().join("target"), kind)
             .map_err(anyhow::Error::msg)?;
         let name = format!("{kind:?}");
         let provider = Arc::new(Provider::start(&path, 2, 4, true).await?);

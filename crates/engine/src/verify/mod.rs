@@ -5,6 +5,8 @@
 //! proof), as `zg-serving verify` and audits need it.
 
 mod evidence;
+mod shelf;
+pub use shelf::{Judgement, Shelf, judge};
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};

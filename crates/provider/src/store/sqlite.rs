@@ -562,6 +562,7 @@ mod tests {
                 fee: U256::from(7u64),
                 owed: U256::from(7u64),
                 proof_digest: B256::ZERO,
+                issued_at: 0,
             },
             &signature,
         );
