@@ -120,18 +120,23 @@ abstract contract Disputes is Registry, VoucherHashing {
         uint256 size = e.request.length + e.response.length + e.proof.length;
         if (size > params.maxEvidenceBytes) revert EvidenceTooLarge(size, params.maxEvidenceBytes);
         Receipt calldata r = e.receipt;
-        Service storage s = _services[_serviceKey(r.provider, r.service)];
-        address signer = s.signer;
-        if (signer == address(0)) revert UnknownService(r.provider, r.service);
-        bytes memory method = bytes(s.verifiability);
-        if (method.length == 0 || keccak256(method) == keccak256("none")) {
-            revert NoProofMethod(r.provider, r.service);
-        }
-        if (r.modelDigest != s.modelDigest) revert WrongModel(s.modelDigest, r.modelDigest);
+        bytes32 key = _serviceKey(r.provider, r.service);
+        Service storage s = _services[key];
+        if (s.signer == address(0)) revert UnknownService(r.provider, r.service);
 
         digest = _receiptDigest(r);
         (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, e.signature);
-        if (err != ECDSA.RecoverError.NoError || recovered != signer) revert BadReceiptSignature(recovered, signer);
+        if (err != ECDSA.RecoverError.NoError) recovered = address(0);
+        bytes32 method = keccak256(bytes(s.verifiability));
+        if (!_binds(s.signer, s.modelDigest, method, recovered, r.modelDigest)) {
+            // Signed before the provider replaced its signer, model or method?
+            Commitment memory p = _previous[key];
+            if (p.until < block.timestamp || !_binds(p.signer, p.modelDigest, p.methodHash, recovered, r.modelDigest)) {
+                if (!_isProofMethod(method)) revert NoProofMethod(r.provider, r.service);
+                if (r.modelDigest != s.modelDigest) revert WrongModel(s.modelDigest, r.modelDigest);
+                revert BadReceiptSignature(recovered, s.signer);
+            }
+        }
         _checkDigest(EvidencePart.Request, r.requestDigest, keccak256(abi.encodePacked(e.nonce, e.request)));
         _checkDigest(EvidencePart.Response, r.responseDigest, keccak256(e.response));
         _checkDigest(EvidencePart.Proof, r.proofDigest, keccak256(e.proof));
@@ -190,6 +195,20 @@ abstract contract Disputes is Registry, VoucherHashing {
         emit DisputeResolved(id, state);
     }
 
+    /// Whether a receipt signed by `recovered` for `model` is one the
+    /// commitment (`signer`, `registered` model, method) stands behind.
+    function _binds(address signer, bytes32 registered, bytes32 method, address recovered, bytes32 model)
+        private
+        pure
+        returns (bool)
+    {
+        return recovered != address(0) && recovered == signer && model == registered && _isProofMethod(method);
+    }
+
+    function _isProofMethod(bytes32 methodHash) private pure returns (bool) {
+        return methodHash != keccak256("none") && methodHash != keccak256("");
+    }
+
     function _checkDigest(EvidencePart part, bytes32 signed, bytes32 computed) private pure {
         if (signed != computed || signed == bytes32(0)) revert DigestMismatch(part, signed, computed);
     }
@@ -202,9 +221,11 @@ abstract contract Disputes is Registry, VoucherHashing {
         if (active) verifierCount += 1;
         else verifierCount -= 1;
         emit VerifierSet(verifier, active);
-        if (quorum == 0 && active) {
-            quorum = 1;
-            emit QuorumSet(1);
+        // Keep the quorum reachable: 1 with the first verifier, never above the count.
+        uint32 q = quorum == 0 ? 1 : (quorum > verifierCount ? verifierCount : quorum);
+        if (q != quorum && q != 0) {
+            quorum = q;
+            emit QuorumSet(q);
         }
     }
 
@@ -222,7 +243,8 @@ abstract contract Disputes is Registry, VoucherHashing {
 
     function _setDisputeParams(DisputeParams memory p) private {
         bool ok = p.window >= MIN_PERIOD && p.window <= MAX_PERIOD && p.votingPeriod >= MIN_PERIOD
-            && p.votingPeriod <= MAX_PERIOD && p.unbondingPeriod >= p.window && p.unbondingPeriod <= MAX_UNBONDING_PERIOD
+            && p.votingPeriod <= MAX_PERIOD && p.unbondingPeriod >= p.window + MAX_CLOCK_SKEW
+            && p.unbondingPeriod <= MAX_UNBONDING_PERIOD
             && p.bond != 0 && p.bond <= MAX_BOND && p.slashBps != 0 && p.slashBps <= 10_000 && p.rewardBps <= 10_000
             && p.maxEvidenceBytes != 0 && p.maxEvidenceBytes <= MAX_EVIDENCE_BYTES;
         if (!ok) revert DisputeParamsOutOfBounds();
@@ -232,6 +254,10 @@ abstract contract Disputes is Registry, VoucherHashing {
 
     function _unbondingPeriod() internal view override returns (uint64) {
         return _params.unbondingPeriod;
+    }
+
+    function _commitmentHold() internal view override returns (uint64) {
+        return _params.window + MAX_CLOCK_SKEW;
     }
 
     // ---- views ----

@@ -25,6 +25,16 @@ abstract contract Registry is Ledger, Ownable {
     /// Keyed by keccak256(abi.encode(provider, keccak256(name))). A removed
     /// service stays here (unlisted) so its receipts can still be disputed.
     mapping(bytes32 key => Service) internal _services;
+    /// What a service's receipts were checked against before its last change
+    /// of signer, model digest or method, and until when (Disputes.sol).
+    struct Commitment {
+        address signer;
+        bytes32 modelDigest;
+        bytes32 methodHash; // keccak256 of the verifiability text
+        uint64 until;
+    }
+
+    mapping(bytes32 key => Commitment) internal _previous;
     /// Position + 1 in `_allKeys` (0: not listed), for swap-and-pop removal.
     mapping(bytes32 key => uint256) internal _allIndex;
     mapping(bytes32 key => uint256) internal _providerIndex;
@@ -47,6 +57,7 @@ abstract contract Registry is Ledger, Ownable {
     error NoStake(address provider);
     error StakeUnbonding(address provider, uint64 unbondAt);
     error DisputesOpen(address provider, uint256 open);
+    error CommitmentHeld(address provider, string name, uint64 until);
 
     constructor(uint256 minStake_) {
         _setMinStake(minStake_);
@@ -58,11 +69,6 @@ abstract contract Registry is Ledger, Ownable {
     /// only with fresh stake (at least `minStake` sent).
     function addOrUpdateService(ServiceParams calldata params) external payable {
         if (bytes(params.name).length == 0) revert EmptyServiceName();
-        ProviderSlot memory p = _providers[msg.sender];
-        uint256 stake = uint256(p.stake) + msg.value;
-        if (stake < minStake) revert StakeTooLow(msg.sender, stake, minStake);
-        if (msg.value != 0) emit Staked(msg.sender, msg.value, stake);
-
         bytes32 nameHash = keccak256(bytes(params.name));
         bytes32 key = _serviceKey(msg.sender, nameHash);
         Service storage s = _services[key];
@@ -70,6 +76,12 @@ abstract contract Registry is Ledger, Ownable {
             if (msg.value < minStake) revert FreshStakeRequired(msg.sender, params.name, minStake);
             s.failedAt = 0;
         }
+        ProviderSlot memory p = _providers[msg.sender];
+        uint256 stake = uint256(p.stake) + msg.value;
+        if (stake < minStake) revert StakeTooLow(msg.sender, stake, minStake);
+        if (msg.value != 0) emit Staked(msg.sender, msg.value, stake);
+        _keepCommitment(key, s, params);
+
         bool added = _allIndex[key] == 0;
         if (added) {
             _allKeys.push(key);
@@ -131,6 +143,27 @@ abstract contract Registry is Ledger, Ownable {
 
     /// How long a stake stays slashable after the last service is removed.
     function _unbondingPeriod() internal view virtual returns (uint64);
+
+    /// How long the receipts of a replaced signer, model or method stay
+    /// disputable: the dispute window plus the allowed clock skew.
+    function _commitmentHold() internal view virtual returns (uint64);
+
+    /// When an update replaces what receipts are checked against (signer,
+    /// model digest, method), the old values stay in force for disputes for
+    /// `_commitmentHold()`, and cannot be replaced again until then: a
+    /// provider cannot make its past receipts undisputable by re-keying.
+    function _keepCommitment(bytes32 key, Service storage s, ServiceParams calldata params) private {
+        if (s.signer == address(0)) return; // never listed
+        bytes32 method = keccak256(bytes(s.verifiability));
+        if (
+            s.signer == params.signer && s.modelDigest == params.modelDigest
+                && method == keccak256(bytes(params.verifiability))
+        ) return;
+        uint64 until = _previous[key].until;
+        if (until >= block.timestamp) revert CommitmentHeld(msg.sender, params.name, until);
+        until = uint64(block.timestamp) + _commitmentHold();
+        _previous[key] = Commitment(s.signer, s.modelDigest, method, until);
+    }
 
     function setMinStake(uint256 minStake_) external onlyOwner {
         _setMinStake(minStake_);

@@ -198,6 +198,10 @@ fn describe(error: &ZgServingErrors) -> String {
             e.provider,
             amount(e.required)
         ),
+        E::CommitmentHeld(e) => format!(
+            "service {:?} of provider {} changed its signer, model or method less than a dispute window ago: receipts signed before stay disputable until unix time {}, change it again after that",
+            e.name, e.provider, e.until
+        ),
         E::StakeStillListed(e) => format!(
             "provider {} still lists {} services: remove them all, then wait out the unbonding period",
             e.provider, e.services
@@ -278,7 +282,7 @@ fn describe(error: &ZgServingErrors) -> String {
             "quorum {} is outside 1..={} (the registered verifiers)",
             e.quorum, e.verifiers
         ),
-        E::DisputeParamsOutOfBounds(_) => "dispute parameters out of bounds: window and voting period 60 s ..= 30 days, unbonding period window ..= 90 days, bond 1 neuron ..= 1,000,000 tokens, slash 1 ..= 10,000 bps, reward <= 10,000 bps, evidence 1 ..= 262,144 bytes".into(),
+        E::DisputeParamsOutOfBounds(_) => "dispute parameters out of bounds: window and voting period 60 s ..= 30 days, unbonding period window + 300 s ..= 90 days, bond 1 neuron ..= 1,000,000 tokens, slash 1 ..= 10,000 bps, reward <= 10,000 bps, evidence 1 ..= 262,144 bytes".into(),
         other => format!("{other:?}"),
     }
 }

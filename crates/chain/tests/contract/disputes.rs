@@ -368,6 +368,49 @@ async fn a_failed_service_is_listed_again_only_with_fresh_stake() {
 }
 
 #[tokio::test]
+async fn re_keying_or_removing_a_service_leaves_its_past_receipts_disputable() {
+    let court = Court::new().await;
+    let (w, p) = (&court.w, court.w.provider.wallet());
+    let before = court.evidence().await;
+    // The provider replaces its receipt signer (and a moment later would
+    // again): receipts signed by the old key stay disputable for a window.
+    let mut listed = w.user.service(p, PROOF).await.unwrap().expect("listed");
+    let new_signer = SigningKey::random();
+    listed.signer = new_signer.address();
+    w.provider
+        .add_or_update_service(&listed, U256::ZERO)
+        .await
+        .unwrap();
+    listed.signer = SigningKey::random().address();
+    assert!(matches!(
+        revert_of(w.provider.add_or_update_service(&listed, U256::ZERO).await),
+        E::CommitmentHeld(e) if e.name == PROOF
+    ));
+    let id = court.decide(&before, true).await;
+    assert_eq!(court.state(id).await, DisputeState::Guilty);
+    // Receipts of the new key are checked against it.
+    let after = court
+        .evidence_signed(|_| {}, &new_signer, &court.domain())
+        .await;
+    court.open(&after).await.expect("the new signer's receipt is disputable");
+
+    // Removing the service does not end it either, and once the window is
+    // over the old key's receipts are refused as any stranger's.
+    let old = court.evidence().await;
+    w.provider.remove_service(PROOF).await.unwrap();
+    court.open(&old).await.expect("a removed service's receipt is disputable");
+    w.chain
+        .advance_time(court.rules.window + 301)
+        .await
+        .unwrap();
+    let late = court.evidence().await;
+    assert!(matches!(
+        revert_of(court.open(&late).await),
+        E::BadReceiptSignature(_)
+    ));
+}
+
+#[tokio::test]
 async fn forged_and_foreign_receipts_are_refused() {
     let court = Court::new().await;
     let w = &court.w;
@@ -631,6 +674,11 @@ async fn the_owner_sets_verifiers_quorum_and_rules_within_bounds() {
     }
     w.owner.set_quorum(2).await.unwrap();
     assert_eq!(w.user.verifier_set().await.unwrap(), (2, 2));
+    // Removing a verifier never leaves a quorum the rest cannot reach.
+    w.owner.set_verifier(b, false).await.unwrap();
+    assert_eq!(w.user.verifier_set().await.unwrap(), (1, 1));
+    w.owner.set_verifier(b, true).await.unwrap();
+    w.owner.set_quorum(2).await.unwrap();
 
     assert_eq!(
         w.user.dispute_rules().await.unwrap(),
@@ -648,7 +696,8 @@ async fn the_owner_sets_verifiers_quorum_and_rules_within_bounds() {
     let low = DisputeRules {
         window: 60,
         voting_period: 60,
-        unbonding_period: 60,
+        // At least the window plus the 5 minutes a receipt may be dated ahead.
+        unbonding_period: 360,
         bond: U256::from(1),
         slash_bps: 1,
         reward_bps: 0,
@@ -682,11 +731,11 @@ async fn the_owner_sets_verifiers_quorum_and_rules_within_bounds() {
             voting_period: 30 * DAY + 1,
             ..high
         },
-        // Unbonding shorter than the window would let a stake leave before
-        // its last receipts can be disputed.
+        // Unbonding shorter than the window (plus the clock skew) would let
+        // a stake leave before its last receipts can be disputed.
         DisputeRules {
             window: 3600,
-            unbonding_period: 3599,
+            unbonding_period: 3899,
             ..low
         },
         DisputeRules {
