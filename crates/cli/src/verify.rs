@@ -2,7 +2,9 @@
 //! from a receipt in the user's book or an evidence file (format in
 //! docs/verification.md), with the GGUF whose sha256 is the receipt's
 //! `modelDigest`. Prints pass or fail with the measured distance; a failed
-//! check exits with status 1, unreadable input with an error.
+//! check exits with status 1, unreadable input with an error. `zg-serving
+//! user verify` does the same for a receipt of the user's book and stores
+//! the verdict next to it, as the gateway's audits do.
 
 use std::path::{Path, PathBuf};
 
@@ -23,19 +25,8 @@ pub(crate) struct VerifyArgs {
     /// An evidence file: JSON with receipt, nonce, request, response and proof.
     #[arg(long)]
     file: Option<PathBuf>,
-    /// The registered GGUF; refused unless its sha256 is the receipt's modelDigest.
-    #[arg(
-        long,
-        conflicts_with = "models_dir",
-        required_unless_present = "models_dir"
-    )]
-    model: Option<PathBuf>,
-    /// A folder of GGUF files; the one whose sha256 is the receipt's modelDigest is used.
-    #[arg(long)]
-    models_dir: Option<PathBuf>,
-    /// CPU threads for the check [default: available CPUs, at most 8].
-    #[arg(long)]
-    threads: Option<u32>,
+    #[command(flatten)]
+    weights: Weights,
     /// Also write the evidence (e.g. of a book's receipt) to this file.
     #[arg(long)]
     save: Option<PathBuf>,
@@ -49,6 +40,94 @@ pub(crate) struct VerifyArgs {
     key: KeyArgs,
 }
 
+/// Which weights check the answer.
+#[derive(Args)]
+pub(crate) struct Weights {
+    /// The registered GGUF; refused unless its sha256 is the receipt's modelDigest.
+    #[arg(
+        long,
+        conflicts_with = "models_dir",
+        required_unless_present = "models_dir"
+    )]
+    model: Option<PathBuf>,
+    /// A folder of GGUF files; the one whose sha256 is the receipt's modelDigest is used.
+    #[arg(long)]
+    models_dir: Option<PathBuf>,
+    /// CPU threads for the check [default: available CPUs, at most 8].
+    #[arg(long)]
+    threads: Option<u32>,
+}
+
+/// `zg-serving user verify`.
+#[derive(Args)]
+pub(crate) struct UserVerifyArgs {
+    /// The receipt's id in the book (`zg-serving user receipts`).
+    #[arg(long)]
+    receipt: i64,
+    #[command(flatten)]
+    weights: Weights,
+}
+
+/// A checked answer: the verdict, with the model file and digest used.
+struct Checked {
+    verdict: Verdict,
+    model: PathBuf,
+    digest: String,
+}
+
+impl Weights {
+    /// Checks `evidence` with the GGUF these name (blocking).
+    fn check(&self, evidence: &Evidence) -> anyhow::Result<Checked> {
+        let digest = hex::encode(evidence.receipt.receipt.model_digest);
+        let model = match (&self.model, &self.models_dir) {
+            (Some(path), _) => path.clone(),
+            (None, Some(dir)) => find_model(dir, &digest)?,
+            (None, None) => bail!("name the model: --model FILE or --models-dir DIR"),
+        };
+        let threads = self.threads.unwrap_or_else(default_threads);
+        let verifier = Verifier::open(&model, &digest, threads)?;
+        let verdict = verifier.verify_evidence(evidence)?;
+        Ok(Checked {
+            verdict,
+            model,
+            digest,
+        })
+    }
+}
+
+/// Checks receipt `receipt` of the user's book and stores the verdict next
+/// to it (what `zg-serving user receipts` shows); exits 1 on fail.
+pub(crate) async fn user_verify(
+    c: &crate::user::ChainArgs,
+    a: UserVerifyArgs,
+    out: crate::user::Out,
+) -> anyhow::Result<()> {
+    let user = c.key.load()?.address();
+    let path = c.book_path()?;
+    let book = Book::open(&path, user).await?;
+    let evidence = book
+        .evidence(a.receipt)
+        .await?
+        .with_context(|| no_evidence(&path, a.receipt, user))?;
+    let checked = tokio::task::spawn_blocking(move || a.weights.check(&evidence))
+        .await
+        .context("the check stopped")??;
+    let line = print(&checked, out.json);
+    book.record_audit(a.receipt, checked.verdict.pass, &line, None)
+        .await?;
+    if !checked.verdict.pass {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn no_evidence(book: &Path, id: i64, user: zg_core::Address) -> String {
+    format!(
+        "the book {} keeps no evidence for receipt {id} of {user}: evidence is kept for answers of services that register a proof method (see `zg-serving user receipts`)",
+        book.display()
+    )
+}
+
 pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<()> {
     let evidence = match (&args.file, args.receipt) {
         (Some(path), _) => read_file(path)?,
@@ -59,17 +138,9 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<()> {
         std::fs::write(path, evidence.to_json_pretty())
             .with_context(|| format!("could not write the evidence to {}", path.display()))?;
     }
-    let digest = hex::encode(evidence.receipt.receipt.model_digest);
-    let model = match (&args.model, &args.models_dir) {
-        (Some(path), _) => path.clone(),
-        (None, Some(dir)) => find_model(dir, &digest)?,
-        (None, None) => bail!("name the model: --model FILE or --models-dir DIR"),
-    };
-    let threads = args.threads.unwrap_or_else(default_threads);
-    let verifier = Verifier::open(&model, &digest, threads)?;
-    let verdict = verifier.verify_evidence(&evidence)?;
-    print(&verdict, &model, &digest, args.json);
-    if !verdict.pass {
+    let checked = args.weights.check(&evidence)?;
+    print(&checked, args.json);
+    if !checked.verdict.pass {
         std::process::exit(1);
     }
     Ok(())
@@ -96,12 +167,7 @@ fn from_book(args: &VerifyArgs, id: i64) -> anyhow::Result<Evidence> {
             let book = Book::open(&path, user).await?;
             book.evidence(id).await
         })?
-        .with_context(|| {
-            format!(
-                "the book {} keeps no evidence for receipt {id} of {user}: evidence is kept for answers of services that register a proof method (see `zg-serving user receipts`)",
-                path.display()
-            )
-        })
+        .with_context(|| no_evidence(&path, id, user))
 }
 
 /// The GGUF in `dir` whose sha256 is `digest` (hex).
@@ -135,8 +201,26 @@ fn default_threads() -> u32 {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(8) as u32)
 }
 
-fn print(verdict: &Verdict, model: &Path, digest: &str, json: bool) {
+/// Prints the verdict (text or JSON); returns its one-line text.
+fn print(checked: &Checked, json: bool) -> String {
+    let Checked {
+        verdict,
+        model,
+        digest,
+    } = checked;
     let result = if verdict.pass { "pass" } else { "fail" };
+    let line = match &verdict.mismatch {
+        Some(why) => format!("{result}: {why} ({} tokens)", verdict.tokens),
+        None => format!(
+            "{result}: distance {:.3} (threshold {}), worst token {:.3} (threshold {}), {} tokens, model {} (sha256 {digest})",
+            verdict.distance,
+            verdict.threshold,
+            verdict.worst_token,
+            verdict.token_threshold,
+            verdict.tokens,
+            model.display()
+        ),
+    };
     if json {
         let value = json!({
             "result": result,
@@ -153,20 +237,10 @@ fn print(verdict: &Verdict, model: &Path, digest: &str, json: bool) {
             "{}",
             serde_json::to_string_pretty(&value).unwrap_or_default()
         );
-        return;
+    } else {
+        println!("{line}");
     }
-    match &verdict.mismatch {
-        Some(why) => println!("{result}: {why} ({} tokens)", verdict.tokens),
-        None => println!(
-            "{result}: distance {:.3} (threshold {}), worst token {:.3} (threshold {}), {} tokens, model {} (sha256 {digest})",
-            verdict.distance,
-            verdict.threshold,
-            verdict.worst_token,
-            verdict.token_threshold,
-            verdict.tokens,
-            model.display()
-        ),
-    }
+    line
 }
 
 /// JSON has no infinity: a mismatch before any model run measures nothing.

@@ -130,6 +130,37 @@ async fn verify_passes_a_good_file_and_refuses_bad_input_cleanly() {
         "keeps no evidence for receipt",
     );
 
+    // `user verify` checks the same receipt and keeps the verdict, which
+    // `user receipts` then shows next to it.
+    let user_cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_zg-serving"))
+            .args(["user", "--json", "--book", &book])
+            .args(args)
+            .env("ZG_PRIVATE_KEY", user.to_bytes().to_string())
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("zg-serving runs")
+    };
+    let out = user_cli(&[
+        "verify",
+        "--receipt",
+        &id,
+        "--model",
+        &model,
+        "--threads",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let out = user_cli(&["receipts"]);
+    let rows: Value = serde_json::from_slice(&out.stdout).expect("JSON receipts");
+    assert_eq!(rows[0]["audit"]["pass"], Value::Bool(true), "{rows}");
+    assert!(
+        rows[0]["audit"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("pass: distance")),
+        "{rows}"
+    );
+
     // The model found by its digest in a folder, JSON out.
     let models = dir.path().join("models");
     std::fs::create_dir(&models).expect("mkdir");

@@ -392,13 +392,19 @@ async fn re_keying_or_removing_a_service_leaves_its_past_receipts_disputable() {
     let after = court
         .evidence_signed(|_| {}, &new_signer, &court.domain())
         .await;
-    court.open(&after).await.expect("the new signer's receipt is disputable");
+    court
+        .open(&after)
+        .await
+        .expect("the new signer's receipt is disputable");
 
     // Removing the service does not end it either, and once the window is
     // over the old key's receipts are refused as any stranger's.
     let old = court.evidence().await;
     w.provider.remove_service(PROOF).await.unwrap();
-    court.open(&old).await.expect("a removed service's receipt is disputable");
+    court
+        .open(&old)
+        .await
+        .expect("a removed service's receipt is disputable");
     w.chain
         .advance_time(court.rules.window + 301)
         .await

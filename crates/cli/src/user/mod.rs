@@ -91,8 +91,10 @@ enum UserCommand {
     Services(market::ServicesArgs),
     /// One prompt, or an interactive chat when none is given; streams the answer.
     Chat(chat::ChatArgs),
-    /// Receipts in the local book, newest first.
+    /// Receipts in the local book, newest first, with their audits.
     Receipts(market::ReceiptsArgs),
+    /// Check a receipt's answer against the registered weights now, and keep the verdict.
+    Verify(crate::verify::UserVerifyArgs),
     /// Rebuild the local book from the providers' signed statements and the chain.
     Recover,
 }
@@ -118,6 +120,7 @@ pub(crate) fn run(args: UserArgs) -> anyhow::Result<()> {
             UserCommand::Services(a) => market::services(c, a, out).await,
             UserCommand::Chat(a) => chat::chat(c, a, out).await,
             UserCommand::Receipts(a) => market::receipts(c, a, out).await,
+            UserCommand::Verify(a) => crate::verify::user_verify(c, a, out).await,
             UserCommand::Recover => market::recover(c, out).await,
         }
     })

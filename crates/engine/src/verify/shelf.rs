@@ -102,10 +102,11 @@ impl Shelf {
         };
         let seen: HashSet<PathBuf> = lock(&self.paths).values().cloned().collect();
         for path in entries.flatten().map(|e| e.path()) {
-            if path.extension().is_some_and(|e| e == "gguf") && !seen.contains(&path) {
-                if let Ok(digest) = model_digest(&path) {
-                    lock(&self.paths).insert(digest, path);
-                }
+            if path.extension().is_some_and(|e| e == "gguf")
+                && !seen.contains(&path)
+                && let Ok(digest) = model_digest(&path)
+            {
+                lock(&self.paths).insert(digest, path);
             }
         }
     }
