@@ -49,6 +49,8 @@ abstract contract Registry is Ledger, Ownable {
     event MinStakeSet(uint256 minStake);
 
     error EmptyServiceName();
+    /// A cached prompt token may not cost more than an uncached one.
+    error CachedPriceAboveInput(uint256 cachedInputPrice, uint256 inputPrice);
     error StakeTooLow(address provider, uint256 stake, uint256 required);
     error ServiceNotFound(address provider, string name);
     error MinStakeOutOfBounds(uint256 minStake, uint256 max);
@@ -69,6 +71,9 @@ abstract contract Registry is Ledger, Ownable {
     /// only with fresh stake (at least `minStake` sent).
     function addOrUpdateService(ServiceParams calldata params) external payable {
         if (bytes(params.name).length == 0) revert EmptyServiceName();
+        if (params.cachedInputPrice > params.inputPrice) {
+            revert CachedPriceAboveInput(params.cachedInputPrice, params.inputPrice);
+        }
         bytes32 nameHash = keccak256(bytes(params.name));
         bytes32 key = _serviceKey(msg.sender, nameHash);
         Service storage s = _services[key];
@@ -101,6 +106,7 @@ abstract contract Registry is Ledger, Ownable {
         s.hardware = params.hardware;
         s.inputPrice = params.inputPrice;
         s.outputPrice = params.outputPrice;
+        s.cachedInputPrice = params.cachedInputPrice;
         s.verifiability = params.verifiability;
         s.signer = params.signer;
         s.updatedAt = uint64(block.timestamp);

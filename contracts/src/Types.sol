@@ -16,6 +16,8 @@ struct Voucher {
 /// checks it when a dispute names it). `proofDigest` is the keccak256 of the
 /// answer's proof of model, zero where there is none; `issuedAt` the unix
 /// time the provider signed it, from which the dispute window runs.
+/// `cachedTokens` of the `inputTokens` were read from the provider's prompt
+/// cache and priced at `cachedPrice`; the rest at `inputPrice`.
 struct Receipt {
     address user;
     address provider;
@@ -25,15 +27,18 @@ struct Receipt {
     bytes32 responseDigest;
     uint256 inputTokens;
     uint256 outputTokens;
+    uint256 cachedTokens;
     uint256 inputPrice;
     uint256 outputPrice;
+    uint256 cachedPrice;
     uint256 fee;
     uint256 owed;
     bytes32 proofDigest;
     uint64 issuedAt;
 }
 
-/// What a provider lists; prices are ceilings per token, in neuron.
+/// What a provider lists; prices are ceilings per token, in neuron
+/// (`cachedInputPrice`: prompt tokens the provider's prompt cache served).
 struct ServiceParams {
     string name;
     string kind;
@@ -43,6 +48,7 @@ struct ServiceParams {
     string hardware;
     uint256 inputPrice;
     uint256 outputPrice;
+    uint256 cachedInputPrice;
     string verifiability;
     address signer;
 }
@@ -58,6 +64,7 @@ struct Service {
     string hardware;
     uint256 inputPrice;
     uint256 outputPrice;
+    uint256 cachedInputPrice;
     string verifiability;
     address signer;
     uint64 updatedAt;

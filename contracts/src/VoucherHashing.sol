@@ -13,8 +13,8 @@ abstract contract VoucherHashing is EIP712 {
         keccak256("Voucher(address user,address provider,uint256 cumulative,bytes32 requestDigest)");
     bytes32 internal constant RECEIPT_TYPEHASH = keccak256(
         "Receipt(address user,address provider,bytes32 service,bytes32 modelDigest,bytes32 requestDigest,"
-        "bytes32 responseDigest,uint256 inputTokens,uint256 outputTokens,uint256 inputPrice,uint256 outputPrice,"
-        "uint256 fee,uint256 owed,bytes32 proofDigest,uint64 issuedAt)"
+        "bytes32 responseDigest,uint256 inputTokens,uint256 outputTokens,uint256 cachedTokens,uint256 inputPrice,"
+        "uint256 outputPrice,uint256 cachedPrice,uint256 fee,uint256 owed,bytes32 proofDigest,uint64 issuedAt)"
     );
     bytes32 internal constant VERDICT_TYPEHASH = keccak256("Verdict(uint256 dispute,bool guilty)");
 

@@ -105,6 +105,8 @@ fn floor() -> Result<(f64, f64)> {
         output_tokens: U256::from(5u64),
         input_price: U256::from(1u64),
         output_price: U256::from(2u64),
+        cached_tokens: U256::ZERO,
+        cached_price: U256::ZERO,
         fee: U256::from(20u64),
         owed: U256::from(20u64),
         proof_digest: keccak256("p"),

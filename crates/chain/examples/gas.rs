@@ -42,10 +42,8 @@ fn service(name: &str, signer: Address) -> Service {
         model: "qwen2.5-0.5b-instruct-q4_k_m".into(),
         model_digest: B256::repeat_byte(0x11),
         hardware: "cpu".into(),
-        prices: Prices {
-            input: U256::from(1_000_000u64),
-            output: U256::from(2_000_000u64),
-        },
+        prices: Prices::new(U256::from(1_000_000u64), U256::from(2_000_000u64))
+            .with_cached(U256::from(200_000u64)),
         verifiability: "none".into(),
         signer,
         updated_at: 0,
@@ -129,6 +127,8 @@ fn evidence(
         output_tokens: U256::from(470u64),
         input_price: U256::from(1_000_000u64),
         output_price: U256::from(2_000_000u64),
+        cached_tokens: U256::ZERO,
+        cached_price: U256::ZERO,
         fee: U256::from(1_170_000_000u64),
         owed: U256::from(1_170_000_000u64),
         proof_digest: proof_digest(&proof),

@@ -29,6 +29,7 @@ impl From<ZgServing::Service> for Service {
             prices: Prices {
                 input: s.inputPrice,
                 output: s.outputPrice,
+                cached: s.cachedInputPrice,
             },
             verifiability: s.verifiability,
             signer: s.signer,
@@ -48,6 +49,7 @@ fn params(s: &Service) -> ZgServing::ServiceParams {
         hardware: s.hardware.clone(),
         inputPrice: s.prices.input,
         outputPrice: s.prices.output,
+        cachedInputPrice: s.prices.cached,
         verifiability: s.verifiability.clone(),
         signer: s.signer,
     }

@@ -6,7 +6,7 @@
 
 use crate::book::OwedBefore;
 use zg_core::{
-    Address, B256, Domain, Prices, Receipt, Service, U256, Usage, Verifiability,
+    Address, B256, Domain, Prices, Quote, Receipt, Service, U256, Verifiability,
     headers::SignedReceipt,
 };
 
@@ -24,6 +24,9 @@ pub struct Expected<'a> {
     pub owed_before: OwedBefore,
     /// The answer's proof of model as the broker served it.
     pub proof: ProofSeen<'a>,
+    /// The quote the request went out under, and the output it asked for
+    /// per choice (`Quote::requested_output`).
+    pub quote: Option<(&'a Quote, u64)>,
 }
 
 /// What the client got of an answer's proof of model.
@@ -57,10 +60,20 @@ pub enum ReceiptFault {
     #[error("response digest {got}, the body received hashes to {expected}")]
     WrongResponseDigest { expected: B256, got: B256 },
     #[error(
-        "prices {} in / {} out neuron per token exceed the listed ceilings {} / {}",
-        got.input, got.output, ceiling.input, ceiling.output
+        "prices {} in / {} out / {} cached neuron per token exceed the listed ceilings {} / {} / {}",
+        got.input, got.output, got.cached, ceiling.input, ceiling.output, ceiling.cached
     )]
     PriceAboveCeiling { ceiling: Prices, got: Prices },
+    #[error(
+        "prices {} in / {} out / {} cached neuron per token exceed the quote's {} / {} / {} for {prompt_tokens} prompt tokens and {requested_output} requested output tokens",
+        got.input, got.output, got.cached, quoted.input, quoted.output, quoted.cached
+    )]
+    PriceAboveQuote {
+        quoted: Prices,
+        got: Prices,
+        prompt_tokens: U256,
+        requested_output: u64,
+    },
     #[error(
         "fee {claimed} neuron, but {input_tokens} in + {output_tokens} out tokens at its prices make {computed}"
     )]
@@ -72,6 +85,8 @@ pub enum ReceiptFault {
     },
     #[error("token counts or fee overflow")]
     Overflow,
+    #[error("{cached} cached prompt tokens out of {input} prompt tokens")]
+    CachedAboveInput { cached: U256, input: U256 },
     #[error("owed {claimed} neuron, the client's own tally makes {expected}")]
     WrongOwed { claimed: U256, expected: U256 },
     #[error(
@@ -109,8 +124,10 @@ impl ReceiptFault {
             Self::WrongRequestDigest { .. } => "wrong_request_digest",
             Self::WrongResponseDigest { .. } => "wrong_response_digest",
             Self::PriceAboveCeiling { .. } => "price_above_ceiling",
+            Self::PriceAboveQuote { .. } => "price_above_quote",
             Self::WrongFee { .. } => "wrong_fee",
             Self::Overflow => "overflow",
+            Self::CachedAboveInput { .. } => "cached_above_input",
             Self::WrongOwed { .. } => "wrong_owed",
             Self::UnknownVerifiability(_) => "unknown_verifiability",
             Self::MissingProof { .. } => "missing_proof",
@@ -162,18 +179,34 @@ pub fn check_receipt(
         |expected, got| ReceiptFault::WrongResponseDigest { expected, got },
     )?;
     check_proof(receipt, service, expected.proof)?;
-    let prices = Prices::new(receipt.input_price, receipt.output_price);
+    let prices = receipt.prices();
     if !prices.within(&service.prices) {
         return Err(ReceiptFault::PriceAboveCeiling {
             ceiling: service.prices,
             got: prices,
         });
     }
-    let usage = Usage {
-        input_tokens: u64::try_from(receipt.input_tokens).map_err(|_| ReceiptFault::Overflow)?,
-        output_tokens: u64::try_from(receipt.output_tokens).map_err(|_| ReceiptFault::Overflow)?,
-    };
-    let computed = prices.fee(usage).map_err(|_| ReceiptFault::Overflow)?;
+    let usage = receipt.usage().ok_or(ReceiptFault::Overflow)?;
+    if let Some((quote, requested_output)) = expected.quote {
+        let quoted = quote
+            .prices_for(usage.input_tokens, requested_output)
+            .unwrap_or_default();
+        if !prices.within(&quoted) {
+            return Err(ReceiptFault::PriceAboveQuote {
+                quoted,
+                got: prices,
+                prompt_tokens: receipt.input_tokens,
+                requested_output,
+            });
+        }
+    }
+    let computed = prices.fee(usage).map_err(|e| match e {
+        zg_core::FeeError::CachedAboveInput { .. } => ReceiptFault::CachedAboveInput {
+            cached: receipt.cached_tokens,
+            input: receipt.input_tokens,
+        },
+        _ => ReceiptFault::Overflow,
+    })?;
     if computed != receipt.fee {
         return Err(ReceiptFault::WrongFee {
             claimed: receipt.fee,
@@ -256,6 +289,7 @@ mod tests {
         service: Service,
         receipt: Receipt,
         user: Address,
+        quote: Option<Quote>,
     }
 
     fn case() -> Case {
@@ -286,6 +320,8 @@ mod tests {
             output_tokens: U256::from(7u64),
             input_price: U256::from(10u64),
             output_price: U256::from(15u64),
+            cached_tokens: U256::ZERO,
+            cached_price: U256::ZERO,
             fee: U256::from(5 * 10 + 7 * 15u64),
             owed: U256::from(1000 + 5 * 10 + 7 * 15u64),
             proof_digest: B256::ZERO,
@@ -297,6 +333,7 @@ mod tests {
             service,
             receipt,
             user,
+            quote: None,
         }
     }
 
@@ -318,6 +355,7 @@ mod tests {
             response_digest: keccak256(b"resp"),
             owed_before: OwedBefore::Exact(U256::from(1000u64)),
             proof,
+            quote: case.quote.as_ref().map(|q| (q, 64)),
         };
         check_receipt(&signed, &expected, &case.domain)
     }
@@ -393,6 +431,8 @@ mod tests {
             (
                 Receipt {
                     output_price: U256::from(21u64),
+                    cached_tokens: U256::ZERO,
+                    cached_price: U256::ZERO,
                     fee: U256::from(5 * 10 + 7 * 21u64),
                     owed: U256::from(1000 + 5 * 10 + 7 * 21u64),
                     ..r.clone()
@@ -467,5 +507,55 @@ mod tests {
         // A service without a proof method is not asked for one.
         c.service.verifiability = "none".into();
         assert_eq!(check(&c, &r, ProofSeen::NotAsked), Ok(U256::from(155u64)));
+    }
+
+    #[test]
+    fn a_quoted_request_pays_at_most_its_quote_and_cached_tokens_their_price() {
+        let mut c = case();
+        c.service.prices = c.service.prices.with_cached(U256::from(2u64));
+        let tier = |min_prompt_tokens, input: u64| zg_core::Tier {
+            min_prompt_tokens,
+            min_output_tokens: 0,
+            prices: Prices::new(U256::from(input), U256::from(15u64)).with_cached(U256::from(1u64)),
+        };
+        c.quote = Some(Quote {
+            provider: c.service.provider,
+            service: c.service.id(),
+            issued_at: 0,
+            valid_until: u64::MAX,
+            max_output_tokens: 64,
+            tiers: vec![tier(0, 8), tier(100, 10)],
+        });
+        let priced = |input: u64, cached: u64, input_price: u64, cached_price: u64| {
+            let fee = U256::from(
+                (input - cached.min(input)) * input_price + cached * cached_price + 7 * 15,
+            );
+            Receipt {
+                input_tokens: U256::from(input),
+                cached_tokens: U256::from(cached),
+                input_price: U256::from(input_price),
+                cached_price: U256::from(cached_price),
+                fee,
+                owed: U256::from(1000u64) + fee,
+                ..c.receipt.clone()
+            }
+        };
+        let check = |r: Receipt| run(&c, &r, &c.signer).map_err(|f| f.kind());
+        // Five prompt tokens at the base tier, three of them from the cache.
+        assert_eq!(
+            check(priced(5, 3, 8, 1)),
+            Ok(U256::from(2 * 8 + 3 + 7 * 15u64))
+        );
+        // The long-prompt tier's price on a short prompt, a dearer cache.
+        assert_eq!(check(priced(5, 0, 10, 1)), Err("price_above_quote"));
+        assert_eq!(check(priced(5, 3, 8, 2)), Err("price_above_quote"));
+        // A long prompt pays its tier.
+        assert_eq!(
+            check(priced(150, 0, 10, 1)),
+            Ok(U256::from(1500 + 7 * 15u64))
+        );
+        // Over the ceiling is refused as such, quote or not.
+        assert_eq!(check(priced(5, 3, 8, 3)), Err("price_above_ceiling"));
+        assert_eq!(check(priced(5, 6, 8, 1)), Err("cached_above_input"));
     }
 }

@@ -24,12 +24,33 @@ alloy_sol_types::sol! {
         bytes32 responseDigest;
         uint256 inputTokens;
         uint256 outputTokens;
+        uint256 cachedTokens;
         uint256 inputPrice;
         uint256 outputPrice;
+        uint256 cachedPrice;
         uint256 fee;
         uint256 owed;
         bytes32 proofDigest;
         uint64 issuedAt;
+    }
+
+    /// A provider's price quote for one service (see `crate::quote`).
+    struct Quote {
+        address provider;
+        bytes32 service;
+        uint64 issuedAt;
+        uint64 validUntil;
+        uint64 maxOutputTokens;
+        QuoteTier[] tiers;
+    }
+
+    /// One price line of a quote.
+    struct QuoteTier {
+        uint64 minPromptTokens;
+        uint64 minOutputTokens;
+        uint256 inputPrice;
+        uint256 outputPrice;
+        uint256 cachedPrice;
     }
 
     /// A verifier's verdict on one dispute of the contract.
@@ -100,8 +121,14 @@ mod tests {
             Receipt::eip712_encode_type(),
             "Receipt(address user,address provider,bytes32 service,bytes32 modelDigest,\
              bytes32 requestDigest,bytes32 responseDigest,uint256 inputTokens,\
-             uint256 outputTokens,uint256 inputPrice,uint256 outputPrice,uint256 fee,uint256 owed,\
-             bytes32 proofDigest,uint64 issuedAt)"
+             uint256 outputTokens,uint256 cachedTokens,uint256 inputPrice,uint256 outputPrice,\
+             uint256 cachedPrice,uint256 fee,uint256 owed,bytes32 proofDigest,uint64 issuedAt)"
+        );
+        assert_eq!(
+            Quote::eip712_encode_type(),
+            "Quote(address provider,bytes32 service,uint64 issuedAt,uint64 validUntil,\
+             uint64 maxOutputTokens,QuoteTier[] tiers)QuoteTier(uint64 minPromptTokens,\
+             uint64 minOutputTokens,uint256 inputPrice,uint256 outputPrice,uint256 cachedPrice)"
         );
         assert_eq!(
             Verdict::eip712_encode_type(),

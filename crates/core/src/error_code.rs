@@ -13,6 +13,9 @@ pub enum ErrorCode {
     VoucherStale,
     /// The same (user, requestDigest) was accepted before.
     VoucherReplayed,
+    /// `X-ZG-Quote` is not this broker's quote for the service, or it
+    /// expired: take a new one from `GET /v1/quote`.
+    QuoteInvalid,
     InsufficientEscrow,
     CreditExceeded,
     UnknownModel,
@@ -32,10 +35,11 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         Self::VoucherInvalid,
         Self::VoucherStale,
         Self::VoucherReplayed,
+        Self::QuoteInvalid,
         Self::InsufficientEscrow,
         Self::CreditExceeded,
         Self::UnknownModel,
@@ -56,6 +60,7 @@ impl ErrorCode {
             Self::VoucherInvalid => "voucher_invalid",
             Self::VoucherStale => "voucher_stale",
             Self::VoucherReplayed => "voucher_replayed",
+            Self::QuoteInvalid => "quote_invalid",
             Self::InsufficientEscrow => "insufficient_escrow",
             Self::CreditExceeded => "credit_exceeded",
             Self::UnknownModel => "unknown_model",
@@ -81,7 +86,7 @@ impl ErrorCode {
             Self::HeadersTooLarge => 431,
             Self::InsufficientEscrow => 402,
             Self::UnknownModel | Self::NotFound => 404,
-            Self::VoucherReplayed => 409,
+            Self::VoucherReplayed | Self::QuoteInvalid => 409,
             Self::CreditExceeded | Self::RateLimited => 429,
             Self::UpstreamFailed => 502,
             Self::Internal => 500,
@@ -112,6 +117,7 @@ impl ErrorCode {
             | Self::HeadersTooLarge
             | Self::MethodNotAllowed
             | Self::UnknownModel
+            | Self::QuoteInvalid
             | Self::NotFound => "invalid_request_error",
             Self::VoucherInvalid
             | Self::VoucherStale

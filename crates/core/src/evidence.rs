@@ -113,6 +113,8 @@ mod tests {
             output_tokens: U256::from(1u64),
             input_price: U256::ZERO,
             output_price: U256::ZERO,
+            cached_tokens: U256::ZERO,
+            cached_price: U256::ZERO,
             fee: U256::ZERO,
             owed: U256::ZERO,
             proof_digest: proof_digest(proof),

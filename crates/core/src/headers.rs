@@ -15,6 +15,10 @@ pub const REQUEST_ID: &str = "x-zg-request-id";
 /// Unix seconds of a statement request (`GET /v1/account/{user}`), signed
 /// with `X-ZG-Signature`.
 pub const TIMESTAMP: &str = "x-zg-timestamp";
+/// The quote a paid request is sent under: the [`crate::SignedQuote`] as
+/// `GET /v1/quote` served it, compact JSON. The broker charges at most its
+/// prices while it is valid (and refuses it, `quote_invalid`, after).
+pub const QUOTE: &str = "x-zg-quote";
 /// What every header of the protocol starts with.
 pub const PREFIX: &str = "x-zg-";
 
@@ -245,6 +249,8 @@ mod tests {
             output_tokens: U256::from(4u64),
             input_price: U256::from(5u64),
             output_price: U256::from(6u64),
+            cached_tokens: U256::ZERO,
+            cached_price: U256::ZERO,
             fee: U256::from(39u64),
             owed: U256::from(39u64),
             proof_digest: Default::default(),

@@ -2,7 +2,7 @@
 //! request with which response, how many tokens at what prices, the fee, and
 //! what the user owes in all, and the digest of the answer's proof of model.
 
-use crate::{Domain, Signature, SignatureError, SigningKey, eip712};
+use crate::{Domain, Prices, Signature, SignatureError, SigningKey, Usage, eip712};
 use alloy_primitives::{Address, B256, U256, keccak256};
 use serde::{Deserialize, Serialize};
 
@@ -19,8 +19,15 @@ pub struct Receipt {
     pub response_digest: B256,
     pub input_tokens: U256,
     pub output_tokens: U256,
+    /// Of `input_tokens`, those the provider's prompt cache served, priced
+    /// at `cached_price`. Absent in receipts stored before the field
+    /// existed (read as zero).
+    #[serde(default)]
+    pub cached_tokens: U256,
     pub input_price: U256,
     pub output_price: U256,
+    #[serde(default)]
+    pub cached_price: U256,
     pub fee: U256,
     /// Everything the user owes this provider after this answer, in neuron.
     pub owed: U256,
@@ -53,12 +60,29 @@ impl Receipt {
             responseDigest: self.response_digest,
             inputTokens: self.input_tokens,
             outputTokens: self.output_tokens,
+            cachedTokens: self.cached_tokens,
             inputPrice: self.input_price,
             outputPrice: self.output_price,
+            cachedPrice: self.cached_price,
             fee: self.fee,
             owed: self.owed,
             proofDigest: self.proof_digest,
             issuedAt: self.issued_at,
+        })
+    }
+
+    /// The prices this answer was served at.
+    pub fn prices(&self) -> Prices {
+        Prices::new(self.input_price, self.output_price).with_cached(self.cached_price)
+    }
+
+    /// The token counts it was charged for; `None` when one does not fit
+    /// in 64 bits (no real answer has that many).
+    pub fn usage(&self) -> Option<Usage> {
+        Some(Usage {
+            input_tokens: u64::try_from(self.input_tokens).ok()?,
+            output_tokens: u64::try_from(self.output_tokens).ok()?,
+            cached_input_tokens: u64::try_from(self.cached_tokens).ok()?,
         })
     }
 
@@ -92,9 +116,11 @@ mod tests {
             response_digest: B256::repeat_byte(6),
             input_tokens: U256::from(10u64),
             output_tokens: U256::from(20u64),
+            cached_tokens: U256::from(4u64),
             input_price: U256::from(1u64),
             output_price: U256::from(2u64),
-            fee: U256::from(50u64),
+            cached_price: U256::ZERO,
+            fee: U256::from(46u64),
             owed: U256::from(50u64),
             proof_digest: proof_digest(b"proof"),
             issued_at: 1_700_000_000,
@@ -106,6 +132,16 @@ mod tests {
             ..receipt.clone()
         };
         assert_ne!(inflated.signer(&sig, &domain).unwrap(), key.address());
+        let uncached = Receipt {
+            cached_tokens: U256::ZERO,
+            ..receipt.clone()
+        };
+        assert_ne!(uncached.signer(&sig, &domain).unwrap(), key.address());
+        let dearer_cache = Receipt {
+            cached_price: U256::from(1u64),
+            ..receipt.clone()
+        };
+        assert_ne!(dearer_cache.signer(&sig, &domain).unwrap(), key.address());
         let other_model = Receipt {
             model_digest: B256::repeat_byte(9),
             ..receipt.clone()

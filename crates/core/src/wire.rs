@@ -22,6 +22,22 @@ pub mod routes {
     pub const ACCOUNT: &str = "/v1/account/{user}";
     /// `POST`: an acknowledgement voucher ([`super::AckBody`]).
     pub const VOUCHERS: &str = "/v1/vouchers";
+    /// `GET /v1/quote?model=NAME`: the service's current prices as a
+    /// [`crate::SignedQuote`].
+    pub const QUOTE: &str = "/v1/quote";
+
+    /// The path of a service's quote.
+    pub fn quote(service: &str) -> String {
+        let mut path = String::from("/v1/quote?model=");
+        for b in service.bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                path.push(char::from(b));
+            } else {
+                path.push_str(&format!("%{b:02X}"));
+            }
+        }
+        path
+    }
 
     /// The path of a stream's receipt.
     pub fn receipt(id: &str) -> String {
@@ -146,13 +162,27 @@ pub struct OpenAiUsage {
     pub prompt_tokens: u64,
     #[serde(default)]
     pub completion_tokens: u64,
+    #[serde(default)]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+/// OpenAI's `usage.prompt_tokens_details`: how many prompt tokens the
+/// server's prompt cache served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptTokensDetails {
+    #[serde(default)]
+    pub cached_tokens: u64,
 }
 
 impl From<OpenAiUsage> for Usage {
+    /// A cached count above the prompt's is the upstream's error: it counts
+    /// as no cache at all, so nobody pays less than the prompt is worth.
     fn from(u: OpenAiUsage) -> Self {
+        let cached = u.prompt_tokens_details.map_or(0, |d| d.cached_tokens);
         Usage {
             input_tokens: u.prompt_tokens,
             output_tokens: u.completion_tokens,
+            cached_input_tokens: if cached <= u.prompt_tokens { cached } else { 0 },
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::{
     Gateway, cost,
     keys::{Hold, KeyRefusal},
     limits,
+    ranking::Quoted,
     routing::ProviderPrefs,
 };
 use bytes::Bytes;
@@ -251,10 +252,11 @@ async fn plan(
             )));
             continue;
         }
+        let quoted = quoted(gw, &able, input_tokens, output_tokens).await;
         let ranked = gw.ranking.rank(
             able,
-            input_tokens,
-            output_tokens.min(256),
+            &quoted,
+            (input_tokens, output_tokens.min(256)),
             parsed.prefs.sort,
         );
         if ranked.is_empty() {
@@ -281,6 +283,28 @@ async fn plan(
             .unwrap_or_else(|| ClientError::NoService("no provider left to try".into())));
     }
     Ok(plan)
+}
+
+/// The quoted prices of each candidate for a request of about
+/// `input_tokens` asking for `output_tokens`, taken (or held) now; a
+/// candidate whose broker serves no quote, or can't be reached, is left
+/// out (ranked at its ceilings; the request itself finds out).
+async fn quoted(
+    gw: &Gateway,
+    candidates: &[Service],
+    input_tokens: u64,
+    output_tokens: u64,
+) -> Quoted {
+    let taken = futures::future::join_all(candidates.iter().map(|s| gw.payer.quote(s))).await;
+    candidates
+        .iter()
+        .zip(taken)
+        .filter_map(|(s, taken)| {
+            let q = taken.ok()??.quote;
+            let prices = q.prices_for(input_tokens, q.requested_output(Some(output_tokens)))?;
+            Some(((s.provider, s.id()), prices))
+        })
+        .collect()
 }
 
 fn candidates(

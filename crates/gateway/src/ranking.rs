@@ -13,7 +13,11 @@ use std::{
     sync::Mutex,
     time::{Duration, Instant},
 };
-use zg_core::{Address, Service, U256};
+use zg_core::{Address, B256, Prices, Service, U256};
+
+/// Per (provider, service id), the prices its quote names for the request
+/// at hand; a service without one is ranked at its ceilings.
+pub(crate) type Quoted = HashMap<(Address, B256), Prices>;
 
 /// What a provider that passed an audit (and failed none: that bans) costs
 /// in the ranking, as a share of its estimated cost.
@@ -83,14 +87,15 @@ impl Ranking {
 
     /// Orders `candidates` best first (by `sort` when the request names
     /// one); banned providers are dropped. `input_tokens`/`output_tokens`
-    /// estimate the request for the price. A provider not yet measured
+    /// estimate the request for the price, at the quoted prices where
+    /// `quoted` has them (else the ceilings). A provider not yet measured
     /// counts as fast, so that it gets measured; one that passed an audit
     /// counts as cheaper (or, by `sort`, wins ties).
     pub(crate) fn rank(
         &self,
         candidates: Vec<Service>,
-        input_tokens: u64,
-        output_tokens: u64,
+        quoted: &Quoted,
+        (input_tokens, output_tokens): (u64, u64),
         sort: Option<Sort>,
     ) -> Vec<Service> {
         let now = Instant::now();
@@ -102,8 +107,11 @@ impl Ranking {
                 if st.banned.is_some() {
                     return None;
                 }
-                let fee = s.prices.input.saturating_mul(U256::from(input_tokens))
-                    + s.prices.output.saturating_mul(U256::from(output_tokens));
+                let prices = quoted.get(&(s.provider, s.id())).unwrap_or(&s.prices);
+                let fee = prices
+                    .input
+                    .saturating_mul(U256::from(input_tokens))
+                    .saturating_add(prices.output.saturating_mul(U256::from(output_tokens)));
                 // One neuron more so free services still compare by latency.
                 let fee: f64 = f64::from(fee.saturating_add(U256::from(1u64)));
                 let latency = st.latency_ms.unwrap_or(0.0);
@@ -197,7 +205,6 @@ impl Ranking {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use zg_core::{B256, Prices};
 
     /// A chat service of provider `0xpp..` at `out` neuron per token both ways.
     pub(crate) fn service(p: u8, out: u64) -> Service {
@@ -218,10 +225,15 @@ pub(crate) mod tests {
     }
 
     fn order(r: &Ranking) -> Vec<u8> {
-        r.rank(vec![service(1, 100), service(2, 150)], 100, 100, None)
-            .iter()
-            .map(|s| s.provider.0[0])
-            .collect()
+        r.rank(
+            vec![service(1, 100), service(2, 150)],
+            &Quoted::new(),
+            (100, 100),
+            None,
+        )
+        .iter()
+        .map(|s| s.provider.0[0])
+        .collect()
     }
 
     #[test]
@@ -245,10 +257,15 @@ pub(crate) mod tests {
     fn a_passed_audit_wins_within_ten_percent_and_breaks_ties_of_a_sort() {
         let r = Ranking::new(RankingPolicy::default());
         let ranked = |a: u64, b: u64, sort| -> Vec<u8> {
-            r.rank(vec![service(1, a), service(2, b)], 100, 100, sort)
-                .iter()
-                .map(|s| s.provider.0[0])
-                .collect()
+            r.rank(
+                vec![service(1, a), service(2, b)],
+                &Quoted::new(),
+                (100, 100),
+                sort,
+            )
+            .iter()
+            .map(|s| s.provider.0[0])
+            .collect()
         };
         r.audit_passed(Address::repeat_byte(2));
         assert_eq!(ranked(100, 105, None), vec![2, 1], "5% dearer but audited");
@@ -262,10 +279,15 @@ pub(crate) mod tests {
     #[test]
     fn a_request_can_sort_by_price_latency_or_throughput_alone() {
         let sorted = |r: &Ranking, sort| -> Vec<u8> {
-            r.rank(vec![service(1, 100), service(2, 150)], 100, 100, Some(sort))
-                .iter()
-                .map(|s| s.provider.0[0])
-                .collect()
+            r.rank(
+                vec![service(1, 100), service(2, 150)],
+                &Quoted::new(),
+                (100, 100),
+                Some(sort),
+            )
+            .iter()
+            .map(|s| s.provider.0[0])
+            .collect()
         };
         let r = Ranking::new(RankingPolicy::default());
         r.success(Address::repeat_byte(1), Duration::from_millis(900));
@@ -275,5 +297,25 @@ pub(crate) mod tests {
         assert_eq!(sorted(&r, Sort::Price), vec![1, 2]);
         assert_eq!(sorted(&r, Sort::Latency), vec![2, 1]);
         assert_eq!(sorted(&r, Sort::Throughput), vec![1, 2]);
+    }
+
+    #[test]
+    fn a_quote_under_the_ceiling_ranks_at_the_quote() {
+        let r = Ranking::new(RankingPolicy::default());
+        let (a, b) = (service(1, 100), service(2, 150));
+        let mut quoted = Quoted::new();
+        let ranked = |quoted: &Quoted| -> Vec<u8> {
+            r.rank(vec![a.clone(), b.clone()], quoted, (100, 100), None)
+                .iter()
+                .map(|s| s.provider.0[0])
+                .collect()
+        };
+        assert_eq!(ranked(&quoted), vec![1, 2]);
+        // Under load, provider 1 quotes its whole ceiling's 100; 2 quotes half of 150.
+        quoted.insert(
+            (b.provider, b.id()),
+            Prices::new(U256::from(75u64), U256::from(75u64)),
+        );
+        assert_eq!(ranked(&quoted), vec![2, 1]);
     }
 }

@@ -166,10 +166,7 @@ async fn a_local_key_spend_limit_holds_under_concurrent_requests() {
     let body = chat_body(&e.model, "Count to three.", 8);
     let bytes = serde_json::to_vec(&body).unwrap().len();
     // Worst case of one request, by the rule the broker and the gateway share.
-    let prices = Prices {
-        input: neuron("0.000000001"),
-        output: neuron("0.000000002"),
-    };
+    let prices = Prices::new(neuron("0.000000001"), neuron("0.000000002"));
     let worst = prices.worst_case(bytes, 8);
     let limit = worst * U256::from(3u64);
     let (_, secret) = gateway.keys().add("app", Some(limit)).await.unwrap();

@@ -11,9 +11,9 @@ use bytes::Bytes;
 use tracing::Instrument;
 use zg_chain::ChainClient;
 use zg_core::{
-    Address, B256, Domain, ErrorCode, PaymentHeaders, Prices, Receipt, ServiceKind, SigningKey,
-    U256, Usage, Verifiability, Voucher, headers::SignedReceipt, proof_digest, request_digest,
-    service_id, wire::routes,
+    Address, B256, Domain, ErrorCode, PaymentHeaders, Prices, Quote, Receipt, ServiceKind,
+    SignedQuote, SigningKey, U256, Usage, Verifiability, Voucher, headers::SignedReceipt,
+    proof_digest, request_digest, service_id, wire::routes,
 };
 
 use crate::{
@@ -26,12 +26,19 @@ use crate::{
     upstream::Upstream,
 };
 
+/// How long after its `validUntil` a quote is still honoured: the request
+/// may have been sent under it a moment before.
+const QUOTE_GRACE: u64 = 10;
+
 /// A configured service, ready to proxy.
 #[derive(Debug, Clone)]
 pub(crate) struct ServiceRuntime {
     pub(crate) config: ServiceConfig,
     pub(crate) id: B256,
+    /// The on-chain ceilings.
     pub(crate) prices: Prices,
+    /// How prices move under them, and the load they move with.
+    pub(crate) pricing: Arc<crate::pricing::Pricing>,
     /// The paid routes the service answers, each with its upstream URL
     /// parsed once: chat and legacy completions for a chat service, the
     /// embeddings route for an embeddings one.
@@ -267,17 +274,74 @@ impl Broker {
         })
     }
 
-    /// Stores the fee of `usage` and the answer's proof, if any, and returns
-    /// the signed receipt, which binds the proof's digest.
+    /// The prices of `service` in force now, as a quote.
+    pub(crate) fn quote(&self, service: &ServiceRuntime) -> Quote {
+        service.pricing.quote(
+            self.provider,
+            service.id,
+            &service.prices,
+            service.config.max_output_tokens,
+            zg_core::now_unix(),
+        )
+    }
+
+    /// The quote a request was sent under (`X-ZG-Quote`), if it names one:
+    /// this broker's, for `service`, still valid (with [`QUOTE_GRACE`] for
+    /// the trip); else `quote_invalid`.
+    pub(crate) fn accepted_quote(
+        &self,
+        headers: &HeaderMap,
+        service: &ServiceRuntime,
+    ) -> Result<Option<Quote>, ApiError> {
+        let Some(value) = headers.get(zg_core::headers::QUOTE) else {
+            return Ok(None);
+        };
+        let invalid = |why: String| {
+            ApiError::new(
+                ErrorCode::QuoteInvalid,
+                format!(
+                    "X-ZG-Quote: {why}; take a new quote from GET {} and send the request again (it cost nothing)",
+                    routes::quote(&service.config.name)
+                ),
+            )
+        };
+        let signed: SignedQuote = value
+            .to_str()
+            .ok()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .ok_or_else(|| {
+                invalid(
+                    "expected the signed quote as GET /v1/quote serves it, in compact JSON".into(),
+                )
+            })?;
+        signed
+            .check(
+                &self.domain,
+                self.provider,
+                service.id,
+                self.signer.address(),
+                &service.prices,
+            )
+            .map_err(|e| invalid(e.to_string()))?;
+        let now = zg_core::now_unix();
+        signed
+            .quote
+            .valid_at(now.saturating_sub(QUOTE_GRACE))
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(Some(signed.quote))
+    }
+
+    /// Stores the fee of `usage` at `prices` and the answer's proof, if
+    /// any, and returns the signed receipt, which binds the prices and the
+    /// proof's digest.
     pub(crate) async fn charge(
         &self,
         admission: &Admission,
         service: &ServiceRuntime,
-        usage: Usage,
+        (usage, prices): (Usage, Prices),
         response_digest: B256,
         proof: Option<Bytes>,
     ) -> Result<Issued, ApiError> {
-        let prices = service.prices;
         let fee = prices.fee(usage).map_err(ApiError::internal)?;
         let user = admission.voucher.user;
         let template = Receipt {
@@ -289,8 +353,10 @@ impl Broker {
             response_digest,
             input_tokens: U256::from(usage.input_tokens),
             output_tokens: U256::from(usage.output_tokens),
+            cached_tokens: U256::from(usage.cached_input_tokens),
             input_price: prices.input,
             output_price: prices.output,
+            cached_price: prices.cached,
             fee,
             owed: U256::ZERO,
             proof_digest: proof.as_deref().map_or(B256::ZERO, proof_digest),
@@ -388,7 +454,8 @@ fn runtime(config: ServiceConfig) -> Result<Arc<ServiceRuntime>, StartError> {
         .unwrap_or_default();
     Ok(Arc::new(ServiceRuntime {
         id: service_id(&config.name),
-        prices: Prices::new(config.input_price, config.output_price),
+        prices: config.ceilings(),
+        pricing: Arc::new(crate::pricing::Pricing::new(&config.pricing)),
         urls,
         base,
         headers,

@@ -167,6 +167,15 @@ pub struct ServiceConfig {
     /// Price per output token, decimal 0G.
     #[serde(deserialize_with = "amount")]
     pub output_price: U256,
+    /// Price per prompt token the upstream served from its prompt cache
+    /// (`usage.prompt_tokens_details.cached_tokens`), decimal 0G, at most
+    /// `input_price`. Absent: such tokens cost `input_price`.
+    #[serde(default, deserialize_with = "some_amount")]
+    pub cached_input_price: Option<U256>,
+    /// How prices move under the three ceilings above (absent: they are
+    /// charged as listed).
+    #[serde(default)]
+    pub pricing: crate::pricing::PricingConfig,
     /// Most a user may owe beyond their newest voucher, decimal 0G.
     #[serde(deserialize_with = "amount")]
     pub credit_limit: U256,
@@ -185,6 +194,12 @@ pub struct ServiceConfig {
 }
 
 impl ServiceConfig {
+    /// The on-chain ceilings per token: input, output and cached input.
+    pub fn ceilings(&self) -> zg_core::Prices {
+        zg_core::Prices::new(self.input_price, self.output_price)
+            .with_cached(self.cached_input_price.unwrap_or(self.input_price))
+    }
+
     /// The registered verifiability as a method this build knows, or why not.
     pub fn verifiability(&self) -> Result<Verifiability, String> {
         let method = Verifiability::parse(&self.verifiability)
@@ -279,6 +294,10 @@ fn default_max_choices() -> u64 {
 fn amount<'de, D: Deserializer<'de>>(d: D) -> Result<U256, D::Error> {
     let text = String::deserialize(d)?;
     parse_amount(&text).map_err(serde::de::Error::custom)
+}
+
+fn some_amount<'de, D: Deserializer<'de>>(d: D) -> Result<Option<U256>, D::Error> {
+    amount(d).map(Some)
 }
 
 const GWEI: u128 = 1_000_000_000;
@@ -420,6 +439,15 @@ impl Config {
             if s.max_choices == 0 {
                 return Err(key_err(key("max_choices"), "expected at least 1"));
             }
+            if s.cached_input_price.is_some_and(|c| c > s.input_price) {
+                return Err(key_err(
+                    key("cached_input_price"),
+                    "expected at most input_price: a cached prompt token may not cost more than an uncached one",
+                ));
+            }
+            s.pricing
+                .check()
+                .map_err(|(k, why)| key_err(key(&format!("pricing.{k}")), why))?;
             s.declared_capabilities()
                 .map_err(|why| key_err(key("capabilities"), why))?;
             s.verifiability()
@@ -599,8 +627,11 @@ hardware = "cpu"
 verifiability = "none"
 upstream = "http://127.0.0.1:8081/v1"
 # upstream_headers = { Authorization = "Bearer sk-..." }
+# Prices per token are ceilings on chain: the pricing policy below charges
+# at or under them, and clients refuse any receipt above them.
 input_price = "0.000000001"      # per input token
 output_price = "0.000000002"     # per output token
+cached_input_price = "0.0000000002"  # per prompt token the upstream's prompt cache served (at most input_price)
 credit_limit = "0.001"           # most a user may owe beyond their newest voucher
 max_output_tokens = 2048         # cap per request; the worst case when max_tokens is absent
 max_choices = 8                  # most choices (n) per request; each is reserved at max_output_tokens
@@ -614,6 +645,23 @@ max_choices = 8                  # most choices (n) per request; each is reserve
 #   vLLM (tools need --enable-auto-tool-choice): ["tools", "structured_outputs", "logprobs", "n", "completions"]
 #   Ollama: ["tools", "structured_outputs", "completions"]
 # capabilities = ["tools", "structured_outputs", "logprobs", "n", "completions", "sampling"]
+
+# How prices move under the ceilings. Left out: the ceilings are charged as
+# listed. Clients take a signed quote of the prices in force before each
+# request (GET /v1/quote) and pay at most that.
+# [services.pricing]
+# floor = 0.5          # share of the ceilings charged when idle
+# peak = 0.8           # share charged at full load (at most 1 / the largest multiplier)
+# capacity = 4         # in-flight requests that count as full load (the upstream's slots)
+# smoothing_secs = 10  # moving average of the load, so prices do not flap
+# quote_secs = 30      # how long a quote stays valid
+# A long prompt or a long requested output (max_tokens; absent counts as
+# max_output_tokens) pays the demand price times the multiplier of the last
+# tier it meets; tiers go in order of non-decreasing multiplier, and
+# peak x multiplier must stay at most 1 (else the broker refuses to start).
+# [[services.pricing.tiers]]
+# min_prompt_tokens = 2000
+# multiplier = 1.25
 
 [tls]
 # Serve HTTPS (then public_url should be https://...): PEM chain and key.

@@ -8,7 +8,8 @@
 //! through the `broker` against the `store` and the `escrow` cache, send
 //! upstream, plain or streamed, fetch the answer's proof of model from the
 //! upstream (`proofs`), then charge or release); the `settle`-ment loop
-//! collects the money, `registry` lists the services.
+//! collects the money, `registry` lists the services, `pricing` sets the
+//! prices under the listed ceilings and signs them as quotes.
 //!
 //! [`Broker::open`] connects and reads; [`Broker::serve`] (or [`start`])
 //! takes over: it releases a crashed run's requests, syncs the registry and
@@ -23,6 +24,7 @@ mod forward;
 mod handlers;
 mod keys;
 mod metrics;
+mod pricing;
 mod probe;
 mod proofs;
 mod registry;
@@ -37,6 +39,7 @@ pub use admission::Tab;
 pub use broker::Broker;
 pub use config::{Config, ConfigError, EXAMPLE};
 pub use error::StartError;
+pub use pricing::{PricingConfig, TierConfig};
 pub use serve::{Running, serve_until, start};
 pub use settle::{Round, SettleError, Settler};
 pub use store::StoreError;

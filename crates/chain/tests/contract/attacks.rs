@@ -272,6 +272,7 @@ async fn reentry_through_a_returned_stake_is_refused() {
             hardware: s.hardware,
             inputPrice: s.prices.input,
             outputPrice: s.prices.output,
+            cachedInputPrice: s.prices.cached,
             verifiability: s.verifiability,
             signer: s.signer,
         },

@@ -128,10 +128,7 @@ pub(crate) fn service(name: &str, signer: Address) -> Service {
         model: "qwen2.5-0.5b-instruct".into(),
         model_digest: B256::repeat_byte(0xab),
         hardware: "cpu".into(),
-        prices: Prices {
-            input: U256::from(10u64),
-            output: U256::from(20u64),
-        },
+        prices: Prices::new(U256::from(10u64), U256::from(20u64)).with_cached(U256::from(2u64)),
         verifiability: "none".into(),
         signer,
         updated_at: 0,

@@ -82,6 +82,8 @@ impl Court {
             output_tokens: U256::from(1u64),
             input_price: U256::from(10u64),
             output_price: U256::from(20u64),
+            cached_tokens: U256::ZERO,
+            cached_price: U256::ZERO,
             fee: tokens(FEE),
             owed: tokens(FEE),
             proof_digest: proof_digest(&proof),

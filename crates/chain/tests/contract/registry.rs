@@ -218,6 +218,17 @@ async fn unnamed_and_unknown_services_are_refused() {
         ),
         E::EmptyServiceName(_)
     ));
+    // A cached prompt token may not be listed dearer than an uncached one.
+    let mut dear_cache = service("chat", Address::ZERO);
+    dear_cache.prices.cached = dear_cache.prices.input + U256::from(1u64);
+    assert!(matches!(
+        revert_of(
+            w.provider
+                .add_or_update_service(&dear_cache, tokens(100))
+                .await
+        ),
+        E::CachedPriceAboveInput(_)
+    ));
     assert!(matches!(
         revert_of(w.provider.remove_service("nope").await),
         E::ServiceNotFound(_)

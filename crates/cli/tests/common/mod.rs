@@ -74,6 +74,8 @@ pub(crate) async fn real_evidence(
         output_tokens: U256::from(16u64),
         input_price: U256::ZERO,
         output_price: U256::ZERO,
+        cached_tokens: U256::ZERO,
+        cached_price: U256::ZERO,
         fee: U256::from(1000u64),
         owed: U256::from(1000u64),
         proof_digest: proof_digest(&proof),

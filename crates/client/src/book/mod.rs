@@ -568,6 +568,8 @@ mod tests {
             output_tokens: U256::from(1u64),
             input_price: U256::ZERO,
             output_price: U256::ZERO,
+            cached_tokens: U256::ZERO,
+            cached_price: U256::ZERO,
             fee: U256::from(fee),
             owed: U256::from(owed),
             proof_digest: B256::ZERO,

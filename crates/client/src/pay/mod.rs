@@ -12,7 +12,9 @@ use crate::{
 };
 use tracing::Instrument;
 mod ack;
+mod quote;
 pub use ack::AckPolicy;
+pub use quote::{Taken as TakenQuote, fetch as fetch_quote};
 
 use alloy_primitives::utils::Keccak256;
 use bytes::Bytes;
@@ -104,6 +106,8 @@ struct Inner {
     idle: std::sync::Mutex<HashMap<Address, ack::IdleAck>>,
     /// Parsed request URLs by service URL, then path.
     urls: std::sync::Mutex<HashMap<String, HashMap<String, reqwest::Url>>>,
+    /// The newest quote of each service asked.
+    quotes: quote::Quotes,
 }
 
 impl Payer {
@@ -125,6 +129,7 @@ impl Payer {
                 ack,
                 idle: Default::default(),
                 urls: Default::default(),
+                quotes: Default::default(),
             }),
         }
     }
@@ -151,6 +156,15 @@ impl Payer {
 
     pub fn domain(&self) -> Domain {
         self.inner.domain
+    }
+
+    /// The quote a request to `service` would go out under now (`None`
+    /// when its broker serves no quotes): held, or asked for.
+    pub async fn quote(&self, service: &Service) -> Result<Option<TakenQuote>, ClientError> {
+        self.inner
+            .quotes
+            .take(&self.inner.http, &self.inner.domain, service)
+            .await
     }
 
     pub fn http(&self) -> &reqwest::Client {
@@ -182,6 +196,7 @@ impl Payer {
                 Ok(signed) => {
                     let answered = Answered {
                         request_id: request_id.clone(),
+                        quoted: posted.quoted,
                         nonce: posted.nonce,
                         request_digest: posted.digest,
                         request: posted.body,
@@ -268,6 +283,7 @@ impl Payer {
                 Ok(signed) => {
                     let answered = Answered {
                         request_id: Some(id),
+                        quoted: posted.quoted,
                         nonce: posted.nonce,
                         request_digest: posted.digest,
                         request: posted.body,
@@ -300,7 +316,18 @@ impl Payer {
         body: Bytes,
     ) -> Result<(Ticket, Posted), ClientError> {
         let ticket = self.inner.book.begin(service.provider).await?;
-        match self.post(&ticket, service, path, body.clone()).await {
+        let mut sent = self.post(&ticket, service, path, body.clone()).await;
+        if let Err(ClientError::Refused {
+            code: Some(ErrorCode::QuoteInvalid),
+            ..
+        }) = sent
+        {
+            // The quote expired on its way (or the broker's key changed):
+            // take a new one and send once more.
+            self.inner.quotes.forget(service);
+            sent = self.post(&ticket, service, path, body.clone()).await;
+        }
+        match sent {
             Err(ClientError::Refused {
                 code: Some(ErrorCode::CreditExceeded),
                 ..
@@ -339,12 +366,16 @@ impl Payer {
             signature: voucher.sign(&self.inner.key, &self.inner.domain),
         };
         let span = tracing::debug_span!("paid_request", user = %self.inner.user, provider = %service.provider, service = %service.name);
+        let quote = self.quote(service).await?;
         let mut request = self
             .inner
             .http
             .post(self.url(service, path)?)
             .header("content-type", "application/json")
             .body(body.clone());
+        if let Some(q) = &quote {
+            request = request.header(headers::QUOTE, q.header.as_str());
+        }
         for (name, value) in payment.encode() {
             request = request.header(name, value);
         }
@@ -356,11 +387,16 @@ impl Payer {
         if !response.status().is_success() {
             return Err(refused(service.provider, response).instrument(span).await);
         }
+        let quoted = quote.map(|q| {
+            let asked = q.quote.requested_output(quote::asked_output(&body));
+            (q.quote, asked)
+        });
         Ok(Posted {
             response,
             nonce,
             digest,
             body,
+            quoted,
         })
     }
 
@@ -380,6 +416,7 @@ impl Payer {
             (Some(_), None) => Some(Err("the answer has no X-ZG-Request-Id header".to_owned())),
         };
         let (request_digest, response_digest) = (answered.request_digest, answered.response_digest);
+        let quoted = answered.quoted.clone();
         let missing;
         let (seen, evidence) = match proof {
             None => (ProofSeen::NotAsked, None),
@@ -399,6 +436,7 @@ impl Payer {
             response_digest,
             owed_before: ticket.owed_before(),
             proof: seen,
+            quote: quoted.as_ref().map(|(q, asked)| (q, *asked)),
         };
         self.accept_receipt(ticket, service, signed, &expected, evidence)
             .await
@@ -548,17 +586,20 @@ impl Payer {
     }
 }
 
-/// A request as sent: the answer, and what its evidence needs.
+/// A request as sent: the answer, what its evidence needs, and the quote
+/// it went out under with the output it asked for.
 struct Posted {
     response: reqwest::Response,
     nonce: Nonce,
     digest: B256,
     body: Bytes,
+    quoted: Option<(zg_core::Quote, u64)>,
 }
 
 /// An answer whose receipt came, with what checking it needs.
 struct Answered {
     request_id: Option<String>,
+    quoted: Option<(zg_core::Quote, u64)>,
     nonce: Nonce,
     request_digest: B256,
     request: Bytes,

@@ -66,6 +66,8 @@ async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
         output_tokens: U256::from(5u64),
         input_price: prices.input,
         output_price: prices.output,
+        cached_tokens: U256::ZERO,
+        cached_price: U256::ZERO,
         fee,
         owed: owed_before + fee,
         proof_digest: match fake.service.verifiability.as_str() {

@@ -18,13 +18,14 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tracing::{Instrument, Span};
 use zg_core::{
-    B256, ErrorCode, OpenAiUsage, U256, Usage, headers as zh, verifiability::PROOF_ID_HEADER,
+    B256, ErrorCode, OpenAiUsage, Quote, U256, Usage, headers as zh, verifiability::PROOF_ID_HEADER,
 };
 
 use crate::{
     admission::Admission,
     broker::{Broker, ServiceRuntime, Target},
     error::ApiError,
+    pricing::InFlight,
     store::Issued,
     upstream::UpstreamResponse,
 };
@@ -36,21 +37,36 @@ pub(crate) struct Admitted {
     broker: Arc<Broker>,
     admission: Admission,
     service: Arc<ServiceRuntime>,
+    /// What its prices are made of: the prices in force when it came, the
+    /// quote it was sent under, the output it asked for.
+    basis: PriceBasis,
+    /// Counts it in the service's load while it lives.
+    _load: InFlight,
     /// Where the request goes upstream.
     url: Uri,
     span: Span,
     ended: bool,
 }
 
-/// Admits a request for `target` whose most it may cost is `worst`.
+/// What an answer's prices come from.
+struct PriceBasis {
+    current: Quote,
+    accepted: Option<Quote>,
+    requested_output: u64,
+}
+
+/// Admits a request for `target` whose most it may cost is `worst` and
+/// that asks for at most `requested_output` tokens per choice.
 pub(crate) async fn admit(
     broker: &Arc<Broker>,
     headers: &HeaderMap,
     body: &[u8],
     target: Target,
-    worst: U256,
+    (worst, requested_output): (U256, u64),
 ) -> Result<Admitted, ApiError> {
     let Target { service, url } = target;
+    let accepted = broker.accepted_quote(headers, &service)?;
+    let current = broker.quote(&service);
     let admission = broker.admit(headers, body, &service, worst).await?;
     let span = tracing::info_span!(
         "request",
@@ -62,7 +78,13 @@ pub(crate) async fn admit(
     Ok(Admitted {
         broker: broker.clone(),
         admission,
+        _load: service.pricing.enter(),
         service,
+        basis: PriceBasis {
+            current,
+            accepted,
+            requested_output,
+        },
         url,
         span,
         ended: false,
@@ -117,12 +139,19 @@ impl Admitted {
                 None
             }
         };
+        let basis = &self.basis;
+        let prices = crate::pricing::applied(
+            &basis.current,
+            basis.accepted.as_ref(),
+            usage.input_tokens,
+            basis.requested_output,
+        );
         let issued = self
             .broker
             .charge(
                 &self.admission,
                 &self.service,
-                usage,
+                (usage, prices),
                 response_digest,
                 proof,
             )

@@ -148,16 +148,10 @@ async fn pump(
         (true, Some(u)) => u,
         (true, None) => {
             tracing::warn!("stream ended without usage; charging the chunks delivered");
-            Usage {
-                input_tokens: 0,
-                output_tokens: meter.content_chunks,
-            }
+            Usage::uncached(0, meter.content_chunks)
         }
         // Cut short: only what reached the client is owed.
-        (false, _) => Usage {
-            input_tokens: 0,
-            output_tokens: meter.content_chunks,
-        },
+        (false, _) => Usage::uncached(0, meter.content_chunks),
     };
     if !complete && meter.content_chunks == 0 {
         let why = if meter.client_gone {
@@ -297,7 +291,8 @@ mod tests {
             classify(&b),
             Event::UsageOnly(Usage {
                 input_tokens: 3,
-                output_tokens: 1
+                output_tokens: 1,
+                cached_input_tokens: 0
             })
         ));
         let c = take_event(&mut buf).unwrap();

@@ -41,7 +41,7 @@ pub(super) async fn embeddings(
         body.clone()
     };
     let worst = service.prices.worst_case(body.len(), 0);
-    let admitted = forward::admit(&broker, &headers, &body, target, worst).await?;
+    let admitted = forward::admit(&broker, &headers, &body, target, (worst, 0)).await?;
     let span = admitted.span();
     metrics::global().request(metrics::Kind::Embeddings);
     forward::plain(admitted, forward).instrument(span).await

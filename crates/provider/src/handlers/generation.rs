@@ -145,7 +145,7 @@ async fn generate(
 
     let prices = target.service.prices;
     let worst = prices.worst_case(body.len(), worst_output(max_out, choices, prompts));
-    let admitted = forward::admit(&broker, &headers, &body, target, worst).await?;
+    let admitted = forward::admit(&broker, &headers, &body, target, (worst, max_out)).await?;
     let span = admitted.span();
     if stream {
         metrics::global().request(endpoint.streamed);

@@ -38,6 +38,7 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
         )
         .route(routes::EMBEDDINGS, post(embeddings::embeddings))
         .route(routes::MODELS, get(models::list))
+        .route(routes::QUOTE, get(models::quote))
         .route(routes::RECEIPT, get(receipts::get))
         .route(routes::PROOF, get(proofs::get))
         .route(routes::ACCOUNT, get(account::statement))
@@ -53,6 +54,6 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
 async fn not_found() -> ApiError {
     ApiError::new(
         ErrorCode::NotFound,
-        "no such route: this broker serves /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models, /v1/receipts/{id}, /v1/proofs/{id}, /v1/account/{user}, /v1/vouchers",
+        "no such route: this broker serves /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models, /v1/quote, /v1/receipts/{id}, /v1/proofs/{id}, /v1/account/{user}, /v1/vouchers",
     )
 }

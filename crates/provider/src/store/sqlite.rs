@@ -559,6 +559,8 @@ mod tests {
                 output_tokens: U256::from(4u64),
                 input_price: U256::from(1u64),
                 output_price: U256::from(1u64),
+                cached_tokens: U256::ZERO,
+                cached_price: U256::ZERO,
                 fee: U256::from(7u64),
                 owed: U256::from(7u64),
                 proof_digest: B256::ZERO,
