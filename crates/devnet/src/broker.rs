@@ -29,6 +29,12 @@ pub struct ServicePlan {
     /// What the service lists beyond plain chat (`zg_core::capability`);
     /// None: what its upstream says it has.
     pub capabilities: Option<Vec<String>>,
+    /// Decimal 0G per prompt token served from the upstream's cache; None:
+    /// the input price.
+    pub cached_input_price: Option<String>,
+    /// The body of its `[services.pricing]` table (TOML lines); None: the
+    /// ceilings are charged as listed.
+    pub pricing: Option<String>,
 }
 
 impl ServicePlan {
@@ -48,6 +54,8 @@ impl ServicePlan {
             hardware: "cpu".into(),
             verifiability: "none".into(),
             capabilities: None,
+            cached_input_price: None,
+            pricing: None,
         }
     }
 }
@@ -153,6 +161,12 @@ impl BrokerPlan {
             );
             if let Some(capabilities) = &service.capabilities {
                 let _ = writeln!(text, "capabilities = {capabilities:?}");
+            }
+            if let Some(price) = &service.cached_input_price {
+                let _ = writeln!(text, "cached_input_price = \"{price}\"");
+            }
+            if let Some(pricing) = &service.pricing {
+                let _ = writeln!(text, "[services.pricing]\n{pricing}");
             }
         }
         text

@@ -41,6 +41,8 @@ pub const EMBEDDINGS_SERVICE: &str = "all-minilm-l6-v2";
 /// Prices of the first provider per token, in 0G; provider `i` charges `i + 1` times these.
 const INPUT_PRICE: &str = "0.000000001";
 const OUTPUT_PRICE: &str = "0.000000002";
+/// A prompt token the engine's prompt cache served (a repeated chat prefix).
+const CACHED_INPUT_PRICE: &str = "0.0000000002";
 /// What the user deposits, and funds each provider's escrow with, on a fresh chain.
 const USER_DEPOSIT: &str = "100";
 const ESCROW_PER_PROVIDER: &str = "10";
@@ -356,6 +358,7 @@ async fn start_provider(
             verifiability: card.proof_method.unwrap_or("none").into(),
             input_price: price(INPUT_PRICE)?,
             output_price: price(OUTPUT_PRICE)?,
+            cached_input_price: Some(price(CACHED_INPUT_PRICE)?),
             max_output_tokens: 512,
             ..ServicePlan::chat(name, &card.id, digest, &engine.base_url())
         });

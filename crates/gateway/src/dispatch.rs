@@ -230,7 +230,7 @@ async fn plan(
     filter: &ServiceFilter,
     output_tokens: u64,
 ) -> Result<Vec<Try>, ClientError> {
-    let input_tokens = parsed.body.len() as u64 / 4 + 1;
+    let input_tokens = estimated_tokens(parsed.body.len());
     let mut plan = Vec::new();
     let mut first_refusal = None;
     for model in &parsed.models {
@@ -252,7 +252,8 @@ async fn plan(
             )));
             continue;
         }
-        let quoted = quoted(gw, &able, input_tokens, output_tokens).await;
+        let body = parsed.body_for(model);
+        let quoted = quoted(gw, &able, &body, output_tokens).await;
         let ranked = gw.ranking.rank(
             able,
             &quoted,
@@ -265,7 +266,6 @@ async fn plan(
             )));
             continue;
         }
-        let body = parsed.body_for(model);
         plan.extend(
             parsed
                 .prefs
@@ -285,26 +285,40 @@ async fn plan(
     Ok(plan)
 }
 
-/// The quoted prices of each candidate for a request of about
-/// `input_tokens` asking for `output_tokens`, taken (or held) now; a
-/// candidate whose broker serves no quote, or can't be reached, is left
-/// out (ranked at its ceilings; the request itself finds out).
-async fn quoted(
-    gw: &Gateway,
-    candidates: &[Service],
-    input_tokens: u64,
-    output_tokens: u64,
-) -> Quoted {
+/// The quoted prices of each candidate for `body` asking for
+/// `output_tokens`, taken (or held) now; a candidate whose broker serves no
+/// quote, or can't be reached, is left out (ranked at its ceilings; the
+/// request itself finds out). Where the quote prices cached prompt tokens
+/// lower, the part of `body` that repeats the last request the provider
+/// answered is expected from its cache: the input price is the blend.
+async fn quoted(gw: &Gateway, candidates: &[Service], body: &[u8], output_tokens: u64) -> Quoted {
+    let input_tokens = estimated_tokens(body.len());
     let taken = futures::future::join_all(candidates.iter().map(|s| gw.payer.quote(s))).await;
     candidates
         .iter()
         .zip(taken)
         .filter_map(|(s, taken)| {
             let q = taken.ok()??.quote;
-            let prices = q.prices_for(input_tokens, q.requested_output(Some(output_tokens)))?;
+            let mut prices = q.prices_for(input_tokens, q.requested_output(Some(output_tokens)))?;
+            if prices.cached < prices.input {
+                let shared = gw.ranking.shared_prefix(s.provider, body) as u64 / 4;
+                let (all, cached) = (
+                    U256::from(input_tokens),
+                    U256::from(shared.min(input_tokens)),
+                );
+                prices.input = (prices.input.saturating_mul(all - cached)
+                    + prices.cached.saturating_mul(cached))
+                    / all;
+            }
             Some(((s.provider, s.id()), prices))
         })
         .collect()
+}
+
+/// Prompt tokens a body of `bytes` bytes holds, about: a token is about
+/// four bytes of English text.
+fn estimated_tokens(bytes: usize) -> u64 {
+    bytes as u64 / 4 + 1
 }
 
 fn candidates(
@@ -389,6 +403,7 @@ async fn attempt(
         match result {
             Ok(sent) => {
                 gw.ranking.success(provider, started.elapsed());
+                gw.ranking.answered(provider, body.clone());
                 return Ok(deliver(gw, provider, sent, hold, started, audit).await);
             }
             Err(ClientError::Refused {

@@ -51,6 +51,10 @@ struct Stats {
     cooling_until: Option<Instant>,
     banned: Option<String>,
     audits_passed: u32,
+    /// The body of the last request it answered: a new request that
+    /// repeats its start (a chat's next turn) may find it in the
+    /// provider's prompt cache.
+    last_body: Option<bytes::Bytes>,
 }
 
 /// Per-provider measurements, shared by every request of the gateway.
@@ -170,6 +174,21 @@ impl Ranking {
         st.failures_in_a_row = st.failures_in_a_row.saturating_add(1);
         let factor = 1u32 << st.failures_in_a_row.saturating_sub(1).min(4);
         st.cooling_until = Some(Instant::now() + self.policy.failure_cooldown * factor);
+    }
+
+    /// `provider` answered a request of `body`.
+    pub(crate) fn answered(&self, provider: Address, body: bytes::Bytes) {
+        self.stats().entry(provider).or_default().last_body = Some(body);
+    }
+
+    /// How many leading bytes `body` shares with the last request
+    /// `provider` answered.
+    pub(crate) fn shared_prefix(&self, provider: Address, body: &[u8]) -> usize {
+        let stats = self.stats();
+        let Some(last) = stats.get(&provider).and_then(|st| st.last_body.as_ref()) else {
+            return 0;
+        };
+        last.iter().zip(body).take_while(|(a, b)| a == b).count()
     }
 
     /// An audit of one of `provider`'s answers passed.

@@ -30,6 +30,8 @@ enum Lie {
     WrongProofDigest,
     /// proofDigest zero.
     NoProof,
+    /// Charges the listed ceilings after quoting less.
+    AboveQuote,
 }
 
 impl Lie {
@@ -51,6 +53,17 @@ impl Lie {
             Lie::WrongOwed => receipt.owed += U256::from(1_000_000u64),
             Lie::WrongProofDigest => receipt.proof_digest = proof_digest(b"another proof"),
             Lie::NoProof => receipt.proof_digest = B256::ZERO,
+            Lie::AboveQuote => {
+                let owed_before = receipt.owed - receipt.fee;
+                let (input, output) = (
+                    receipt.input_price * U256::from(2u64),
+                    receipt.output_price * U256::from(2u64),
+                );
+                receipt.input_price = input;
+                receipt.output_price = output;
+                receipt.fee = receipt.input_tokens * input + receipt.output_tokens * output;
+                receipt.owed = owed_before + receipt.fee;
+            }
         }
     }
 }
@@ -200,4 +213,28 @@ async fn a_receipt_that_binds_another_proof_or_none_is_not_paid() {
     let kept = payer.book().evidence(refused[1].id).await.unwrap().unwrap();
     assert_eq!(kept.proof.as_ref(), PROOF);
     assert_eq!(kept.receipt, refused[1].signed);
+}
+
+/// A broker that quotes under its ceilings is held to its quote: a receipt
+/// at the listed ceilings (within them, above the quote the request went
+/// out under) is refused by name and adds nothing to the next voucher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_above_the_quote_is_not_paid() {
+    let mut market = Market::start().await;
+    let fake = fake_broker(&market, 1, ANSWER, |s| {
+        s.model = "liar-1".into();
+        s.model_digest = B256::repeat_byte(0x11);
+        s.prices = Prices::new(neuron("0.000000002"), neuron("0.000000004"));
+    })
+    .await;
+    *fake.quoted.lock().unwrap() = Some(Prices::new(neuron("0.000000001"), neuron("0.000000002")));
+    catch_each(
+        &mut market,
+        &fake,
+        &[
+            (Lie::AboveQuote, "price_above_quote"),
+            (Lie::InflatedFee, "wrong_fee"),
+        ],
+    )
+    .await;
 }

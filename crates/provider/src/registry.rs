@@ -4,7 +4,7 @@
 //! (it removes none: that is `zg-serving provider` operator's call).
 
 use zg_chain::{ChainClient, ChainError};
-use zg_core::{Prices, Service, U256};
+use zg_core::{Service, U256};
 
 use crate::config::Config;
 
@@ -29,7 +29,7 @@ pub(crate) fn desired(config: &Config, index: usize, chain: &ChainClient) -> Ser
         model: s.model.clone(),
         model_digest: s.model_digest,
         hardware: s.hardware.clone(),
-        prices: Prices::new(s.input_price, s.output_price),
+        prices: s.ceilings(),
         verifiability: s.verifiability.clone(),
         signer: config.signer().address(),
         updated_at: 0,

@@ -314,3 +314,92 @@ async fn every_refusal_is_json_in_openais_shape() {
     assert_eq!(r.status, 200, "{:?}", r.json);
     broker.shutdown().await.unwrap();
 }
+
+/// A request sent under a quote pays at most the quote; a quote that is not
+/// the broker's own (signed by another key, or changed after signing) or
+/// that expired is refused with 409 `quote_invalid` and costs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quote_not_its_own_or_expired_is_refused_and_costs_nothing() {
+    let env = Env::start().await;
+    let (broker, payer, _, _db) = setup(&env).await;
+    let quote_url = format!("{}/v1/quote?model=chat", broker.url());
+    let signed: zg_core::SignedQuote = payer
+        .http
+        .get(&quote_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(signed.quote.provider, env.provider());
+    assert!(signed.quote.valid_until > now_unix());
+
+    let send = |quote: String, owed: U256| {
+        let payer = &payer;
+        async move {
+            let bytes = serde_json::to_vec(&chat_body("chat", "hi", 8)).unwrap();
+            let (headers, _) = payer.headers(&bytes, owed);
+            let mut request = payer
+                .http
+                .post(format!("{}/v1/chat/completions", payer.base))
+                .header("content-type", "application/json")
+                .header(zg_core::headers::QUOTE, quote)
+                .body(bytes);
+            for (name, value) in headers.encode() {
+                request = request.header(name, value);
+            }
+            request.send().await.unwrap()
+        }
+    };
+    let ok = send(serde_json::to_string(&signed).unwrap(), U256::ZERO).await;
+    assert_eq!(ok.status(), 200);
+    let receipt = zg_core::headers::SignedReceipt::from_header(
+        ok.headers()["x-zg-receipt"].to_str().unwrap(),
+    )
+    .unwrap()
+    .receipt;
+    assert!(receipt.prices().within(&signed.quote.tiers[0].prices));
+    let owed = receipt.fee;
+
+    let mut cheaper = signed.clone();
+    cheaper.quote.tiers[0].prices.input = U256::ZERO;
+    let forged = cheaper
+        .quote
+        .clone()
+        .sign(&SigningKey::random(), &env.domain());
+    let expired = zg_core::Quote {
+        issued_at: now_unix() - 120,
+        valid_until: now_unix() - 60,
+        ..signed.quote.clone()
+    }
+    .sign(&env.signer_key, &env.domain());
+    for bad in [
+        serde_json::to_string(&cheaper).unwrap(),
+        serde_json::to_string(&forged).unwrap(),
+        serde_json::to_string(&expired).unwrap(),
+        "not json".to_owned(),
+    ] {
+        assert_eq!(
+            error_of(send(bad, owed).await).await,
+            (409, "quote_invalid".into())
+        );
+    }
+    // Nothing was charged: the voucher for the same tally is still good.
+    let again = send(serde_json::to_string(&signed).unwrap(), owed).await;
+    assert_eq!(again.status(), 200);
+    let unknown = payer
+        .http
+        .get(format!("{}/v1/quote?model=nope", broker.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(unknown).await, (404, "unknown_model".into()));
+    let unnamed = payer
+        .http
+        .get(format!("{}/v1/quote", broker.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(unnamed).await.0, 400);
+}

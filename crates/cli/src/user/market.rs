@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 use zg_client::{AckPolicy, Book, ServiceFilter, find_services};
-use zg_core::{Address, U256, format_amount, parse_amount};
+use zg_core::{Address, Domain, Prices, Quote, Service, U256, format_amount, parse_amount};
 
 #[derive(Args)]
 pub(super) struct ServicesArgs {
@@ -37,6 +37,21 @@ fn price(flag: &str, text: &Option<String>) -> anyhow::Result<Option<U256>> {
         .transpose()
 }
 
+/// Each service's prices in force now, from a quote its broker signed
+/// (checked against the registry): `None` for a broker that serves no
+/// quotes (it charges the listed prices), an error for one that can't be
+/// reached or whose quote does not hold.
+async fn live_prices(domain: &Domain, services: &[Service]) -> Vec<Result<Option<Quote>, String>> {
+    let http = reqwest::Client::new();
+    futures::future::join_all(services.iter().map(|s| async {
+        zg_client::pay::fetch_quote(&http, domain, s)
+            .await
+            .map(|taken| taken.map(|t| t.quote))
+            .map_err(|e| e.to_string())
+    }))
+    .await
+}
+
 /// Price per million tokens, the unit people compare.
 fn per_million(price: U256) -> String {
     format_amount(price.saturating_mul(U256::from(1_000_000u64)))
@@ -55,13 +70,31 @@ pub(super) async fn services(c: &ChainArgs, a: ServicesArgs, out: Out) -> anyhow
     };
     let session = c.session().await?;
     let found = find_services(&session.chain, &filter).await?;
+    let quotes = live_prices(&session.chain.domain(), &found).await;
     let rows: Vec<_> = found
         .iter()
-        .map(|s| {
+        .zip(&quotes)
+        .map(|(s, quote)| {
+            let now = match quote {
+                Ok(Some(q)) => json!({
+                    "inputPrice": format_amount(q.tiers[0].prices.input),
+                    "outputPrice": format_amount(q.tiers[0].prices.output),
+                    "cachedInputPrice": format_amount(q.tiers[0].prices.cached),
+                    "validUntil": q.valid_until,
+                    "tiers": q.tiers.iter().map(|t| json!({
+                        "minPromptTokens": t.min_prompt_tokens, "minOutputTokens": t.min_output_tokens,
+                        "inputPrice": format_amount(t.prices.input), "outputPrice": format_amount(t.prices.output),
+                        "cachedInputPrice": format_amount(t.prices.cached),
+                    })).collect::<Vec<_>>(),
+                }),
+                Ok(None) => json!(null),
+                Err(e) => json!({ "error": e }),
+            };
             json!({
                 "provider": s.provider, "name": s.name, "kind": s.kind, "model": s.model, "url": s.url,
                 "modelDigest": s.model_digest, "hardware": s.hardware,
                 "inputPrice": format_amount(s.prices.input), "outputPrice": format_amount(s.prices.output),
+                "cachedInputPrice": format_amount(s.prices.cached), "quote": now,
                 "verifiability": s.verifiability, "signer": s.signer, "updatedAt": s.updated_at,
             })
         })
@@ -71,19 +104,32 @@ pub(super) async fn services(c: &ChainArgs, a: ServicesArgs, out: Out) -> anyhow
             return "no service fits these filters".into();
         }
         let mut text = format!(
-            "{:<42} {:<16} {:<10} {:<28} {:<6} {:>14} {:>14}  verif\n",
-            "provider", "service", "kind", "model", "hw", "in/1M tok 0G", "out/1M tok 0G"
+            "{:<42} {:<16} {:<10} {:<28} {:<6} {:>21} {:>21} {:>12}  verif\n",
+            "provider",
+            "service",
+            "kind",
+            "model",
+            "hw",
+            "in/1M 0G now (max)",
+            "out/1M 0G now (max)",
+            "cached max"
         );
-        for s in &found {
+        for (s, quote) in found.iter().zip(&quotes) {
+            let now = |pick: fn(&Prices) -> U256| match quote {
+                Ok(Some(q)) => per_million(pick(&q.tiers[0].prices)),
+                Ok(None) => "as listed".into(),
+                Err(_) => "unreachable".into(),
+            };
             text += &format!(
-                "{:<42} {:<16} {:<10} {:<28} {:<6} {:>14} {:>14}  {}\n",
+                "{:<42} {:<16} {:<10} {:<28} {:<6} {:>21} {:>21} {:>12}  {}\n",
                 s.provider.to_string(),
                 s.name,
                 s.kind,
                 s.model,
                 s.hardware,
-                per_million(s.prices.input),
-                per_million(s.prices.output),
+                format!("{} ({})", now(|p| p.input), per_million(s.prices.input)),
+                format!("{} ({})", now(|p| p.output), per_million(s.prices.output)),
+                per_million(s.prices.cached),
                 s.verifiability
             );
         }

@@ -7,15 +7,15 @@ use super::Market;
 use axum::{
     Router,
     extract::State,
-    http::HeaderMap,
+    http::{HeaderMap, StatusCode},
     response::IntoResponse,
     routing::{get, post},
 };
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 use zg_core::{
-    B256, Domain, PaymentHeaders, Receipt, Service, SigningKey, U256, headers::SignedReceipt,
-    keccak256, proof_digest, request_digest, service_id, verifiability,
+    B256, Domain, PaymentHeaders, Prices, Quote, Receipt, Service, SigningKey, Tier, U256,
+    headers::SignedReceipt, keccak256, proof_digest, request_digest, service_id, verifiability,
 };
 
 /// The proof the fake serves for every answer.
@@ -36,6 +36,9 @@ pub(crate) struct Fake {
     pub owed: Mutex<U256>,
     /// Cumulative of every voucher received, in order.
     pub vouchers: Mutex<Vec<U256>>,
+    /// The prices it quotes (`GET /v1/quote`) and charges when honest;
+    /// `None`: it serves no quotes and charges the listed ceilings.
+    pub quoted: Mutex<Option<Prices>>,
 }
 
 impl Fake {
@@ -52,7 +55,11 @@ async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
         .lock()
         .expect("vouchers")
         .push(payment.cumulative);
-    let prices = fake.service.prices;
+    let prices = fake
+        .quoted
+        .lock()
+        .expect("quoted")
+        .unwrap_or(fake.service.prices);
     let fee = prices.input * U256::from(10u64) + prices.output * U256::from(5u64);
     let owed_before = *fake.owed.lock().expect("owed");
     let mut receipt = Receipt {
@@ -67,7 +74,7 @@ async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
         input_price: prices.input,
         output_price: prices.output,
         cached_tokens: U256::ZERO,
-        cached_price: U256::ZERO,
+        cached_price: prices.cached,
         fee,
         owed: owed_before + fee,
         proof_digest: match fake.service.verifiability.as_str() {
@@ -92,6 +99,27 @@ async fn chat(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: Bytes) ->
 
 async fn proof() -> &'static [u8] {
     PROOF
+}
+
+/// Its quote, or a 404 when it serves none (as a broker without quotes).
+async fn quote(State(fake): State<Arc<Fake>>) -> axum::response::Response {
+    let Some(prices) = *fake.quoted.lock().expect("quoted") else {
+        return (StatusCode::NOT_FOUND, r#"{"error":{"code":"not_found"}}"#).into_response();
+    };
+    let now = zg_core::now_unix();
+    let quote = Quote {
+        provider: fake.service.provider,
+        service: service_id(&fake.service.name),
+        issued_at: now,
+        valid_until: now + 30,
+        max_output_tokens: 2048,
+        tiers: vec![Tier {
+            min_prompt_tokens: 0,
+            min_output_tokens: 0,
+            prices,
+        }],
+    };
+    axum::Json(quote.sign(&fake.signer, &fake.domain)).into_response()
 }
 
 /// A fake broker for dev account `index`, listed on chain with one chat
@@ -139,10 +167,12 @@ pub(crate) async fn fake_broker(
         tamper: Mutex::new(Box::new(|_, _| {})),
         owed: Mutex::default(),
         vouchers: Mutex::default(),
+        quoted: Mutex::default(),
     });
     let app = Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/v1/proofs/{id}", get(proof))
+        .route("/v1/quote", get(quote))
         .with_state(fake.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
     fake
