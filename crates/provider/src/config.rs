@@ -685,6 +685,48 @@ mod tests {
         format!("{}{PLAINTEXT}\n{}", &EXAMPLE[..start], &EXAMPLE[end..])
     }
 
+    /// The example with its commented pricing policy switched on.
+    fn uncomment_pricing(example: &str) -> String {
+        example
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest.starts_with("[services.pricing")
+                        || rest.starts_with("[[services.pricing")
+                        || [
+                            "floor",
+                            "peak",
+                            "capacity",
+                            "smoothing_secs",
+                            "quote_secs",
+                            "min_prompt_tokens",
+                            "multiplier",
+                        ]
+                        .iter()
+                        .any(|k| rest.starts_with(&format!("{k} ="))) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_commented_pricing_policy_is_valid_and_prices_under_the_ceilings() {
+        let config = parse(&uncomment_pricing(&plaintext_example()), &[]).unwrap();
+        let pricing = &config.services[0].pricing;
+        assert_eq!(
+            (pricing.floor, pricing.peak, pricing.tiers.len()),
+            (0.5, 0.8, 1)
+        );
+        assert_eq!(
+            config.services[0].ceilings().cached,
+            U256::from(200_000_000u64)
+        );
+    }
+
     fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::parse(
             text,
@@ -836,6 +878,19 @@ mod tests {
             (
                 example.replace("max_choices = 8", "max_choices = 0"),
                 "services[0].max_choices",
+            ),
+            (
+                example.replace(
+                    "cached_input_price = \"0.0000000002\"",
+                    "cached_input_price = \"0.01\"",
+                ),
+                "services[0].cached_input_price",
+            ),
+            (
+                // The commented policy, switched on with a tier that would
+                // charge 1.2 x the ceilings at full load.
+                uncomment_pricing(&example).replace("multiplier = 1.25", "multiplier = 1.5"),
+                "services[0].pricing.tiers[0].multiplier",
             ),
         ];
         for (text, key) in cases {

@@ -347,7 +347,7 @@ mod tests {
 
     #[test]
     fn a_policy_that_could_pass_a_ceiling_is_refused_by_key() {
-        let over = policy("peak = 0.9\n[[tiers]]\nmin_prompt_tokens = 1000\nmultiplier = 1.2");
+        let over = policy("floor = 0.5\npeak = 0.9\n[[tiers]]\nmin_prompt_tokens = 1000\nmultiplier = 1.2");
         let (key, why) = over.check().unwrap_err();
         assert_eq!(key, "tiers[0].multiplier");
         assert!(why.contains("108%"), "{why}");
@@ -357,7 +357,7 @@ mod tests {
             policy("floor = 0.8\npeak = 0.5").check().unwrap_err().0,
             "peak"
         );
-        let unordered = "peak = 0.5\n[[tiers]]\nmin_prompt_tokens = 10\nmultiplier = 1.5\n\
+        let unordered = "floor = 0.5\npeak = 0.5\n[[tiers]]\nmin_prompt_tokens = 10\nmultiplier = 1.5\n\
                          [[tiers]]\nmin_output_tokens = 10\nmultiplier = 1.2";
         assert_eq!(
             policy(unordered).check().unwrap_err().0,

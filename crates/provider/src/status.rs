@@ -39,12 +39,13 @@ async fn report(broker: &Broker) -> Result<String, StartError> {
         let configured = broker.services.iter().any(|c| c.config.name == s.name);
         let _ = writeln!(
             out,
-            "  service {:<24} {:<10} model {} input {} output {} neuron/token{}{}",
+            "  service {:<24} {:<10} model {} ceilings input {} output {} cached {} neuron/token{}{}",
             s.name,
             s.kind,
             s.model,
             s.prices.input,
             s.prices.output,
+            s.prices.cached,
             if configured { "" } else { "  (not in config)" },
             match s.failed_at {
                 0 => String::new(),
