@@ -84,6 +84,10 @@ pub struct Broker {
     pub(crate) signer: SigningKey,
     pub(crate) http: Upstream,
     settler: Arc<Settler>,
+    /// Quotes whose signature was checked, by signing hash, with when they
+    /// expire: a client sends one quote with many requests, and checking it
+    /// again would double the signature work of each.
+    checked_quotes: std::sync::Mutex<std::collections::HashMap<B256, u64>>,
 }
 
 impl Broker {
@@ -125,6 +129,7 @@ impl Broker {
             config,
             http,
             settler,
+            checked_quotes: Default::default(),
         })
     }
 
@@ -314,21 +319,36 @@ impl Broker {
                     "expected the signed quote as GET /v1/quote serves it, in compact JSON".into(),
                 )
             })?;
-        signed
-            .check(
-                &self.domain,
-                self.provider,
-                service.id,
-                self.signer.address(),
-                &service.prices,
-            )
-            .map_err(|e| invalid(e.to_string()))?;
         let now = zg_core::now_unix();
         signed
             .quote
             .valid_at(now.saturating_sub(QUOTE_GRACE))
             .map_err(|e| invalid(e.to_string()))?;
+        let hash = signed.quote.signing_hash(&self.domain);
+        let known = self.quotes_checked().contains_key(&hash);
+        if !known || signed.quote.service != service.id {
+            signed
+                .check(
+                    &self.domain,
+                    self.provider,
+                    service.id,
+                    self.signer.address(),
+                    &service.prices,
+                )
+                .map_err(|e| invalid(e.to_string()))?;
+            let mut checked = self.quotes_checked();
+            if checked.len() >= 4096 {
+                checked.retain(|_, until| *until + QUOTE_GRACE >= now);
+            }
+            checked.insert(hash, signed.quote.valid_until);
+        }
         Ok(Some(signed.quote))
+    }
+
+    fn quotes_checked(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<B256, u64>> {
+        self.checked_quotes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Stores the fee of `usage` at `prices` and the answer's proof, if
