@@ -68,7 +68,8 @@ crates/gateway/tests/node/node_modules/.package-lock.json: crates/gateway/tests/
 	@cp scripts/venv-requirements.txt $@
 
 # This engine against llama.cpp's llama-server on the same model and load;
-# prints the three comparison lines (docs/engine.md).
+# prints the three comparison lines and the prompt-cache line
+# (docs/engine.md). ROUNDS and CACHE_ROUNDS set the repetitions.
 bench-engine: model
 	@scripts/bench-engine.sh
 
@@ -121,3 +122,12 @@ test-client: model venv node-client
 bench-gateway: bench-nginx contracts/node_modules/.package-lock.json
 	$(CARGO) build --release -p zg-bench
 	target/release/zg-bench run-gateway --dir bench/gateway/run
+
+# Demand pricing on loopback: two providers of one model under the same
+# policy, one saturated by direct clients; prints A's idle and loaded price,
+# the share of the gateway's requests that went to the idle one, and the
+# receipts charged above a ceiling or a quote (docs/bench-pricing.md).
+.PHONY: bench-pricing
+bench-pricing: contracts/node_modules/.package-lock.json
+	$(CARGO) build --release -p zg-bench
+	target/release/zg-bench run-pricing --dir bench/pricing/run

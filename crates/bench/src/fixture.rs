@@ -148,7 +148,17 @@ pub(crate) fn spawn_broker(
             )
         }],
     };
-    let config = plan.toml();
+    spawn_broker_config(dir, name, &plan.toml(), listen)
+}
+
+/// `zg-bench broker` with the provider.toml text `config` (written to
+/// `dir/NAME.toml`); returns once it answers /health on `listen`.
+pub(crate) fn spawn_broker_config(
+    dir: &Path,
+    name: &str,
+    config: &str,
+    listen: &str,
+) -> Result<Guard> {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
     let broker = Guard::spawn(

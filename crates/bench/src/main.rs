@@ -1,12 +1,15 @@
-//! zg-bench: the benchmarks of `make bench-broker` and `make bench-gateway`
-//! (docs/bench-broker.md, docs/bench-gateway.md), and the broker and the
-//! gateway they start in processes of their own, so that each one's CPU
-//! time can be read from /proc. Its own crate, not an example, so that the
-//! release build links no llama.cpp.
+//! zg-bench: the benchmarks of `make bench-broker`, `make bench-gateway` and
+//! `make bench-pricing` (docs/bench-broker.md, docs/bench-gateway.md,
+//! docs/bench-pricing.md), and the broker and the gateway they start in
+//! processes of their own, so that each one's CPU time can be read from
+//! /proc. Its own crate, not an example, so that the release build links
+//! no llama.cpp.
 //!
 //! ```text
 //! zg-bench run-broker --dir DIR     the broker benchmark (floor, direct, broker, LiteLLM)
 //! zg-bench run-gateway --dir DIR    the gateway against the broker
+//! zg-bench run-pricing --dir DIR    demand pricing: quotes under load, the gateway's choice
+//!                                   (--flat: the control, without demand pricing)
 //! zg-bench broker --config FILE     a broker (zg_provider::serve_until)
 //! zg-bench gateway --rpc URL --contract ADDR --key HEX --book PATH --listen ADDR
 //! ```
@@ -15,6 +18,7 @@ mod broker;
 mod fixture;
 mod gateway;
 mod load;
+mod pricing;
 mod procs;
 mod report;
 
@@ -22,6 +26,7 @@ use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
 
 const USAGE: &str = "usage: zg-bench run-broker --dir DIR | run-gateway --dir DIR \
+    | run-pricing --dir DIR [--flat] \
     | broker --config FILE \
     | gateway --rpc URL --contract ADDR --key HEX --book PATH --listen ADDR";
 
@@ -30,6 +35,10 @@ fn main() -> Result<()> {
     match args.0.first().map(String::as_str) {
         Some("run-broker") => broker::run(&args.dir("bench/broker/run")),
         Some("run-gateway") => gateway::run(&args.dir("bench/gateway/run")),
+        Some("run-pricing") => pricing::run(
+            &args.dir("bench/pricing/run"),
+            args.0.iter().any(|a| a == "--flat"),
+        ),
         Some("broker") => {
             logs();
             broker::serve(Path::new(&args.required("--config")?))

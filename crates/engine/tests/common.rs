@@ -112,6 +112,17 @@ pub(crate) fn content(answer: &Value) -> String {
         .to_string()
 }
 
+/// `usage` without `prompt_tokens_details`: how much of a prompt came from
+/// the prompt cache depends on what ran before, so it may differ between two
+/// runs of one request while the counts may not.
+pub(crate) fn counts(usage: &Value) -> Value {
+    let mut usage = usage.clone();
+    if let Some(fields) = usage.as_object_mut() {
+        fields.remove("prompt_tokens_details");
+    }
+    usage
+}
+
 /// The `data:` payloads of an SSE body.
 pub(crate) fn sse_data(body: &str) -> Vec<String> {
     body.lines()

@@ -1,5 +1,6 @@
 //! Proof of model on the real SmolLM2 model: an honest answer's proof
-//! verifies (plain and streamed), and edited answers, a changed system
+//! verifies (plain, streamed, and on a prompt prefix reused from the KV
+//! cache), and edited answers, a changed system
 //! prompt and a requantized substitute fail; bad verifier input is an error.
 
 mod common;
@@ -41,6 +42,12 @@ fn messages(body: &Value) -> Vec<(String, String)> {
 /// Posts `body` to `base` (an engine's root URL); returns the answer text
 /// and its proof.
 async fn answer_with_proof(base: &str, body: &Value) -> (String, Vec<u8>) {
+    let (answer, proof) = response_with_proof(base, body).await;
+    (content(&answer), proof)
+}
+
+/// Like [`answer_with_proof`], with the whole response body.
+async fn response_with_proof(base: &str, body: &Value) -> (Value, Vec<u8>) {
     let res = client()
         .post(format!("{base}/v1/chat/completions"))
         .json(body)
@@ -54,7 +61,8 @@ async fn answer_with_proof(base: &str, body: &Value) -> (String, Vec<u8>) {
         .to_string();
     let answer: Value = res.json().await.expect("json");
     assert_eq!(answer["id"], id, "the proof id is the answer's id");
-    (content(&answer), fetch_proof(base, &id).await)
+    let proof = fetch_proof(base, &id).await;
+    (answer, proof)
 }
 
 async fn fetch_proof(base: &str, id: &str) -> Vec<u8> {
@@ -145,6 +153,36 @@ async fn honest_stream_verifies() {
     let proof = fetch_proof(&engine().url, &id).await;
     let verdict = check(&body, &answer, &proof);
     assert!(verdict.pass, "{verdict:?}");
+}
+
+#[tokio::test]
+async fn answer_on_a_reused_prefix_verifies() {
+    // The proof covers the whole prompt as the model read it, though most
+    // of it came from the KV cache of the first turn.
+    let first = json!({
+        "messages": [
+            {"role": "system", "content": "You are a lighthouse keeper who answers in short sentences."},
+            {"role": "user", "content": "What do you do at night?"},
+        ],
+        "temperature": 0,
+        "max_tokens": 24,
+    });
+    let (first_answer, _) = answer_with_proof(&engine().url, &first).await;
+    let mut body = first.clone();
+    let turns = body["messages"].as_array_mut().expect("messages");
+    turns.push(json!({"role": "assistant", "content": first_answer}));
+    turns.push(json!({"role": "user", "content": "And when a storm comes?"}));
+    for (temperature, seed) in [(0.0, 0), (0.9, 42)] {
+        body["temperature"] = json!(temperature);
+        body["seed"] = json!(seed);
+        let (answer, proof) = response_with_proof(&engine().url, &body).await;
+        let cached = answer["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .expect("cached_tokens");
+        assert!(cached > 20, "the first turn was not reused: {answer}");
+        let verdict = check(&body, &content(&answer), &proof);
+        assert!(verdict.pass, "{verdict:?}");
+    }
 }
 
 #[tokio::test]

@@ -34,6 +34,10 @@ pub(crate) struct Generation {
     pub min_p: Option<f32>,
     #[serde(default)]
     pub repeat_penalty: Option<f32>,
+    /// llama-server's field: `false` computes the whole prompt instead of
+    /// reusing the KV of a prefix an earlier request left (default `true`).
+    #[serde(default)]
+    pub cache_prompt: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,6 +80,7 @@ impl Generation {
         "top_k",
         "min_p",
         "repeat_penalty",
+        "cache_prompt",
     ];
 }
 

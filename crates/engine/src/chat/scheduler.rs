@@ -3,8 +3,11 @@
 //! prompt chunks of slots still reading into a single `llama_decode`
 //! (continuous batching), then samples every slot that has logits. A slot
 //! whose client went away (its receiver dropped) is freed before the next
-//! step.
+//! step. A sequence keeps its KV after its job ends, and a new job whose
+//! prompt starts with the tokens a free sequence holds reads only the rest
+//! (the prompt cache, as llama-server's `cache_prompt`).
 
+use std::cmp::Reverse;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,6 +33,16 @@ use crate::proof::{ProofStore, Recorder};
 /// long prompt stalls the slots that are generating.
 const STEP_TOKENS: usize = 512;
 
+/// Tokens llama.cpp computes at once (a step is split into ubatches of this
+/// many). Below ggml's flash-attention tile (`GGML_FA_TILE_Q`, 64), every
+/// token's attention takes the kernel a one-token decode takes, so a
+/// token's logits do not depend on how its prompt was split: a greedy
+/// answer is the same whether the prompt was read whole, in chunks beside
+/// other requests, or mostly from the prompt cache (whose answer tokens
+/// were decoded one at a time). The price: long prompts read about a tenth
+/// slower than in 512-token ubatches.
+const UBATCH_TOKENS: u32 = 63;
+
 /// One generation request.
 pub(crate) struct Job {
     pub prompt: Vec<LlamaToken>,
@@ -41,6 +54,9 @@ pub(crate) struct Job {
     pub events: UnboundedSender<Event>,
     /// The answer's id: its proof is stored under it.
     pub id: String,
+    /// Whether the job may start from the KV a free sequence holds for a
+    /// prefix of its prompt; `false` reads the whole prompt (benchmarks).
+    pub cache_prompt: bool,
 }
 
 /// What the decode thread tells the request.
@@ -55,6 +71,8 @@ pub(crate) enum Event {
     Done {
         finish: FinishReason,
         completion_tokens: u32,
+        /// Prompt tokens whose KV came from an earlier job.
+        cached_tokens: u32,
     },
     Failed(String),
 }
@@ -93,7 +111,7 @@ pub(super) fn start(
     let params = LlamaContextParams::default()
         .with_n_ctx(std::num::NonZeroU32::new(settings.ctx))
         .with_n_batch(STEP_TOKENS as u32)
-        .with_n_ubatch(STEP_TOKENS as u32)
+        .with_n_ubatch(UBATCH_TOKENS)
         .with_n_seq_max(settings.slots)
         // A KV stream per sequence: one request's attention never sees (or
         // depends on the layout of) another's cells, so greedy answers do not
@@ -136,15 +154,16 @@ pub(super) fn start(
     }
 }
 
+/// A running job in the slot of the same index as its KV sequence.
 struct Slot {
     seq: i32,
     job: Job,
     sampler: LlamaSampler,
     output: TextOutput,
-    /// Prompt tokens already decoded.
+    /// Prompt tokens already in the KV cache, the reused prefix included.
     read: usize,
-    /// Tokens of this sequence in the KV cache.
-    pos: i32,
+    /// Prompt tokens taken from the KV an earlier job left.
+    cached: u32,
     /// The sampled token that goes into the next step.
     next: Option<LlamaToken>,
     /// Index of this slot's logits in the current batch.
@@ -153,10 +172,32 @@ struct Slot {
     proof: Option<Recorder>,
 }
 
+/// What one KV sequence holds, kept while its slot is free so the next
+/// job can reuse a common prefix. Position `p` of the sequence holds
+/// `tokens[p]`: a token is pushed exactly when it goes into a batch, and the
+/// sequence is cleared whenever a decode fails.
+#[derive(Default)]
+struct Sequence {
+    tokens: Vec<LlamaToken>,
+    /// When its last job ended (a counter): with no prefix to reuse, the
+    /// least recently used sequence is overwritten first.
+    used: u64,
+}
+
+impl Sequence {
+    fn pos(&self) -> i32 {
+        // A sequence never holds more than `ctx_per_slot` (an i32) tokens.
+        self.tokens.len() as i32
+    }
+}
+
 struct Decoder<'c, 'm> {
     ctx: &'c mut LlamaContext<'m>,
     model: &'m LlamaModel,
     slots: Vec<Option<Slot>>,
+    sequences: Vec<Sequence>,
+    /// Jobs ended so far: the clock of [`Sequence::used`].
+    ended: u64,
     waiting: VecDeque<Job>,
     batch: LlamaBatch<'static>,
     ctx_per_slot: i32,
@@ -175,6 +216,8 @@ impl<'c, 'm> Decoder<'c, 'm> {
             ctx,
             model,
             slots: (0..slots).map(|_| None).collect(),
+            sequences: (0..slots).map(|_| Sequence::default()).collect(),
+            ended: 0,
             waiting: VecDeque::new(),
             batch: LlamaBatch::new(STEP_TOKENS.max(slots), 1),
             ctx_per_slot: i32::try_from(ctx_per_slot).unwrap_or(i32::MAX),
@@ -221,11 +264,10 @@ impl<'c, 'm> Decoder<'c, 'm> {
         self.waiting.retain(|job| !job.events.is_closed());
     }
 
+    /// Gives waiting jobs the free slots, each the one whose sequence holds
+    /// the longest prefix of its prompt.
     fn admit(&mut self) {
-        for (i, entry) in self.slots.iter_mut().enumerate() {
-            if entry.is_some() {
-                continue;
-            }
+        while let Some(free) = self.free_slot() {
             let Some(job) = self.waiting.pop_front() else {
                 return;
             };
@@ -236,18 +278,21 @@ impl<'c, 'm> Decoder<'c, 'm> {
                     continue;
                 }
             };
+            let (i, common) = self.pick(&job).unwrap_or((free, 0));
+            // The last prompt token is read again, for the logits to sample.
+            let read = self.keep(i, common.min(job.prompt.len().saturating_sub(1)));
             let proof = self
                 .proofs
                 .as_ref()
                 .map(|_| Recorder::new(job.prompt.iter().map(|t| t.0 as u32)));
-            *entry = Some(Slot {
+            self.slots[i] = Some(Slot {
                 seq: i as i32,
                 proof,
                 sampler,
                 output: TextOutput::new(&job.stop),
                 job,
-                read: 0,
-                pos: 0,
+                read,
+                cached: read as u32,
                 next: None,
                 logits_at: None,
                 completion_tokens: 0,
@@ -255,24 +300,75 @@ impl<'c, 'm> Decoder<'c, 'm> {
         }
     }
 
+    fn free_slot(&self) -> Option<usize> {
+        self.slots.iter().position(Option::is_none)
+    }
+
+    /// The free slot for `job` and how many of its prompt's first tokens
+    /// that slot's sequence holds: the longest such prefix wins, then the
+    /// least recently used sequence (an empty one first).
+    fn pick(&self, job: &Job) -> Option<(usize, usize)> {
+        self.slots
+            .iter()
+            .zip(&self.sequences)
+            .enumerate()
+            .filter(|(_, (slot, _))| slot.is_none())
+            .map(|(i, (_, seq))| {
+                let common = if job.cache_prompt {
+                    common_prefix(&seq.tokens, &job.prompt)
+                } else {
+                    0
+                };
+                (i, common, seq.used)
+            })
+            .max_by_key(|&(_, common, used)| (common, Reverse(used)))
+            .map(|(i, common, _)| (i, common))
+    }
+
+    /// Cuts sequence `i` to its first `keep` tokens and returns how many it
+    /// kept: 0 when llama.cpp cannot cut this sequence there (a recurrent
+    /// model's state), which then clears it.
+    fn keep(&mut self, i: usize, keep: usize) -> usize {
+        let seq = &mut self.sequences[i];
+        if seq.tokens.len() == keep {
+            return keep;
+        }
+        let id = u32::try_from(i).ok();
+        let cut = match u32::try_from(keep) {
+            Ok(p0) if keep > 0 => self.ctx.clear_kv_cache_seq(id, Some(p0), None),
+            _ => Ok(false),
+        };
+        if matches!(cut, Ok(true)) {
+            seq.tokens.truncate(keep);
+            return keep;
+        }
+        seq.tokens.clear();
+        if let Err(e) = self.ctx.clear_kv_cache_seq(id, None, None) {
+            tracing::error!(error = %e, slot = i, "could not clear the KV cache of a slot");
+        }
+        0
+    }
+
     /// Puts this step's tokens into the batch; returns how many.
     fn fill_batch(&mut self) -> usize {
         self.batch.clear();
         let mut room = STEP_TOKENS.max(self.slots.len());
         // Generating slots first: one token each.
-        for slot in self.slots.iter_mut().flatten() {
+        for (slot, seq) in self.slots.iter_mut().zip(&mut self.sequences) {
+            let Some(slot) = slot else { continue };
             slot.logits_at = None;
             if let Some(token) = slot.next.take() {
-                if self.batch.add(token, slot.pos, &[slot.seq], true).is_err() {
+                if self.batch.add(token, seq.pos(), &[slot.seq], true).is_err() {
                     break;
                 }
                 slot.logits_at = Some(self.batch.n_tokens() - 1);
-                slot.pos += 1;
+                seq.tokens.push(token);
                 room -= 1;
             }
         }
         // Then prompts, in slot order, as far as the step has room.
-        for slot in self.slots.iter_mut().flatten() {
+        for (slot, seq) in self.slots.iter_mut().zip(&mut self.sequences) {
+            let Some(slot) = slot else { continue };
             let prompt = &slot.job.prompt;
             if slot.logits_at.is_some() || slot.read >= prompt.len() || room == 0 {
                 continue;
@@ -280,14 +376,14 @@ impl<'c, 'm> Decoder<'c, 'm> {
             let take = (prompt.len() - slot.read).min(room);
             for &token in &prompt[slot.read..slot.read + take] {
                 let last = slot.read + 1 == prompt.len();
-                if self.batch.add(token, slot.pos, &[slot.seq], last).is_err() {
+                if self.batch.add(token, seq.pos(), &[slot.seq], last).is_err() {
                     break;
                 }
                 slot.read += 1;
                 if last {
                     slot.logits_at = Some(self.batch.n_tokens() - 1);
                 }
-                slot.pos += 1;
+                seq.tokens.push(token);
             }
             room -= take;
         }
@@ -325,7 +421,7 @@ impl<'c, 'm> Decoder<'c, 'm> {
                 if step.stopped {
                     Some(FinishReason::Stop)
                 } else if slot.completion_tokens >= slot.job.max_tokens
-                    || slot.pos >= self.ctx_per_slot
+                    || self.sequences[i].pos() >= self.ctx_per_slot
                 {
                     Some(FinishReason::Length)
                 } else {
@@ -348,12 +444,15 @@ impl<'c, 'm> Decoder<'c, 'm> {
                 let _ = slot.job.events.send(Event::Done {
                     finish,
                     completion_tokens: slot.completion_tokens,
+                    cached_tokens: slot.cached,
                 });
                 self.release(i);
             }
         }
     }
 
+    /// Fails every running job after a failed decode. What the KV holds
+    /// is unknown then, so every sequence is cleared.
     fn fail_all(&mut self, message: &str) {
         for i in 0..self.slots.len() {
             if let Some(slot) = &self.slots[i] {
@@ -361,15 +460,22 @@ impl<'c, 'm> Decoder<'c, 'm> {
                 self.release(i);
             }
         }
-    }
-
-    /// Frees slot `i` and forgets its sequence's KV cells.
-    fn release(&mut self, i: usize) {
-        if let Some(slot) = self.slots[i].take() {
-            let seq = u32::try_from(slot.seq).ok();
-            if let Err(e) = self.ctx.clear_kv_cache_seq(seq, None, None) {
-                tracing::error!(error = %e, slot = i, "could not clear the KV cache of a slot");
-            }
+        self.ctx.clear_kv_cache();
+        for seq in &mut self.sequences {
+            seq.tokens.clear();
         }
     }
+
+    /// Frees slot `i`; its sequence keeps its KV for a later job to reuse.
+    fn release(&mut self, i: usize) {
+        if self.slots[i].take().is_some() {
+            self.ended += 1;
+            self.sequences[i].used = self.ended;
+        }
+    }
+}
+
+/// How many first tokens `a` and `b` share.
+fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }

@@ -37,6 +37,8 @@ pub(super) struct Plan {
     pub top_logprobs: Option<usize>,
     pub stream: bool,
     pub include_usage: bool,
+    /// Whether the jobs may reuse the KV of a cached prompt prefix.
+    pub cache_prompt: bool,
 }
 
 /// Checks the shared fields; `max_tokens` is the endpoint's limit field.
@@ -135,6 +137,7 @@ pub(super) fn plan(generation: Generation, max_tokens: Option<u32>) -> Result<Pl
             .stream_options
             .and_then(|o| o.include_usage)
             .unwrap_or(false),
+        cache_prompt: g.cache_prompt.unwrap_or(true),
     })
 }
 
@@ -195,6 +198,7 @@ fn submit(
                 0 => id.to_string(),
                 i => format!("{id}-{i}"),
             },
+            cache_prompt: plan.cache_prompt,
         })?;
         let events = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
         choices.push(events.map(move |e| (index, e)).boxed());
@@ -221,15 +225,42 @@ fn log(id: &str, usage: Usage, choices: u32) {
     tracing::info!(
         id,
         prompt_tokens = usage.prompt_tokens,
+        cached_tokens = usage.prompt_tokens_details.cached_tokens,
         completion_tokens = usage.completion_tokens,
         choices,
         "completion"
     );
 }
 
-/// Feeds the events to `answer` and answers with JSON or SSE. The usage
-/// counts the prompt once (each choice read it, but OpenAI bills it once)
-/// and the tokens of every choice.
+/// The usage of the choices ended so far. It counts the prompt once (each
+/// choice read it, but OpenAI bills it once) and the tokens of every choice;
+/// its cached tokens are the fewest any choice took from the cache, the part
+/// of the prompt that no choice computed.
+#[derive(Debug, Default)]
+struct Tally {
+    completion_tokens: u32,
+    cached_tokens: Option<u32>,
+}
+
+impl Tally {
+    fn add(&mut self, completion_tokens: u32, cached_tokens: u32) {
+        self.completion_tokens += completion_tokens;
+        self.cached_tokens = Some(
+            self.cached_tokens
+                .map_or(cached_tokens, |c| c.min(cached_tokens)),
+        );
+    }
+
+    fn usage(&self, prompt_tokens: u32) -> Usage {
+        Usage::new(
+            prompt_tokens,
+            self.completion_tokens,
+            self.cached_tokens.unwrap_or(0),
+        )
+    }
+}
+
+/// Feeds the events to `answer` and answers with JSON or SSE.
 async fn respond<A: Answer>(
     mut answer: A,
     mut events: Events,
@@ -243,7 +274,7 @@ async fn respond<A: Answer>(
             events,
             open: plan.n,
             choices: plan.n,
-            completion_tokens: 0,
+            tally: Tally::default(),
             prompt_tokens,
             include_usage: plan.include_usage,
             queue,
@@ -252,7 +283,7 @@ async fn respond<A: Answer>(
         return Ok(Sse::new(state.into_stream()).into_response());
     }
     let mut open = plan.n;
-    let mut completion_tokens = 0;
+    let mut tally = Tally::default();
     while open > 0 {
         match events.next().await {
             Some((index, Event::Text { text, logprob })) => {
@@ -262,10 +293,11 @@ async fn respond<A: Answer>(
                 index,
                 Event::Done {
                     finish,
-                    completion_tokens: tokens,
+                    completion_tokens,
+                    cached_tokens,
                 },
             )) => {
-                completion_tokens += tokens;
+                tally.add(completion_tokens, cached_tokens);
                 open -= 1;
                 answer.done(index, finish);
             }
@@ -273,7 +305,7 @@ async fn respond<A: Answer>(
             None => return Err(ApiError::unavailable("the decode thread stopped")),
         }
     }
-    let usage = Usage::new(prompt_tokens, completion_tokens);
+    let usage = tally.usage(prompt_tokens);
     log(answer.id(), usage, plan.n);
     Ok(Json(answer.body(usage)).into_response())
 }
@@ -283,7 +315,7 @@ struct StreamState<A> {
     events: Events,
     open: u32,
     choices: u32,
-    completion_tokens: u32,
+    tally: Tally,
     prompt_tokens: u32,
     include_usage: bool,
     queue: VecDeque<SseEvent>,
@@ -314,9 +346,10 @@ impl<A: Answer> StreamState<A> {
                 Event::Done {
                     finish,
                     completion_tokens,
+                    cached_tokens,
                 },
             )) => {
-                self.completion_tokens += completion_tokens;
+                self.tally.add(completion_tokens, cached_tokens);
                 self.open -= 1;
                 self.answer.done(index, finish)
             }
@@ -325,7 +358,7 @@ impl<A: Answer> StreamState<A> {
         };
         self.queue.extend(chunks.into_iter().map(data));
         if self.open == 0 {
-            let usage = Usage::new(self.prompt_tokens, self.completion_tokens);
+            let usage = self.tally.usage(self.prompt_tokens);
             log(self.answer.id(), usage, self.choices);
             if self.include_usage {
                 self.queue.push_back(data(self.answer.usage_chunk(usage)));
