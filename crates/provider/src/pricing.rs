@@ -347,7 +347,9 @@ mod tests {
 
     #[test]
     fn a_policy_that_could_pass_a_ceiling_is_refused_by_key() {
-        let over = policy("floor = 0.5\npeak = 0.9\n[[tiers]]\nmin_prompt_tokens = 1000\nmultiplier = 1.2");
+        let over = policy(
+            "floor = 0.5\npeak = 0.9\n[[tiers]]\nmin_prompt_tokens = 1000\nmultiplier = 1.2",
+        );
         let (key, why) = over.check().unwrap_err();
         assert_eq!(key, "tiers[0].multiplier");
         assert!(why.contains("108%"), "{why}");
