@@ -26,19 +26,6 @@ pub mod routes {
     /// [`crate::SignedQuote`].
     pub const QUOTE: &str = "/v1/quote";
 
-    /// The path of a service's quote.
-    pub fn quote(service: &str) -> String {
-        let mut path = String::from("/v1/quote?model=");
-        for b in service.bytes() {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                path.push(char::from(b));
-            } else {
-                path.push_str(&format!("%{b:02X}"));
-            }
-        }
-        path
-    }
-
     /// The path of a stream's receipt.
     pub fn receipt(id: &str) -> String {
         format!("/v1/receipts/{id}")

@@ -173,22 +173,32 @@ impl Broker {
                 )
                 .with_param("model"))
             }
-            None => {
-                let names: Vec<&str> = self
-                    .services
-                    .iter()
-                    .map(|s| s.config.name.as_str())
-                    .collect();
-                Err(ApiError::new(
-                    ErrorCode::UnknownModel,
-                    format!(
-                        "no service {model:?} here; this provider serves {names:?} (GET {})",
-                        routes::MODELS
-                    ),
-                )
-                .with_param("model"))
-            }
+            None => Err(self.unknown_model(model)),
         }
+    }
+
+    /// The service a quote's `model` names: a service name, else a model id.
+    pub(crate) fn service_named(&self, model: &str) -> Result<&Arc<ServiceRuntime>, ApiError> {
+        let by_name = self.services.iter().find(|s| s.config.name == model);
+        by_name
+            .or_else(|| self.services.iter().find(|s| s.config.model == model))
+            .ok_or_else(|| self.unknown_model(model))
+    }
+
+    fn unknown_model(&self, model: &str) -> ApiError {
+        let names: Vec<&str> = self
+            .services
+            .iter()
+            .map(|s| s.config.name.as_str())
+            .collect();
+        ApiError::new(
+            ErrorCode::UnknownModel,
+            format!(
+                "no service {model:?} here; this provider serves {names:?} (GET {})",
+                routes::MODELS
+            ),
+        )
+        .with_param("model")
     }
 
     /// Checks the payment headers and the voucher's signature, then has the
@@ -305,8 +315,9 @@ impl Broker {
             ApiError::new(
                 ErrorCode::QuoteInvalid,
                 format!(
-                    "X-ZG-Quote: {why}; take a new quote from GET {} and send the request again (it cost nothing)",
-                    routes::quote(&service.config.name)
+                    "X-ZG-Quote: {why}; take a new quote from GET {}?model={} and send the request again (it cost nothing)",
+                    routes::QUOTE,
+                    service.config.name
                 ),
             )
         };

@@ -388,8 +388,11 @@ impl Payer {
             return Err(refused(service.provider, response).instrument(span).await);
         }
         let quoted = quote.map(|q| {
-            let asked = q.quote.requested_output(quote::asked_output(&body));
-            (q.quote, asked)
+            // The body is read for max_tokens only when a tier depends on it.
+            let by_output = q.quote.tiers.iter().any(|t| t.min_output_tokens > 0);
+            let asked = by_output.then(|| quote::asked_output(&body)).flatten();
+            let requested = q.quote.requested_output(asked);
+            (q.quote, requested)
         });
         Ok(Posted {
             response,

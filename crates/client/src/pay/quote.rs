@@ -11,9 +11,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use zg_core::{Address, B256, Domain, Quote, Service, SignedQuote, now_unix, wire::routes};
+use zg_core::{
+    Address, B256, Domain, ErrorCode, Quote, Service, SignedQuote, now_unix, wire::routes,
+};
 
-use super::{endpoint, unreachable, unreachable_msg};
+use super::{endpoint, refused, unreachable, unreachable_msg};
 use crate::ClientError;
 
 /// A quote is taken again when it has less than this left (seconds): a
@@ -88,30 +90,25 @@ pub async fn fetch(
     domain: &Domain,
     service: &Service,
 ) -> Result<Option<Taken>, ClientError> {
-    let path = routes::quote(&service.name);
+    let path = routes::QUOTE;
     let response = http
-        .get(endpoint(&service.url, &path))
+        .get(endpoint(&service.url, path))
+        .query(&[("model", &service.name)])
         .timeout(Duration::from_secs(10))
         .send()
         .await
         .map_err(|e| unreachable(service, e))?;
-    if response.status().as_u16() == 404 {
-        let body = response.text().await.unwrap_or_default();
-        // A broker without quotes answers not_found; one that does not
-        // know the service (unknown_model) is a broken listing.
-        if body.contains("unknown_model") {
-            return Err(unreachable_msg(
-                service,
-                &format!("GET {path}: the broker does not serve this service"),
-            ));
-        }
-        return Ok(None);
-    }
     if !response.status().is_success() {
-        return Err(unreachable_msg(
-            service,
-            &format!("GET {path} answered HTTP {}", response.status()),
-        ));
+        return match refused(service.provider, response).await {
+            // A broker without quotes: no such route (one that does not
+            // know the service answers unknown_model: a broken listing).
+            ClientError::Refused {
+                status: 404,
+                code: None | Some(ErrorCode::NotFound),
+                ..
+            } => Ok(None),
+            other => Err(unreachable_msg(service, &format!("GET {path}: {other}"))),
+        };
     }
     let bytes = response
         .bytes()

@@ -12,7 +12,7 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use zg_core::{ErrorCode, SignedQuote, wire::routes};
+use zg_core::SignedQuote;
 
 use crate::{broker::Broker, error::ApiError};
 
@@ -30,17 +30,7 @@ pub(super) async fn quote(
         ApiError::invalid("GET /v1/quote needs ?model=NAME, a service this broker serves")
             .with_param("model")
     })?;
-    let service = broker
-        .services
-        .iter()
-        .find(|s| s.config.name == model || s.config.model == model)
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::UnknownModel,
-                format!("no service {model:?} here (GET {})", routes::MODELS),
-            )
-            .with_param("model")
-        })?;
+    let service = broker.service_named(&model)?;
     Ok(Json(
         broker.quote(service).sign(&broker.signer, &broker.domain),
     ))
