@@ -295,3 +295,40 @@ async fn bad_verifier_input_is_a_clear_error() {
         .expect("request");
     assert_eq!(res.status().as_u16(), 404);
 }
+
+#[tokio::test]
+async fn one_session_checks_many_answers_as_fresh_checks_do() {
+    // A session keeps its context and the prefix the answers share (the
+    // system prompt): a forged answer between honest ones changes nothing.
+    let bodies = [
+        chat_body("Name a river in Europe.", 24),
+        sampled("Name a mountain in Asia.", 24),
+    ];
+    let mut checks = Vec::new();
+    for body in &bodies {
+        let (answer, proof) = answer_with_proof(&engine().url, body).await;
+        let mut forged = Proof::decode(&proof).expect("decodes");
+        forged.tokens[3] = if forged.tokens[3] == 1000 { 1001 } else { 1000 };
+        let (forged_text, _) = verifier().spell(&forged.tokens, &[]);
+        checks.push((body, answer, proof, true));
+        checks.push((body, forged_text, forged.encode(), false));
+    }
+    checks.push(checks[0].clone());
+    let mut session = verifier().session();
+    for (body, answer, proof, honest) in &checks {
+        let prompt = verifier().prompt_tokens(messages(body)).expect("prompt");
+        let claim = Claim {
+            prompt: &prompt,
+            answer,
+            stop: &[],
+        };
+        let kept = session.verify(&claim, proof).expect("readable");
+        let fresh = check(body, answer, proof);
+        assert_eq!(kept.pass, *honest, "{kept:?}");
+        assert_eq!(fresh.pass, *honest, "{fresh:?}");
+        assert!(
+            (kept.distance - fresh.distance).abs() < 0.2,
+            "session {kept:?} against fresh {fresh:?}"
+        );
+    }
+}

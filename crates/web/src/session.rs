@@ -23,13 +23,17 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-const COOKIE: &str = "zg_admin";
+/// The session cookie's name starts so; each server adds its own suffix,
+/// since browsers share cookies between ports of one host (a gateway and
+/// two brokers on 127.0.0.1 must not log each other out).
+const COOKIE: &str = "zg_admin_";
 /// Sessions kept at most; the oldest goes when a new one would pass it.
 const MAX_SESSIONS: usize = 256;
 
 /// The token that guards one side's pages, and the sessions it opened.
 pub struct Admin {
     token: String,
+    cookie: String,
     title: &'static str,
     sessions: Mutex<Sessions>,
 }
@@ -63,6 +67,7 @@ impl Admin {
     pub fn new(token: String, title: &'static str) -> Arc<Self> {
         Arc::new(Self {
             token,
+            cookie: format!("{COOKIE}{}", &crate::random_token()[..8]),
             title,
             sessions: Mutex::new(Sessions::default()),
         })
@@ -91,13 +96,13 @@ impl Admin {
     }
 
     fn session_of(&self, headers: &HeaderMap) -> Option<Session> {
-        let id = cookie(headers, COOKIE)?;
+        let id = cookie(headers, &self.cookie)?;
         let csrf = self.sessions().csrf.get(id)?.clone();
         Some(Session { csrf })
     }
 
     fn close_session(&self, headers: &HeaderMap) {
-        if let Some(id) = cookie(headers, COOKIE) {
+        if let Some(id) = cookie(headers, &self.cookie) {
             let mut s = self.sessions();
             s.csrf.remove(id);
             s.order.retain(|o| o != id);
@@ -205,13 +210,16 @@ async fn login(
         return (StatusCode::UNAUTHORIZED, page).into_response();
     }
     let id = admin.open_session();
-    let cookie = format!("{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/");
+    let cookie = format!("{}={id}; HttpOnly; SameSite=Strict; Path=/", admin.cookie);
     ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
 }
 
 async fn logout(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Response {
     admin.close_session(&headers);
-    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    let cookie = format!(
+        "{}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
+        admin.cookie
+    );
     ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
 }
 

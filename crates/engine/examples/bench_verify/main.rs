@@ -247,13 +247,15 @@ async fn answers(
 type Checked = (bool, f32, f32);
 
 /// The verdicts on `answers`, claimed with the registered system prompt,
-/// and the seconds verification took.
+/// and the seconds verification took: one session, as an auditor checks a
+/// service's answers, so the shared system prompt is read once.
 fn check(verifier: &Verifier, answers: &[Answer]) -> Result<(Vec<Checked>, f64)> {
     let started = Instant::now();
+    let mut session = verifier.session();
     let mut out = Vec::with_capacity(answers.len());
     for a in answers {
         let prompt = claimed_prompt(verifier, &a.user)?;
-        let verdict = verifier.verify(
+        let verdict = session.verify(
             &Claim {
                 prompt: &prompt,
                 answer: &a.text,

@@ -11,6 +11,7 @@ pub use shelf::{Judgement, Shelf, judge};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -169,32 +170,61 @@ impl Verifier {
     /// Checks `proof` against `claim`: the prompt digest, the text its tokens
     /// spell, then the marks of every token against a fresh prefill.
     pub fn verify(&self, claim: &Claim<'_>, proof: &[u8]) -> Result<Verdict, VerifyError> {
-        let proof = Proof::decode(proof)?;
+        self.sized(0).verify(claim, proof)
+    }
+
+    /// A verifier that keeps its llama.cpp context between checks and reads
+    /// again only what differs from the previous check's tokens: answers to
+    /// the same system prompt share its prefill. One session per thread.
+    pub fn session(&self) -> Session<'_> {
+        self.sized(SESSION_CTX)
+    }
+
+    /// A session whose context, made at the first check, holds at least
+    /// `min_ctx` tokens (a one-off check makes it just the size it needs).
+    fn sized(&self, min_ctx: u32) -> Session<'_> {
+        Session {
+            verifier: self,
+            ctx: None,
+            min_ctx,
+            held: Vec::new(),
+        }
+    }
+
+    fn context(&self, n_ctx: u32) -> Result<LlamaContext<'_>, VerifyError> {
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(PREFILL_BATCH as u32)
+            .with_n_ubatch(PREFILL_BATCH as u32)
+            .with_n_seq_max(1)
+            .with_n_threads(self.threads)
+            .with_n_threads_batch(self.threads);
+        self.model
+            .new_context(backend()?, params)
+            .map_err(|e| VerifyError::Llama(e.to_string()))
+    }
+
+    /// What can be told without the model: the proof's prompt digest and
+    /// the text its tokens spell. None when the claim holds together.
+    fn precheck(&self, claim: &Claim<'_>, proof: &Proof) -> Result<Option<Verdict>, VerifyError> {
         let n = proof.tokens.len();
         self.check_ids(claim.prompt, "prompt")?;
         self.check_ids(&proof.tokens, "proof")?;
         if claim.prompt.is_empty() {
-            return Ok(Verdict::mismatch(n, "the claimed prompt is empty".into()));
+            return Ok(Some(Verdict::mismatch(
+                n,
+                "the claimed prompt is empty".into(),
+            )));
         }
         if tokens_digest(claim.prompt.iter().copied()) != proof.prompt_digest {
-            return Ok(Verdict::mismatch(
+            return Ok(Some(Verdict::mismatch(
                 n,
                 "the proof was made for another prompt (prompt digest differs)".into(),
-            ));
+            )));
         }
-        if let Some(why) = self.spelling_mismatch(&proof.tokens, claim) {
-            return Ok(Verdict::mismatch(n, why));
-        }
-        let (distance, worst_token) = self.measure(claim.prompt, &proof)?;
-        Ok(Verdict {
-            pass: distance <= THRESHOLD && worst_token <= TOKEN_THRESHOLD,
-            distance,
-            threshold: THRESHOLD,
-            worst_token,
-            token_threshold: TOKEN_THRESHOLD,
-            tokens: n,
-            mismatch: None,
-        })
+        Ok(self
+            .spelling_mismatch(&proof.tokens, claim)
+            .map(|why| Verdict::mismatch(n, why)))
     }
 
     fn check_ids(&self, tokens: &[u32], place: &'static str) -> Result<(), VerifyError> {
@@ -250,10 +280,44 @@ impl Verifier {
             )
         })
     }
+}
+
+/// Tokens a session's context holds before it must grow (a longer answer
+/// gets a context of its size).
+const SESSION_CTX: u32 = 2048;
+
+/// A [`Verifier`] with its llama.cpp context kept between checks.
+pub struct Session<'a> {
+    verifier: &'a Verifier,
+    /// The context and the tokens it has room for.
+    ctx: Option<(LlamaContext<'a>, u32)>,
+    min_ctx: u32,
+    /// The tokens whose keys and values the context holds, in order.
+    held: Vec<u32>,
+}
+
+impl Session<'_> {
+    /// [`Verifier::verify`], reusing what the last check read.
+    pub fn verify(&mut self, claim: &Claim<'_>, proof: &[u8]) -> Result<Verdict, VerifyError> {
+        let proof = Proof::decode(proof)?;
+        if let Some(mismatch) = self.verifier.precheck(claim, &proof)? {
+            return Ok(mismatch);
+        }
+        let (distance, worst_token) = self.measure(claim.prompt, &proof)?;
+        Ok(Verdict {
+            pass: distance <= THRESHOLD && worst_token <= TOKEN_THRESHOLD,
+            distance,
+            threshold: THRESHOLD,
+            worst_token,
+            token_threshold: TOKEN_THRESHOLD,
+            tokens: proof.tokens.len(),
+            mismatch: None,
+        })
+    }
 
     /// The teacher-forced prefill: the mean and the largest mark difference
     /// over the answer's tokens.
-    fn measure(&self, prompt: &[u32], proof: &Proof) -> Result<(f32, f32), VerifyError> {
+    fn measure(&mut self, prompt: &[u32], proof: &Proof) -> Result<(f32, f32), VerifyError> {
         let llama = |e: &dyn std::fmt::Display| VerifyError::Llama(e.to_string());
         // Every answer token but the last is read back; the logits of the
         // last prompt token and of those pick the answer's tokens.
@@ -263,26 +327,43 @@ impl Verifier {
             .copied()
             .collect();
         let first_output = prompt.len() - 1;
-        let n_ctx = u32::try_from(input.len().next_multiple_of(256))
+        let needed = u32::try_from(input.len())
             .map_err(|_| VerifyError::Llama("the answer is too long".into()))?;
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(n_ctx))
-            .with_n_batch(PREFILL_BATCH as u32)
-            .with_n_ubatch(PREFILL_BATCH as u32)
-            .with_n_seq_max(1)
-            .with_n_threads(self.threads)
-            .with_n_threads_batch(self.threads);
-        let mut ctx = self
-            .model
-            .new_context(backend()?, params)
-            .map_err(|e| llama(&e))?;
+        let ctx = match &mut self.ctx {
+            Some((ctx, room)) if *room >= needed => ctx,
+            slot => {
+                self.held.clear();
+                let room = needed.next_multiple_of(256).max(self.min_ctx);
+                &mut slot.insert((self.verifier.context(room)?, room)).0
+            }
+        };
+        // The keys and values of a shared prefix are kept; every position
+        // whose logits are needed is read again.
+        let common = self
+            .held
+            .iter()
+            .zip(&input)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(first_output);
+        let start = match u32::try_from(common) {
+            Ok(p0) if common > 0 => match ctx.clear_kv_cache_seq(Some(0), Some(p0), None) {
+                Ok(true) => common,
+                _ => 0,
+            },
+            _ => 0,
+        };
+        if start == 0 {
+            ctx.clear_kv_cache();
+        }
+        self.held.truncate(start);
         let mut batch = LlamaBatch::new(PREFILL_BATCH, 1);
         let (mut sum, mut worst) = (0.0f32, 0.0f32);
-        for (chunk_index, chunk) in input.chunks(PREFILL_BATCH).enumerate() {
+        for (chunk_index, chunk) in input[start..].chunks(PREFILL_BATCH).enumerate() {
             batch.clear();
-            let start = chunk_index * PREFILL_BATCH;
+            let first = start + chunk_index * PREFILL_BATCH;
             for (offset, &token) in chunk.iter().enumerate() {
-                let pos = start + offset;
+                let pos = first + offset;
                 batch
                     .add(
                         LlamaToken(token as i32),
@@ -292,8 +373,14 @@ impl Verifier {
                     )
                     .map_err(|e| llama(&e))?;
             }
-            ctx.decode(&mut batch).map_err(|e| llama(&e))?;
-            for (offset, pos) in (start..start + chunk.len()).enumerate() {
+            if let Err(e) = ctx.decode(&mut batch) {
+                // What the context holds is unknown now: start clean next time.
+                self.held.clear();
+                ctx.clear_kv_cache();
+                return Err(llama(&e));
+            }
+            self.held.extend_from_slice(chunk);
+            for (offset, pos) in (first..first + chunk.len()).enumerate() {
                 let Some(k) = pos.checked_sub(first_output) else {
                     continue;
                 };
