@@ -108,6 +108,16 @@ bench-broker: bench-nginx contracts/node_modules/.package-lock.json
 bench-nginx:
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light; }
 
+## ---- web pages -----------------------------------------------------------
+# The user's and the provider's web pages in headless Chromium against a real
+# `zg-serving dev` (crates/cli/tests/web.rs), saving their screenshots into
+# docs/img/ (user-money.png, user-activity.png, user-playground.png,
+# user-providers.png, user-phone.png, provider.png).
+.PHONY: screenshots
+screenshots: deps model
+	@mkdir -p docs/img
+	ZG_SCREENSHOTS=$(CURDIR)/docs/img $(CARGO) test -p zg-serving --test web
+
 ## ---- user side -----------------------------------------------------------
 # The client and gateway crates through real parts: anvil with the
 # contracts, real brokers, the real engine and the `openai` client.

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs what a fresh machine lacks: Debian packages for the native builds,
-# and the npm packages (solc, OpenZeppelin, anvil) from contracts/'s lock file.
+# Installs what a fresh machine lacks: Debian packages for the native builds
+# and for the browser tests (Chromium and its chromedriver), and the npm
+# packages (solc, OpenZeppelin, anvil) from contracts/'s lock file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v cmake >/dev/null || need+=(cmake)
 [ -n "$(ls /usr/lib/llvm-*/lib/libclang.so* 2>/dev/null)" ] || need+=(libclang-dev)
+command -v chromedriver >/dev/null || need+=(chromium chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   sudo_cmd=""

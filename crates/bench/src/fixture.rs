@@ -147,6 +147,7 @@ pub(crate) fn spawn_broker(
                 &format!("http://{UPSTREAM}/v1"),
             )
         }],
+        admin: None,
     };
     spawn_broker_config(dir, name, &plan.toml(), listen)
 }

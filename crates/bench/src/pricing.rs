@@ -374,6 +374,7 @@ fn spawn_priced_broker(
                 &format!("http://{upstream}/v1"),
             )
         }],
+        admin: None,
     };
     // The service is the last table, so this section is its own.
     let config = format!(

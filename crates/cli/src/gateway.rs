@@ -93,6 +93,13 @@ struct Settings {
     /// CPU threads of one audit check (default: half the cores, at most 4).
     #[arg(long, value_name = "N")]
     audit_threads: Option<u32>,
+    /// The token that opens the web page at `/` (default: a random one,
+    /// printed at start).
+    #[arg(long, env = "ZG_GATEWAY_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Block explorer for the page's transaction links (default: the network's).
+    #[arg(long)]
+    explorer_url: Option<String>,
 }
 
 impl Settings {
@@ -116,6 +123,8 @@ impl Settings {
             audit_dispute: self.audit_dispute.or(file.audit_dispute),
             audit_max_bond: self.audit_max_bond.or(file.audit_max_bond),
             audit_threads: self.audit_threads.or(file.audit_threads),
+            admin_token: self.admin_token.or(file.admin_token),
+            explorer_url: self.explorer_url.or(file.explorer_url),
         }
     }
 
@@ -192,6 +201,8 @@ impl Settings {
             },
             topup,
             max_attempts: self.max_attempts.unwrap_or(defaults.max_attempts),
+            admin_token: self.admin_token.clone(),
+            explorer_url: self.explorer_url.clone(),
             ..defaults
         })
     }
@@ -242,7 +253,10 @@ async fn serve(args: GatewayArgs) -> anyhow::Result<()> {
         None => Settings::default(),
     };
     let settings = (*args.settings).clone().or(file);
-    let config = settings.config()?;
+    let mut config = settings.config()?;
+    if config.explorer_url.is_none() {
+        config.explorer_url = args.chain.network.load()?.and_then(|n| n.explorer_url);
+    }
     let audits = settings.audits()?;
     let session = args.chain.session().await?;
     let ack = AckPolicy::WhenIdle(Duration::from_secs(settings.ack_after_s.unwrap_or(2)));
@@ -267,6 +281,13 @@ async fn serve(args: GatewayArgs) -> anyhow::Result<()> {
         "gateway for {} at http://{addr}/v1 ({models} services listed); point any OpenAI SDK's base_url there",
         session.key.address()
     );
+    match settings.admin_token {
+        Some(_) => eprintln!("user page at http://{addr}/ (log in with the admin token you set)"),
+        None => eprintln!(
+            "user page at http://{addr}/ (admin token {}; set --admin-token or ZG_GATEWAY_ADMIN_TOKEN to keep one)",
+            gateway.admin_token()
+        ),
+    }
     gateway.serve(listener).await.context("the gateway stopped")
 }
 

@@ -3,156 +3,33 @@
 //! gateway, then settled with the provider CLI, with the money on chain
 //! checked against the receipts in the user's book.
 
-use serde_json::Value;
-use std::{
-    io::{BufRead, BufReader},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    time::Duration,
+#[path = "common/dev.rs"]
+mod dev;
+
+use dev::{
+    Dev, bin, json_amount as amount, json_output, root, run_ok, terminate, wait_with_timeout,
 };
+use std::{process::Command, time::Duration};
 use zg_core::{U256, parse_amount};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_zg-serving"))
-}
-
-/// The dev process, stopped with SIGTERM (which stops its chain, engine and
-/// brokers too) if a failed check leaves it running.
-struct Dev(Child);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            terminate(&self.0);
-            wait_with_timeout(&mut self.0, Duration::from_secs(30));
-        }
-    }
-}
-
-fn terminate(child: &Child) {
-    if let Ok(pid) = i32::try_from(child.id()) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-    }
-}
-
-/// The banner's lines that the test needs, read until the dev stack is up.
-struct Banner {
-    gateway: String,
-    api_key: String,
-    env: Vec<(String, String)>,
-    provider_config: String,
-}
-
-fn read_banner(child: &mut Child) -> Banner {
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            println!("dev| {line}");
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut lines = Vec::new();
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(180))
-            .unwrap_or_else(|_| panic!("zg-serving dev did not come up; it printed {lines:#?}"));
-        let done = line.starts_with("Ctrl-C stops");
-        lines.push(line);
-        if done {
-            break;
-        }
-    }
-    let field = |prefix: &str| {
-        lines
-            .iter()
-            .find_map(|l| l.trim().strip_prefix(prefix))
-            .unwrap_or_else(|| panic!("no {prefix:?} line in {lines:#?}"))
-            .trim()
-            .to_owned()
-    };
-    let env = field("export ")
-        .split_whitespace()
-        .filter_map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        })
-        .collect();
-    Banner {
-        gateway: field("gateway "),
-        api_key: field("api key "),
-        env,
-        provider_config: field("zg-serving provider settle --config "),
-    }
-}
-
-fn json_output(command: &mut Command) -> Value {
-    let out = run_ok(command);
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("{command:?} printed no JSON ({e}): {out}"))
-}
-
-/// Runs a command that must succeed; its stdout.
-fn run_ok(command: &mut Command) -> String {
-    let out = command.output().expect("run command");
-    assert!(
-        out.status.success(),
-        "{command:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn amount(v: &Value) -> U256 {
-    parse_amount(v.as_str().expect("an amount string")).expect("a decimal amount")
-}
 
 #[test]
 fn dev_serves_the_openai_client_and_settles_what_the_receipts_say() {
     let root = root();
-    let model = root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    let embedding = root.join("models/all-MiniLM-L6-v2");
-    assert!(
-        model.exists() && embedding.exists(),
-        "models missing: run `make model`"
-    );
     let python = root.join(".venv/bin/python");
     assert!(python.exists(), ".venv missing: run `make venv`");
     let data = std::env::temp_dir().join(format!("zg-dev-test-{}", std::process::id()));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-
-    let mut dev = Dev(bin()
-        .args(["dev", "--fresh", "--port", &port.to_string()])
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--model")
-        .arg(&model)
-        .arg("--embedding-model")
-        .arg(&embedding)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start zg-serving dev"));
-    let banner = read_banner(&mut dev.0);
+    let (mut dev, banner) = Dev::start(&data);
+    let env = banner.env();
+    let gateway = banner.field("gateway ");
+    let api_key = banner.field("api key ");
+    let provider_config = banner.provider_config();
 
     let seen = json_output(
         Command::new(&python)
             .arg(root.join("crates/cli/tests/dev_openai.py"))
             .args([
-                &banner.gateway,
-                &banner.api_key,
+                &gateway,
+                &api_key,
                 "SmolLM2-135M-Instruct.Q4_1",
                 "all-MiniLM-L6-v2",
             ]),
@@ -178,15 +55,8 @@ fn dev_serves_the_openai_client_and_settles_what_the_receipts_say() {
     );
     assert!(seen["logprobs"].as_u64() > Some(0), "{seen}");
 
-    let user = |args: &[&str]| {
-        json_output(
-            bin()
-                .arg("user")
-                .arg("--json")
-                .args(args)
-                .envs(banner.env.clone()),
-        )
-    };
+    let user =
+        |args: &[&str]| json_output(bin().arg("user").arg("--json").args(args).envs(env.clone()));
     let services = user(&["services", "--kind", "chat"]);
     let provider = services[0]["provider"]
         .as_str()
@@ -197,14 +67,14 @@ fn dev_serves_the_openai_client_and_settles_what_the_receipts_say() {
         bin()
             .args(["user", "chat", "--model", "SmolLM2-135M-Instruct.Q4_1"])
             .args(["--max-tokens", "16", "Say hi"])
-            .envs(banner.env.clone()),
+            .envs(env.clone()),
     );
     assert!(!chat.trim().is_empty());
 
     // The gateway acknowledges the last receipt once idle; then the provider settles.
     std::thread::sleep(Duration::from_secs(2));
-    run_ok(bin().args(["provider", "settle", "--config", &banner.provider_config]));
-    let status = run_ok(bin().args(["provider", "status", "--config", &banner.provider_config]));
+    run_ok(bin().args(["provider", "settle", "--config", &provider_config]));
+    let status = run_ok(bin().args(["provider", "status", "--config", &provider_config]));
     assert!(
         status.contains("smollm2-135m-instruct") && status.contains("users: 1"),
         "{status}"
@@ -251,15 +121,14 @@ fn dev_serves_the_openai_client_and_settles_what_the_receipts_say() {
         json_output(
             bin()
                 .args(args)
-                .envs(banner.env.clone())
+                .envs(env.clone())
                 .env_remove("ZG_RPC_URL")
                 .env_remove("ZG_CONTRACT")
                 .env("ZG_DEV_DATA_DIR", &data),
         )
     };
     let info = by_name(&["chain", "info", "--json", "--network", "dev"]);
-    let contract = &banner
-        .env
+    let contract = &env
         .iter()
         .find(|(k, _)| k == "ZG_CONTRACT")
         .expect("the banner exports ZG_CONTRACT")
@@ -290,18 +159,6 @@ fn dev_serves_the_openai_client_and_settles_what_the_receipts_say() {
         "{text}"
     );
     let _ = std::fs::remove_dir_all(&data);
-}
-
-fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = child.kill();
-    None
 }
 
 /// `make demo`'s run: a provider that serves a requantized substitute under

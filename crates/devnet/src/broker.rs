@@ -108,6 +108,9 @@ pub struct BrokerPlan {
     pub stake: String,
     pub settlement: SettlementPlan,
     pub services: Vec<ServicePlan>,
+    /// Where the provider page listens (`[admin] listen`), if it has one;
+    /// its token is made at start (`Running::admin_token`).
+    pub admin: Option<String>,
 }
 
 impl BrokerPlan {
@@ -141,6 +144,9 @@ impl BrokerPlan {
             s.batch_size,
             s.confirmations
         );
+        if let Some(listen) = &self.admin {
+            let _ = write!(text, "\n[admin]\nlisten = \"{listen}\"\n");
+        }
         for service in &self.services {
             let _ = write!(
                 text,
@@ -203,6 +209,7 @@ impl Market {
             stake: "0.1".into(),
             settlement: SettlementPlan::on_demand(),
             services: Vec::new(),
+            admin: None,
         })
     }
 }

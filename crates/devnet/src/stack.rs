@@ -56,6 +56,9 @@ pub struct Provider {
 /// Everything running; [`Stack::shutdown`] stops it in order, anvil last so it saves its state.
 pub struct Stack {
     pub gateway_url: String,
+    /// The user's web page (the gateway's `/`); its token is the gateway's
+    /// `admin_token()`.
+    pub user_page_url: String,
     /// The chat model as the gateway lists it (what `model` names in a request).
     pub chat_model: String,
     pub api_key: String,
@@ -188,6 +191,7 @@ impl Stack {
             .unwrap_or_default();
         Ok(Self {
             gateway_url: format!("http://{addr}/v1"),
+            user_page_url: format!("http://{addr}/"),
             chat_model,
             api_key,
             user_key,
@@ -385,12 +389,14 @@ async fn start_provider(
             confirmations: 0,
         },
         services,
+        admin: Some("127.0.0.1:0".into()),
     };
     let running = start_broker(&plan)
         .await
         .map_err(DevnetError::step(format!("starting provider {i}")))?;
     plan.listen = running.addr().to_string();
     plan.public_url = Some(running.url());
+    plan.admin = running.admin_addr().map(|a| a.to_string());
     let config_path = dir.path(&format!("provider-{i}.toml"));
     dir.write(
         &config_path,

@@ -10,7 +10,7 @@
 
 use crate::{
     Gateway, cost,
-    keys::{Hold, KeyRefusal},
+    keys::{Answered, Hold, KeyRefusal},
     limits,
     ranking::Quoted,
     routing::ProviderPrefs,
@@ -492,15 +492,19 @@ async fn deliver(
                 body,
                 receipt,
             } = *answer;
-            let fee = settle(gw, provider, &receipt, hold, started, audit).await;
+            let ended = Ended {
+                provider,
+                hold,
+                started,
+                audit,
+                request_id: request_id.as_deref(),
+            };
+            let (fee, receipt_status) = settle(gw, &receipt, ended).await;
             let body = request_id
                 .as_deref()
                 .and_then(|id| cost::priced(&body, fee, id))
                 .unwrap_or(body);
-            let (receipt, receipt_status) = match receipt {
-                Ok(paid) => (Some(paid.signed.to_header()), "paid".to_owned()),
-                Err(e) => (None, receipt_problem(gw, provider, &e)),
-            };
+            let receipt = receipt.ok().map(|paid| paid.signed.to_header());
             Delivered {
                 provider,
                 status,
@@ -537,10 +541,14 @@ async fn deliver(
                 let receipt = receipt.await.unwrap_or_else(|_| {
                     Err(ClientError::NoService("the receipt check stopped".into()))
                 });
-                if let Err(e) = &receipt {
-                    receipt_problem(&task_gw, provider, e);
-                }
-                let fee = settle(&task_gw, provider, &receipt, hold, started, audit).await;
+                let ended = Ended {
+                    provider,
+                    hold,
+                    started,
+                    audit,
+                    request_id: Some(&id),
+                };
+                let (fee, _) = settle(&task_gw, &receipt, ended).await;
                 let end = priced.finish(receipt.is_ok().then_some((fee, id.as_str())));
                 if !end.is_empty() {
                     let _ = tx.send(Ok(end)).await;
@@ -556,30 +564,59 @@ async fn deliver(
     }
 }
 
-/// Closes the key's hold at the receipt's fee (zero when it was not paid),
-/// records the provider's throughput and offers a paid answer to the
-/// auditor (which never waits; `audit`: whatever the sample); returns the fee.
-async fn settle(
-    gw: &Gateway,
+/// What [`settle`] needs to know about the request whose answer ended.
+struct Ended<'a> {
     provider: Address,
-    receipt: &Result<PaidReceipt, ClientError>,
     hold: Hold,
     started: Instant,
+    /// The request asked for its answer's audit.
     audit: bool,
-) -> U256 {
-    let fee = match receipt {
+    /// The broker's id of the request.
+    request_id: Option<&'a str>,
+}
+
+/// Closes the key's hold at the receipt's fee (zero when it was not paid),
+/// records the provider's throughput, offers a paid answer to the auditor
+/// (which never waits; `audit`: whatever the sample), notes which key asked
+/// (for the web page) and tells open pages; returns the fee and "paid" or
+/// why the receipt was not paid.
+async fn settle(
+    gw: &Gateway,
+    receipt: &Result<PaidReceipt, ClientError>,
+    ended: Ended<'_>,
+) -> (U256, String) {
+    let Ended {
+        provider,
+        hold,
+        started,
+        audit,
+        request_id,
+    } = ended;
+    let (fee, verdict) = match receipt {
         Ok(paid) => {
             let tokens = u64::try_from(paid.signed.receipt.output_tokens).unwrap_or(u64::MAX);
             gw.ranking.throughput(provider, tokens, started.elapsed());
             gw.audits.offer(paid, audit);
-            paid.fee
+            (paid.fee, "paid".to_owned())
         }
-        Err(_) => U256::ZERO,
+        Err(e) => (U256::ZERO, receipt_problem(gw, provider, e)),
     };
+    let key_id = hold.key_id.clone();
     if let Err(e) = gw.keys.close(hold, fee).await {
         tracing::warn!(error = %e, "could not record the key's spending");
     }
-    fee
+    let answered = Answered {
+        request_id: request_id.map(str::to_owned),
+        receipt: receipt.as_ref().ok().map(|paid| paid.id),
+        key_id,
+        verdict: verdict.clone(),
+        fee,
+    };
+    if let Err(e) = gw.keys.note(answered).await {
+        tracing::warn!(error = %e, "could not note the answer for the web page");
+    }
+    gw.live.bump();
+    (fee, verdict)
 }
 
 /// Logs a receipt that was not paid and keeps the provider from lying twice.

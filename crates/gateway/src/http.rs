@@ -1,6 +1,7 @@
 //! The gateway's HTTP edge: `/v1/models`, `/v1/chat/completions` and
 //! `/v1/completions` (plain and streamed), `/v1/embeddings`, and
-//! `/zg/providers` (ranking standings).
+//! `/zg/providers` (ranking standings); the web page's routes
+//! ([`crate::web`]) are merged next to them.
 //! A paid route hands the body to [`crate::dispatch`] and writes out what
 //! comes back, or the OpenAI-shaped error.
 
@@ -38,7 +39,17 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
         .layer(axum::middleware::map_response(|r: Response| async move {
             zg_core::wire::http::json_errors(r).await.0
         }))
-        .with_state(gateway)
+        .with_state(gateway.clone())
+        .merge(crate::web::router(gateway))
+        .fallback(not_found)
+}
+
+/// Any other path: OpenAI's error shape, as the `/v1` routes' refusals (the
+/// merged web routes leave the router's own fallback outside their layer).
+async fn not_found() -> Response {
+    zg_core::wire::http::json_errors(StatusCode::NOT_FOUND.into_response())
+        .await
+        .0
 }
 
 async fn chat(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {

@@ -4,8 +4,11 @@
 //! the hold closes at the receipt's fee after, so concurrent requests can't
 //! overspend.
 //! With no active key the gateway is open (it listens on loopback).
+//! Each answer's verdict is noted with the key that asked and the broker's
+//! request id, so the web page can show spending per key and find the
+//! receipt of a request it just streamed.
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use std::{
     collections::HashMap,
@@ -24,7 +27,18 @@ CREATE TABLE IF NOT EXISTS gateway_keys (
     spent TEXT NOT NULL,
     revoked INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL
-);";
+);
+CREATE TABLE IF NOT EXISTS gateway_answers (
+    id INTEGER PRIMARY KEY,
+    request_id TEXT,
+    receipt INTEGER,
+    key_id TEXT,
+    verdict TEXT NOT NULL,
+    fee TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS gateway_answers_request ON gateway_answers (request_id);
+CREATE INDEX IF NOT EXISTS gateway_answers_receipt ON gateway_answers (receipt);";
 
 /// Keys are re-read this often, so `keys add|revoke` reach a running gateway.
 const RELOAD: Duration = Duration::from_secs(1);
@@ -64,6 +78,20 @@ pub(crate) enum KeyRefusal {
         limit: String,
         needed: String,
     },
+}
+
+/// One delivered answer as the gateway noted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Answered {
+    /// The broker's id of the request (`X-ZG-Request-Id`), if it sent one.
+    pub request_id: Option<String>,
+    /// The receipt's row in the book, when it was paid.
+    pub receipt: Option<i64>,
+    /// The API key that asked (None: the gateway was open).
+    pub key_id: Option<String>,
+    /// "paid", or why the receipt was not paid.
+    pub verdict: String,
+    pub fee: U256,
 }
 
 /// A reservation against a key, closed with [`Keys::close`].
@@ -306,6 +334,72 @@ impl Keys {
             .info
             .spend_limit
             .map(|l| l.saturating_sub(live.info.spent.saturating_add(live.reserved))))
+    }
+
+    /// Notes a delivered answer: which key asked, and its receipt's verdict.
+    pub(crate) async fn note(&self, answer: Answered) -> Result<(), ClientError> {
+        self.book
+            .call(move |db| {
+                db.prepare_cached(
+                    "INSERT INTO gateway_answers (request_id, receipt, key_id, verdict, fee, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    answer.request_id,
+                    answer.receipt,
+                    answer.key_id,
+                    answer.verdict,
+                    answer.fee.to_string(),
+                    now_unix() as i64
+                ])?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// The key that asked for each paid receipt (by the receipt's row).
+    pub(crate) async fn receipt_keys(&self) -> Result<HashMap<i64, String>, ClientError> {
+        self.book
+            .call(|db| {
+                let mut stmt = db.prepare_cached(
+                    "SELECT receipt, key_id FROM gateway_answers WHERE receipt IS NOT NULL AND key_id IS NOT NULL",
+                )?;
+                let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .await
+    }
+
+    /// The answer to the broker's request `request_id`, if it was noted.
+    pub(crate) async fn answered(&self, request_id: &str) -> Result<Option<Answered>, ClientError> {
+        let request_id = request_id.to_owned();
+        self.book
+            .call(move |db| {
+                let row = db
+                    .prepare_cached(
+                        "SELECT request_id, receipt, key_id, verdict, fee FROM gateway_answers WHERE request_id = ?1 ORDER BY id DESC LIMIT 1",
+                    )?
+                    .query_row([request_id], |r| {
+                        Ok((
+                            r.get::<_, Option<String>>(0)?,
+                            r.get::<_, Option<i64>>(1)?,
+                            r.get::<_, Option<String>>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(4)?,
+                        ))
+                    })
+                    .optional()?;
+                row.map(|(request_id, receipt, key_id, verdict, fee)| {
+                    Ok(Answered {
+                        request_id,
+                        receipt,
+                        key_id,
+                        verdict,
+                        fee: u256(&fee)?,
+                    })
+                })
+                .transpose()
+            })
+            .await
     }
 }
 

@@ -10,7 +10,9 @@
 //! services that list the capabilities it needs (`capabilities`), and its
 //! answer's `usage` says what it cost (`cost`). Answers of proof services
 //! are audited in the background (`audit`), once [`Gateway::start_audits`]
-//! gives the gateway a [`Checker`].
+//! gives the gateway a [`Checker`]. The user's own web page (money,
+//! providers, activity, keys, a playground) is served next to `/v1`,
+//! behind an admin token (`web`).
 
 // Errors carry the amounts and addresses a user needs to act on; they are
 // off the hot path, so they are not boxed.
@@ -26,6 +28,7 @@ mod limits;
 mod ranking;
 mod routing;
 mod topup;
+mod web;
 
 use std::{
     net::SocketAddr,
@@ -58,6 +61,12 @@ pub struct GatewayConfig {
     /// Output tokens assumed when a request sets no `max_tokens` (for the
     /// worst case held against a key's limit, and injected when it has one).
     pub default_max_tokens: u64,
+    /// The token that opens the web page; None: a random one, made at
+    /// [`Gateway::new`] (see [`Gateway::admin_token`]).
+    pub admin_token: Option<String>,
+    /// A block explorer's base URL: the page links transactions to
+    /// `{explorer}/tx/{hash}`.
+    pub explorer_url: Option<String>,
 }
 
 impl Default for GatewayConfig {
@@ -69,6 +78,8 @@ impl Default for GatewayConfig {
             refresh: Duration::from_secs(30),
             max_attempts: 3,
             default_max_tokens: 1024,
+            admin_token: None,
+            explorer_url: None,
         }
     }
 }
@@ -95,6 +106,11 @@ pub struct Gateway {
     pub(crate) topup: topup::TopUp,
     pub(crate) capabilities: capabilities::Capabilities,
     pub(crate) audits: audit::Audits,
+    /// The web page's token and sessions.
+    pub(crate) admin: Arc<zg_web::Admin>,
+    admin_token: String,
+    /// Tells open pages to refresh (a receipt came).
+    pub(crate) live: zg_web::Live,
     registry: RwLock<(Option<Instant>, Arc<Vec<Service>>)>,
 }
 
@@ -107,7 +123,14 @@ impl Gateway {
         config: GatewayConfig,
     ) -> Result<Arc<Self>, ClientError> {
         let keys = Keys::open(payer.book().clone()).await?;
+        let admin_token = config
+            .admin_token
+            .clone()
+            .unwrap_or_else(zg_web::random_token);
         let gateway = Arc::new(Self {
+            admin: zg_web::Admin::new(admin_token.clone(), "zg-serving gateway"),
+            admin_token,
+            live: zg_web::Live::new(web::TICK),
             ranking: Ranking::new(config.ranking),
             topup: topup::TopUp::new(config.topup),
             capabilities: capabilities::Capabilities::new(config.refresh),
@@ -128,6 +151,11 @@ impl Gateway {
 
     pub fn ranking(&self) -> &Ranking {
         &self.ranking
+    }
+
+    /// The token that opens the web page at `/` (configured, or made at start).
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
     }
 
     /// The listed services, re-read from the chain when older than

@@ -30,6 +30,10 @@ use crate::{
 /// may have been sent under it a moment before.
 const QUOTE_GRACE: u64 = 10;
 
+/// How often an open provider page refreshes when nothing here changed
+/// (the chain changes on its own: refunds, disputes, earnings).
+const LIVE_TICK: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// A configured service, ready to proxy.
 #[derive(Debug, Clone)]
 pub(crate) struct ServiceRuntime {
@@ -84,6 +88,10 @@ pub struct Broker {
     pub(crate) signer: SigningKey,
     pub(crate) http: Upstream,
     settler: Arc<Settler>,
+    /// Paid answers per minute and service, for the provider page.
+    pub(crate) traffic: crate::metrics::Traffic,
+    /// Tells open provider pages that the books changed.
+    pub(crate) live: Arc<zg_web::Live>,
     /// Quotes whose signature was checked, by signing hash, with when they
     /// expire: a client sends one quote with many requests, and checking it
     /// again would double the signature work of each.
@@ -114,10 +122,12 @@ impl Broker {
             .map(|s| runtime(s.clone()))
             .collect::<Result<Vec<_>, _>>()?;
         let http = Upstream::new(config.tls.upstream_client()?);
+        let live = Arc::new(zg_web::Live::new(LIVE_TICK));
         let settler = Arc::new(Settler::new(
             store.clone(),
             chain.clone(),
             config.settlement.clone(),
+            live.clone(),
         ));
         Ok(Self {
             domain: chain.chain().domain(),
@@ -129,6 +139,8 @@ impl Broker {
             config,
             http,
             settler,
+            traffic: Default::default(),
+            live,
             checked_quotes: Default::default(),
         })
     }
@@ -412,6 +424,10 @@ impl Broker {
             })
             .await?;
         crate::metrics::global().charged(usage.input_tokens, usage.output_tokens, fee);
+        let tokens = usage.input_tokens.saturating_add(usage.output_tokens);
+        self.traffic
+            .record(&service.config.name, tokens, crate::store::now_unix());
+        self.live.bump();
         tracing::info!(
             input = usage.input_tokens, output = usage.output_tokens, %fee, "charged"
         );

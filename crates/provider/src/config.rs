@@ -63,6 +63,54 @@ pub struct Config {
     /// HTTPS served, and extra CA roots for https upstreams.
     #[serde(default)]
     pub tls: crate::tls::TlsConfig,
+    /// The provider page on its own address (absent: no page).
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+}
+
+/// `[admin]`: the provider's web page, served apart from the paid routes.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where the page listens (keep it private: loopback, a VPN); port 0
+    /// takes a free one.
+    pub listen: SocketAddr,
+    /// The environment variable that holds the page's token; absent, the
+    /// broker makes a random token at start and logs it.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// A block explorer's base URL, for transaction links (`BASE/tx/HASH`).
+    #[serde(default)]
+    pub explorer: Option<String>,
+    /// The token `token_env` held when the config was read.
+    #[serde(skip)]
+    pub(crate) token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token_env", &self.token_env)
+            .field("explorer", &self.explorer)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl AdminConfig {
+    /// The page's token: `token_env`'s value, else (none named) a random
+    /// one, and whether it was made here; an empty or missing variable
+    /// that the config names is an error, not a silent random token.
+    pub(crate) fn token(&self) -> Result<(String, bool), String> {
+        match (&self.token_env, &self.token) {
+            (None, _) => Ok((zg_web::random_token(), true)),
+            (Some(_), Some(token)) => Ok((token.clone(), false)),
+            (Some(var), None) => Err(format!(
+                "admin.token_env names the environment variable {var}, which is unset or empty: set it to the provider page's token (or leave token_env out for a random token logged at start)"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -387,14 +435,23 @@ impl Config {
                     path: origin.to_string(),
                     message: e.to_string(),
                 })?;
-        for (var, value) in env {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        for (var, value) in &env {
             if let Some(path) = var.strip_prefix(ENV_PREFIX) {
-                apply_override(&mut table, &var, path, &value)?;
+                apply_override(&mut table, var, path, value)?;
             }
         }
         resolve_paths(&mut table, base);
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
+        let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| key_err(e.path().to_string(), e.inner().to_string()))?;
+        if let Some(admin) = &mut config.admin
+            && let Some(var) = &admin.token_env
+        {
+            admin.token = env
+                .iter()
+                .find(|(name, value)| name == var && !value.trim().is_empty())
+                .map(|(_, value)| value.trim().to_owned());
+        }
         config.validate()?;
         Ok(config)
     }
@@ -468,6 +525,25 @@ impl Config {
         }
         if self.settlement.resubmit_secs == 0 {
             return Err(key_err("settlement.resubmit_secs", "expected at least 1"));
+        }
+        if let Some(admin) = &self.admin {
+            if admin.listen == self.listen && admin.listen.port() != 0 {
+                return Err(key_err(
+                    "admin.listen",
+                    format!(
+                        "expected an address apart from `listen` ({}): the provider page is not served beside the paid routes",
+                        self.listen
+                    ),
+                ));
+            }
+            if let Some(url) = &admin.explorer
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(key_err(
+                    "admin.explorer",
+                    format!("expected an http(s) URL such as https://chainscan.0g.ai, got {url:?}"),
+                ));
+            }
         }
         if self.settlement.rpc_timeout_secs == 0 {
             return Err(key_err(
@@ -663,6 +739,18 @@ max_choices = 8                  # most choices (n) per request; each is reserve
 # min_prompt_tokens = 2000
 # multiplier = 1.25
 
+# The provider page: services and prices in force, traffic, errors, earnings,
+# what each user owes, settlements with their transactions, refunds about to
+# unlock, disputes. Served on its own address, plain HTTP: keep it on
+# loopback (or behind your own TLS proxy or VPN). Left out: no page.
+# [admin]
+# listen = "127.0.0.1:8090"
+# Log in with the token in this environment variable; leave token_env out
+# and the broker makes a random token at each start and logs it.
+# token_env = "ZG_ADMIN_TOKEN"
+# Transaction links go to this block explorer (BASE/tx/HASH).
+# explorer = "https://chainscan-galileo.0g.ai"
+
 [tls]
 # Serve HTTPS (then public_url should be https://...): PEM chain and key.
 # cert = "tls/fullchain.pem"
@@ -725,6 +813,45 @@ mod tests {
             config.services[0].ceilings().cached,
             U256::from(200_000_000u64)
         );
+    }
+
+    #[test]
+    fn the_commented_admin_page_reads_its_token_from_the_variable_it_names() {
+        let text = plaintext_example()
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest)
+                    if rest == "[admin]"
+                        || ["listen", "token_env", "explorer"]
+                            .iter()
+                            .any(|k| rest.starts_with(&format!("{k} ="))) =>
+                {
+                    rest
+                }
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config = parse(&text, &[("ZG_ADMIN_TOKEN", "s3cret")]).unwrap();
+        let admin = config.admin.as_ref().unwrap();
+        assert_eq!(admin.listen.port(), 8090);
+        assert_eq!(admin.token().unwrap(), ("s3cret".to_owned(), false));
+        assert!(
+            !format!("{config:?}").contains("s3cret"),
+            "the token stays out of Debug"
+        );
+        let unset = parse(&text, &[]).unwrap();
+        let why = unset.admin.unwrap().token().unwrap_err();
+        assert!(why.contains("ZG_ADMIN_TOKEN"), "{why}");
+        let same = parse(&text, &[("ZG_PROVIDER__ADMIN__LISTEN", "127.0.0.1:8080")]).unwrap_err();
+        assert!(same.to_string().contains("admin.listen"), "{same}");
+        // Without token_env: a fresh random token each start.
+        let random = parse(&text.replace("token_env = \"ZG_ADMIN_TOKEN\"", ""), &[]).unwrap();
+        let (a, b) = (
+            random.admin.as_ref().unwrap().token().unwrap(),
+            random.admin.unwrap().token().unwrap(),
+        );
+        assert!(a.1 && a.0.len() >= 32 && a.0 != b.0);
     }
 
     fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {

@@ -9,12 +9,14 @@
 //! upstream, plain or streamed, fetch the answer's proof of model from the
 //! upstream (`proofs`), then charge or release); the `settle`-ment loop
 //! collects the money, `registry` lists the services, `pricing` sets the
-//! prices under the listed ceilings and signs them as quotes.
+//! prices under the listed ceilings and signs them as quotes; `admin` is
+//! the provider's web page, on its own address (`[admin]`).
 //!
 //! [`Broker::open`] connects and reads; [`Broker::serve`] (or [`start`])
 //! takes over: it releases a crashed run's requests, syncs the registry and
 //! serves.
 
+mod admin;
 mod admission;
 mod broker;
 mod config;
@@ -37,7 +39,7 @@ mod upstream;
 
 pub use admission::Tab;
 pub use broker::Broker;
-pub use config::{Config, ConfigError, EXAMPLE};
+pub use config::{AdminConfig, Config, ConfigError, EXAMPLE};
 pub use error::StartError;
 pub use pricing::{PricingConfig, TierConfig};
 pub use serve::{Running, serve_until, start};

@@ -1,8 +1,11 @@
 //! Prometheus metrics in the text format, kept in atomics (no registry
 //! crate): requests, errors by code, tokens, fees, upstream latency,
 //! settlement results; unsettled value is read from the store at scrape time.
+//! Besides, per broker, [`Traffic`]: paid requests and tokens per minute and
+//! service over the last hour, for the provider page.
 
 use std::{
+    collections::{BTreeMap, VecDeque},
     fmt::Write,
     sync::{
         Mutex, OnceLock,
@@ -126,6 +129,16 @@ impl Metrics {
     /// A refund unlocked while settlement failed, with value of its user unsettled.
     pub(crate) fn refund_missed(&self) {
         self.refunds_missed.fetch_add(1, Relaxed);
+    }
+
+    /// Error answers so far, by code, the codes never answered left out.
+    pub(crate) fn errors(&self) -> Vec<(ErrorCode, u64)> {
+        ErrorCode::ALL
+            .iter()
+            .zip(&self.errors)
+            .map(|(code, n)| (*code, n.load(Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 
     /// The text exposition; `unsettled` and `owed` come from the store.
@@ -288,5 +301,160 @@ impl Metrics {
         );
         let _ = writeln!(out, "zg_provider_upstream_seconds_count {count}");
         out
+    }
+}
+
+/// Minutes of traffic kept (the provider page's chart spans them).
+const TRAFFIC_MINUTES: usize = 60;
+
+/// Paid answers and their tokens (input and output) in some span of time.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Count {
+    pub(crate) requests: u64,
+    pub(crate) tokens: u64,
+}
+
+impl Count {
+    fn add(&mut self, other: Count) {
+        self.requests = self.requests.saturating_add(other.requests);
+        self.tokens = self.tokens.saturating_add(other.tokens);
+    }
+}
+
+/// One minute of traffic, by service.
+struct Minute {
+    /// Unix time of the minute's first second.
+    start: i64,
+    by_service: BTreeMap<String, Count>,
+}
+
+/// A broker's paid answers per minute and service over the last hour, in
+/// memory (a restart starts it empty): a ring of minutes, the oldest
+/// dropped as a new one begins.
+#[derive(Default)]
+pub(crate) struct Traffic {
+    minutes: Mutex<VecDeque<Minute>>,
+}
+
+impl Traffic {
+    fn ring(&self) -> std::sync::MutexGuard<'_, VecDeque<Minute>> {
+        self.minutes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A paid answer of `service` with `tokens` tokens, at unix time `now`.
+    pub(crate) fn record(&self, service: &str, tokens: u64, now: i64) {
+        let start = now - now.rem_euclid(60);
+        let mut ring = self.ring();
+        if ring.back().is_none_or(|m| m.start < start) {
+            ring.push_back(Minute {
+                start,
+                by_service: BTreeMap::new(),
+            });
+            while ring.len() > TRAFFIC_MINUTES {
+                ring.pop_front();
+            }
+        }
+        // A clock that went back counts into the newest minute.
+        if let Some(minute) = ring.back_mut() {
+            let count = minute.by_service.entry(service.to_owned()).or_default();
+            count.add(Count {
+                requests: 1,
+                tokens,
+            });
+        }
+    }
+
+    /// `service`'s traffic over the 60 seconds before `now`: the minute under
+    /// way, plus the share of the minute before that the window still covers.
+    pub(crate) fn per_minute(&self, service: &str, now: i64) -> Count {
+        let start = now - now.rem_euclid(60);
+        let into = u64::try_from(now - start).unwrap_or(0);
+        let ring = self.ring();
+        let of = |minute: i64| {
+            ring.iter()
+                .find(|m| m.start == minute)
+                .and_then(|m| m.by_service.get(service).copied())
+                .unwrap_or_default()
+        };
+        let (current, previous) = (of(start), of(start - 60));
+        let share = |n: u64| n.saturating_mul(60 - into) / 60;
+        Count {
+            requests: current.requests.saturating_add(share(previous.requests)),
+            tokens: current.tokens.saturating_add(share(previous.tokens)),
+        }
+    }
+
+    /// Every service's traffic per minute over the last hour up to `now`,
+    /// oldest first, a quiet minute as zero, from the quiet minute before
+    /// the first answer (so even one minute of traffic draws a line; empty
+    /// before the first answer).
+    pub(crate) fn history(&self, now: i64) -> Vec<(i64, Count)> {
+        let ring = self.ring();
+        let last = now - now.rem_euclid(60);
+        let first = (last - 60 * (TRAFFIC_MINUTES as i64 - 1)).max(match ring.front() {
+            Some(m) => m.start - 60,
+            None => return Vec::new(),
+        });
+        (0..)
+            .map(|i| first + 60 * i)
+            .take_while(|start| *start <= last)
+            .map(|start| {
+                let mut total = Count::default();
+                if let Some(m) = ring.iter().find(|m| m.start == start) {
+                    m.by_service.values().for_each(|c| total.add(*c));
+                }
+                (start, total)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traffic_counts_per_minute_and_slides() {
+        let t = Traffic::default();
+        assert!(t.history(6_000).is_empty());
+        t.record("a", 10, 6_000);
+        t.record("a", 5, 6_030);
+        t.record("b", 1, 6_030);
+        let now = 6_059;
+        assert_eq!(
+            t.per_minute("a", now),
+            Count {
+                requests: 2,
+                tokens: 15
+            }
+        );
+        // 30 s into the next minute, half of the last one still counts.
+        t.record("a", 4, 6_090);
+        assert_eq!(
+            t.per_minute("a", 6_090),
+            Count {
+                requests: 2,
+                tokens: 11
+            }
+        );
+        let h = t.history(6_200);
+        assert_eq!(h.len(), 5);
+        assert_eq!(h[0], (5_940, Count::default()));
+        assert_eq!(
+            h[1],
+            (
+                6_000,
+                Count {
+                    requests: 3,
+                    tokens: 16
+                }
+            )
+        );
+        assert_eq!(h[3].1, Count::default());
+        // An hour later the ring holds at most an hour.
+        for m in 0..100 {
+            t.record("a", 1, 10_000 + 60 * m);
+        }
+        assert_eq!(t.history(10_000 + 60 * 99).len(), TRAFFIC_MINUTES);
     }
 }

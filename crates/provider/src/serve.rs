@@ -1,7 +1,8 @@
 //! Serving an opened broker: check the upstreams' proof methods (and read
 //! their capabilities), release
 //! what a crashed earlier run left in flight, sync services to the
-//! registry, then serve HTTP and run the settlement loop until shutdown
+//! registry, then serve HTTP (and the provider page, on its own address,
+//! when `[admin]` says so) and run the settlement loop until shutdown
 //! (which lets in-flight requests, streams included, finish).
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
@@ -20,6 +21,7 @@ pub struct Running {
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     settler: Option<JoinHandle<()>>,
+    admin: Option<crate::admin::Served>,
 }
 
 impl Running {
@@ -36,15 +38,26 @@ impl Running {
         &self.broker
     }
 
+    /// Where the provider page listens, when `[admin]` is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.addr)
+    }
+
+    /// `http://ADDR/`, the provider page, when `[admin]` is configured.
+    pub fn admin_url(&self) -> Option<String> {
+        self.admin.as_ref().map(|a| format!("http://{}/", a.addr))
+    }
+
+    /// The provider page's token (what `[admin] token_env` held, else the
+    /// random one made at start), when `[admin]` is configured.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin.as_ref().map(|a| a.token.as_str())
+    }
+
     /// Stops accepting, lets open requests finish, stops settling, and waits.
     pub async fn shutdown(self) -> std::io::Result<()> {
         let _ = self.stop.send(true);
-        if let Some(settler) = self.settler {
-            let _ = settler.await;
-        }
-        self.server
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        self.wait().await
     }
 
     /// Waits until the server ends (after `stop` fires).
@@ -52,9 +65,18 @@ impl Running {
         if let Some(settler) = self.settler {
             let _ = settler.await;
         }
-        self.server
+        let page = match self.admin {
+            Some(admin) => admin
+                .task
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e))),
+            None => Ok(()),
+        };
+        let served = self
+            .server
             .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        served.and(page)
     }
 
     pub fn stopper(&self) -> watch::Sender<bool> {
@@ -81,7 +103,11 @@ impl Broker {
         }
         let report = registry::sync(&self.config, self.chain.chain()).await?;
         tracing::info!(listed = ?report.listed, unchanged = ?report.unchanged, extra = ?report.extra, "registry in step");
-        spawn(Arc::new(self), listener)
+        let admin = match &self.config.admin {
+            Some(config) => Some(crate::admin::bind(config).await?),
+            None => None,
+        };
+        spawn(Arc::new(self), listener, admin)
     }
 }
 
@@ -91,7 +117,11 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Sta
 }
 
 /// Serves the broker on `listener` (HTTPS when `[tls]` says so).
-fn spawn(broker: Arc<Broker>, listener: TcpListener) -> Result<Running, StartError> {
+fn spawn(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    admin: Option<crate::admin::Bound>,
+) -> Result<Running, StartError> {
     let addr = listener.local_addr()?;
     let acceptor = broker.config.tls.acceptor()?;
     let (stop, stopped) = watch::channel(false);
@@ -101,6 +131,9 @@ fn spawn(broker: Arc<Broker>, listener: TcpListener) -> Result<Running, StartErr
         .enabled
         .then(|| tokio::spawn(broker.settler().clone().run(stopped.clone())));
     let router = crate::handlers::router(broker.clone());
+    let admin = admin
+        .map(|bound| crate::admin::serve(broker.clone(), bound, stopped.clone()))
+        .transpose()?;
     let mut server_stop = stopped;
     let stopping = async move {
         let _ = server_stop.wait_for(|s| *s).await;
@@ -121,6 +154,7 @@ fn spawn(broker: Arc<Broker>, listener: TcpListener) -> Result<Running, StartErr
         stop,
         server,
         settler,
+        admin,
     })
 }
 

@@ -6,7 +6,8 @@
 //! chain made that impossible); retries with backoff when the chain fails.
 //! One settle transaction is out at a time, driven to its confirmations
 //! through drops, fee spikes, stolen nonces and reorgs by `inflight`; a
-//! voucher counts as settled in the store only then.
+//! voucher counts as settled in the store only then, and the settlement
+//! joins the store's history (the provider page lists it).
 
 mod inflight;
 
@@ -29,7 +30,7 @@ use crate::{
     config::SettlementConfig,
     escrow::ChainView,
     metrics,
-    store::{SettleTurn, Store, StoreError},
+    store::{SettleTurn, SettlementRecord, Store, StoreError},
 };
 
 use inflight::{InFlight, Step, Submitted};
@@ -88,6 +89,8 @@ pub struct Settler {
     /// Chain calls of the settlement answered so far: tells an error of a
     /// node that is up from a node that is down.
     answered: AtomicU64,
+    /// Told of every final settlement (open provider pages refresh).
+    live: Arc<zg_web::Live>,
 }
 
 impl Settler {
@@ -95,6 +98,7 @@ impl Settler {
         store: Arc<dyn Store>,
         chain: Arc<ChainView>,
         policy: SettlementConfig,
+        live: Arc<zg_web::Live>,
     ) -> Self {
         Self {
             store,
@@ -102,6 +106,7 @@ impl Settler {
             policy,
             inflight: Mutex::new(None),
             answered: AtomicU64::new(0),
+            live,
         }
     }
 
@@ -210,6 +215,17 @@ impl Settler {
                 }
             }
         }
+        self.store
+            .record_settlement(&SettlementRecord {
+                tx: s.outcome.tx_hash,
+                block: s.outcome.block,
+                final_at: crate::store::now_unix(),
+                users: s.settled.iter().map(|v| v.user).collect(),
+                rejected: s.rejected.len() as u64,
+                paid: s.paid,
+            })
+            .await?;
+        self.live.bump();
         round.settled += s.settled.len();
         round.rejected += s.rejected.len();
         round.paid = round.paid.saturating_add(s.paid);

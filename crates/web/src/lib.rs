@@ -15,6 +15,8 @@ mod session;
 pub use chart::{Series, line_chart};
 pub use layout::{Nav, Page, amount, confirm, notice, secure, tx_link, unix_time};
 pub use live::Live;
+// `html!` expands to paths under `::maud`: a crate that writes pages lists
+// `maud` among its own dependencies too.
 pub use maud::{self, Markup, PreEscaped, html};
 pub use session::{Admin, Session, public_routes};
 

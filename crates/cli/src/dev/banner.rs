@@ -14,6 +14,11 @@ pub(super) fn print(stack: &Stack, data_dir: &std::path::Path) {
     println!("  gateway    {}", stack.gateway_url);
     println!("  api key    {}", stack.api_key);
     println!(
+        "  user page  {}  (admin token {})",
+        stack.user_page_url,
+        stack.gateway.admin_token()
+    );
+    println!(
         "  chain      {} (chain id {})",
         stack.chain.url(),
         stack.chain.chain_id()
@@ -31,6 +36,9 @@ pub(super) fn print(stack: &Stack, data_dir: &std::path::Path) {
             p.running.url(),
             p.config_path.display()
         );
+        if let (Some(url), Some(token)) = (p.running.admin_url(), p.running.admin_token()) {
+            println!("  provider page {i}  {url}  (admin token {token})");
+        }
     }
     println!("  data dir   {}", data_dir.display());
     println!();

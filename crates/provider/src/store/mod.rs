@@ -1,6 +1,6 @@
 //! The broker's persistent state behind one narrow trait: accounts (owed,
 //! reserved, newest voucher, settled), every accepted voucher with its request
-//! and receipt. SQLite for one broker, PostgreSQL for replicas. Each step
+//! and receipt, and the history of final settlements. SQLite for one broker, PostgreSQL for replicas. Each step
 //! (admit, charge, release, ack) is one transaction that holds the user's
 //! account row, so one user's admissions are serialized by the database.
 
@@ -117,6 +117,67 @@ impl RequestState {
     }
 }
 
+/// A final settlement, as the provider page lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SettlementRecord {
+    pub tx: B256,
+    /// The block that mined it.
+    pub block: u64,
+    /// Unix time it became final (its confirmations reached).
+    pub final_at: i64,
+    /// The users whose vouchers it settled.
+    pub users: Vec<Address>,
+    /// Vouchers the contract rejected in it.
+    pub rejected: u64,
+    /// What it paid to the provider's ledger balance, in neuron.
+    pub paid: U256,
+}
+
+/// The columns of a `settlements` row, encoded the same way for both databases.
+pub(crate) struct SettlementRow {
+    pub tx: String,
+    pub block: i64,
+    pub final_at: i64,
+    pub users: String,
+    pub rejected: i64,
+    pub paid: String,
+}
+
+impl SettlementRecord {
+    pub(crate) fn encode(&self) -> SettlementRow {
+        SettlementRow {
+            tx: hex_b256(self.tx),
+            block: i64::try_from(self.block).unwrap_or(i64::MAX),
+            final_at: self.final_at,
+            users: self
+                .users
+                .iter()
+                .map(|u| hex_addr(*u))
+                .collect::<Vec<_>>()
+                .join(" "),
+            rejected: i64::try_from(self.rejected).unwrap_or(i64::MAX),
+            paid: self.paid.to_string(),
+        }
+    }
+}
+
+impl SettlementRow {
+    pub(crate) fn decode(self) -> Result<SettlementRecord, StoreError> {
+        Ok(SettlementRecord {
+            tx: parse_b256("settlement transaction", &self.tx)?,
+            block: u64::try_from(self.block).unwrap_or_default(),
+            final_at: self.final_at,
+            users: self
+                .users
+                .split_whitespace()
+                .map(parse_addr)
+                .collect::<Result<_, _>>()?,
+            rejected: u64::try_from(self.rejected).unwrap_or_default(),
+            paid: parse_u256("settlement paid", &self.paid)?,
+        })
+    }
+}
+
 /// An acknowledgement voucher: `voucher.request_digest` is the EIP-712 hash of
 /// a receipt this broker issued.
 #[derive(Clone)]
@@ -145,6 +206,10 @@ pub(crate) trait Store: Send + Sync + 'static {
     async fn unsettled(&self) -> Result<Vec<Tab>, StoreError>;
     /// Records the user's settled total on chain (never lowers it).
     async fn record_settled(&self, user: Address, settled: U256) -> Result<(), StoreError>;
+    /// Keeps a final settlement in the history (once per transaction).
+    async fn record_settlement(&self, settlement: &SettlementRecord) -> Result<(), StoreError>;
+    /// The newest `limit` final settlements, newest first.
+    async fn settlements(&self, limit: u32) -> Result<Vec<SettlementRecord>, StoreError>;
     /// The settlement turn: waits for it when `wait`, else None while
     /// another settler holds it.
     async fn settle_turn(&self, wait: bool) -> Result<Option<SettleTurn>, StoreError>;

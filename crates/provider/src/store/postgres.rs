@@ -325,6 +325,52 @@ impl crate::store::Store for PgStore {
         Ok(())
     }
 
+    async fn record_settlement(
+        &self,
+        settlement: &crate::store::SettlementRecord,
+    ) -> Result<(), crate::store::StoreError> {
+        let row = settlement.encode();
+        sqlx::query(
+            "INSERT INTO settlements (tx_hash, block, final_at, users, rejected, paid) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tx_hash) DO NOTHING",
+        )
+        .bind(row.tx)
+        .bind(row.block)
+        .bind(row.final_at)
+        .bind(row.users)
+        .bind(row.rejected)
+        .bind(row.paid)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn settlements(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<crate::store::SettlementRecord>, crate::store::StoreError> {
+        let rows: Vec<(String, i64, i64, String, i64, String)> = sqlx::query_as(
+            "SELECT tx_hash, block, final_at, users, rejected, paid FROM settlements \
+             ORDER BY final_at DESC, block DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(tx, block, final_at, users, rejected, paid)| {
+                crate::store::SettlementRow {
+                    tx,
+                    block,
+                    final_at,
+                    users,
+                    rejected,
+                    paid,
+                }
+                .decode()
+            })
+            .collect()
+    }
+
     async fn settle_turn(
         &self,
         wait: bool,

@@ -16,8 +16,9 @@ use zg_core::{Address, B256, U256};
 use zg_sqlite::Writer;
 
 use super::{
-    AccountRow, Ack, Charge, Issued, RequestRecord, RequestState, SettleTurn, Store, StoreError,
-    Tab, WHERE_UNSETTLED, hex_addr, hex_b256, now_unix, only_unsettled, parse_receipt, parse_u256,
+    AccountRow, Ack, Charge, Issued, RequestRecord, RequestState, SettleTurn, SettlementRecord,
+    SettlementRow, Store, StoreError, Tab, WHERE_UNSETTLED, hex_addr, hex_b256, now_unix,
+    only_unsettled, parse_receipt, parse_u256,
 };
 use crate::admission::{self, Admission, Refusal};
 
@@ -27,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_partial_indexes.sql"),
     include_str!("../../migrations/sqlite/0003_outcomes.sql"),
     include_str!("../../migrations/sqlite/0004_proofs.sql"),
+    include_str!("../../migrations/sqlite/0005_settlements.sql"),
 ];
 
 const SELECT_ACCOUNT: &str = "SELECT user_addr, owed, reserved, settled, cumulative, request_digest, signature FROM accounts";
@@ -442,6 +444,47 @@ impl Store for SqliteStore {
                 ])?;
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn record_settlement(&self, settlement: &SettlementRecord) -> Result<(), StoreError> {
+        let row = settlement.encode();
+        self.call(move |db| {
+            db.prepare_cached(
+                "INSERT INTO settlements (tx_hash, block, final_at, users, rejected, paid) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (tx_hash) DO NOTHING",
+            )?
+            .execute(params![
+                row.tx,
+                row.block,
+                row.final_at,
+                row.users,
+                row.rejected,
+                row.paid
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn settlements(&self, limit: u32) -> Result<Vec<SettlementRecord>, StoreError> {
+        self.call(move |db| {
+            let mut stmt = db.prepare_cached(
+                "SELECT tx_hash, block, final_at, users, rejected, paid FROM settlements \
+                 ORDER BY final_at DESC, block DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit], |r| {
+                Ok(SettlementRow {
+                    tx: r.get(0)?,
+                    block: r.get(1)?,
+                    final_at: r.get(2)?,
+                    users: r.get(3)?,
+                    rejected: r.get(4)?,
+                    paid: r.get(5)?,
+                })
+            })?;
+            rows.map(|r| r?.decode()).collect()
         })
         .await
     }
