@@ -137,3 +137,63 @@ struct DisputeParams {
     uint16 rewardBps; // share of the slash (after the user's refund) paid to the challenger
     uint32 maxEvidenceBytes; // request + response + proof
 }
+
+/// A user's order for one fine-tuning job, signed by the user (or their
+/// delegated voucher signer) under the FineTuning contract's EIP-712 domain.
+/// Its digest is the job's id. The file hashes are sha256 of the JSONL bytes.
+struct FineTuningOrder {
+    address user;
+    address provider;
+    string service;
+    bytes32 baseModel;
+    bytes32 trainingFile;
+    bytes32 validationFile; // zero: none
+    uint32 epochs;
+    uint32 batchSize;
+    uint32 rank;
+    uint32 learningRateMultiplierPpm; // the multiplier times 1e6
+    uint256 maxFee;
+    bytes16 nonce;
+}
+
+/// What a fine-tuning service accepts, beside its price per trained token
+/// (the service's `inputPrice`, a ceiling).
+struct FineTuningTerms {
+    bytes32[] baseModels;
+    uint64 maxFileBytes;
+    uint32 maxEpochs;
+}
+
+enum JobState {
+    None,
+    Training, // the maximum fee is reserved from the user's escrow
+    Delivered, // the provider published the encrypted adapter's hash and the fee
+    Acknowledged, // the user accepted the deliverable
+    Settled, // the fee (or the penalty share) was paid and the rest returned
+    Abandoned, // no delivery in time: the user took the reservation back
+    Cancelled // the provider released the reservation without a charge
+}
+
+/// One fine-tuning job as the views report it.
+struct Job {
+    address user;
+    address provider;
+    address signer; // the key that signed the order: the content key is encrypted to it
+    bytes32 service; // keccak256 of the service name
+    uint256 reserved;
+    uint256 fee;
+    uint256 pricePerToken; // the service's ceiling when the job started
+    uint256 trainedTokens;
+    bytes32 deliverable; // sha256 of the encrypted adapter
+    uint64 startedAt;
+    uint64 deliveredAt;
+    uint64 acknowledgedAt;
+    JobState state;
+}
+
+/// The owner-set clocks of fine-tuning (bounds in FineTuning.sol).
+struct FineTuningParams {
+    uint64 deliveryTimeout; // after the start: the user may abandon an undelivered job
+    uint64 ackTimeout; // after delivery: the provider may settle without an acknowledgement
+    uint16 penaltyBps; // share of the fee an unacknowledged delivery pays
+}

@@ -7,3 +7,10 @@ alloy::sol!(
     ZgServing,
     "../../contracts/artifacts/ZgServing.json"
 );
+
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug, PartialEq, Eq)]
+    FineTuning,
+    "../../contracts/artifacts/FineTuning.json"
+);

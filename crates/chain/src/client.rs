@@ -351,14 +351,27 @@ impl ChainClient {
         action: &str,
         call: SolCallBuilder<&DynProvider, C>,
     ) -> Result<Outcome, ChainError> {
+        self.send_mapped(action, call, ChainError::from_contract)
+            .await
+    }
+
+    /// [`ChainClient::send`] with the contract's errors read by `refused`
+    /// (each contract has its own).
+    pub(crate) async fn send_mapped<C: SolCall>(
+        &self,
+        action: &str,
+        call: SolCallBuilder<&DynProvider, C>,
+        refused: fn(String, Address, alloy::contract::Error) -> ChainError,
+    ) -> Result<Outcome, ChainError> {
+        let to = self.contract_address();
         let pending = call
             .send()
             .await
-            .map_err(|e| ChainError::from_contract(action, self.contract_address(), e))?;
+            .map_err(|e| refused(action.into(), to, e))?;
         let receipt = pending
             .get_receipt()
             .await
-            .map_err(|e| ChainError::from_contract(action, self.contract_address(), e.into()))?;
+            .map_err(|e| refused(action.into(), to, e.into()))?;
         self.outcome(action, &receipt)
     }
 

@@ -1,6 +1,6 @@
 //! What can go wrong talking to the chain, each case with what to do about it.
 
-use crate::bindings::ZgServing::ZgServingErrors;
+use crate::bindings::{FineTuning::FineTuningErrors, ZgServing::ZgServingErrors};
 use alloy::primitives::{Address, Bytes};
 use zg_core::format_amount;
 
@@ -11,6 +11,13 @@ pub enum ChainError {
     Reverted {
         action: String,
         error: Box<ZgServingErrors>,
+    },
+
+    /// The FineTuning contract refused a job's call with one of its errors.
+    #[error("{action}: the fine-tuning contract refused: {}", describe_job(error))]
+    JobRefused {
+        action: String,
+        error: Box<FineTuningErrors>,
     },
 
     /// The call reverted with data this client doesn't know (or none).
@@ -80,6 +87,14 @@ impl ChainError {
         }
     }
 
+    /// The FineTuning contract's own error, if it refused the call.
+    pub fn job_revert(&self) -> Option<&FineTuningErrors> {
+        match self {
+            Self::JobRefused { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
     pub(crate) fn from_contract(
         action: impl Into<String>,
         contract: Address,
@@ -111,6 +126,23 @@ impl ChainError {
         Self::Rpc {
             action,
             source: Box::new(err),
+        }
+    }
+
+    /// [`ChainError::from_contract`] for calls to the FineTuning contract,
+    /// whose own errors come first (the escrow's may bubble up through it).
+    pub(crate) fn from_job_contract(
+        action: impl Into<String>,
+        contract: Address,
+        err: alloy::contract::Error,
+    ) -> Self {
+        let action = action.into();
+        match err.as_decoded_interface_error::<FineTuningErrors>() {
+            Some(error) => Self::JobRefused {
+                action,
+                error: Box::new(error),
+            },
+            None => Self::from_contract(action, contract, err),
         }
     }
 
@@ -283,6 +315,48 @@ fn describe(error: &ZgServingErrors) -> String {
             e.quorum, e.verifiers
         ),
         E::DisputeParamsOutOfBounds(_) => "dispute parameters out of bounds: window and voting period 60 s ..= 30 days, unbonding period window + 300 s ..= 90 days, bond 1 neuron ..= 1,000,000 tokens, slash 1 ..= 10,000 bps, reward <= 10,000 bps, evidence 1 ..= 262,144 bytes".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The FineTuning contract's errors in words.
+fn describe_job(error: &FineTuningErrors) -> String {
+    use FineTuningErrors as E;
+    match error {
+        E::NotFineTuning(e) => format!(
+            "service {:?} of {} is of kind {:?}, not \"fine-tuning\"",
+            e.service, e.provider, e.kind
+        ),
+        E::NoTerms(e) => format!(
+            "service {:?} of {} has set no terms (base models, limits) yet",
+            e.service, e.provider
+        ),
+        E::BadOrderSignature(e) => format!(
+            "the order is signed by {}, neither user {} nor their voucher signer",
+            e.recovered, e.user
+        ),
+        E::BaseModelNotAccepted(e) => format!(
+            "the service does not train base model {}; see its terms",
+            e.baseModel
+        ),
+        E::BadEpochs(e) => format!("epochs must be 1..={}, the order asks {}", e.max, e.epochs),
+        E::JobExists(e) => format!("job {} was already started (orders are single-use)", e.id),
+        E::WrongState(e) => format!(
+            "job {} is in state {}, which does not allow this",
+            e.id, e.state
+        ),
+        E::FeeAboveReserved(e) => format!(
+            "the fee {} is above the reservation {}",
+            amount(e.fee),
+            amount(e.reserved)
+        ),
+        E::FeeAbovePrice(e) => format!(
+            "the fee {} is above {} trained tokens at {} per token",
+            amount(e.fee),
+            e.trainedTokens,
+            amount(e.pricePerToken)
+        ),
+        E::TooEarly(e) => format!("job {} allows this only from unix time {}", e.id, e.at),
         other => format!("{other:?}"),
     }
 }

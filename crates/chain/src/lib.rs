@@ -1,6 +1,6 @@
 //! zg-serving's only door to the chain: typed bindings of the ZgServing
 //! contract (from the committed artifacts), a client with a method per
-//! contract function, view and event (disputes included), and deployment. The local anvil chain
+//! contract function, view and event (disputes and fine-tuning jobs included), and deployment. The local anvil chain
 //! for development and tests is zg-devnet's.
 
 pub mod bindings;
@@ -9,6 +9,7 @@ mod deploy;
 mod disputes;
 mod error;
 mod escrow;
+mod fine_tuning;
 pub mod keystore;
 mod ledger;
 mod registry;
@@ -23,6 +24,7 @@ pub use client::{
 pub use disputes::{DisputeInfo, DisputeRules, DisputeState, OpenedDispute};
 pub use error::ChainError;
 pub use escrow::{EscrowAccount, EscrowChange, EscrowEvent, PendingRefund};
+pub use fine_tuning::{FineTuningRules, FineTuningTerms, JobInfo, JobState};
 pub use keystore::{KeystoreError, Password, read_keystore, write_keystore};
 pub use registry::ProviderStake;
 pub use settlement::{RejectReason, RejectedVoucher, SettledVoucher, Settlement, TxState};

@@ -50,6 +50,8 @@ pub enum ServiceKind {
     Chat,
     /// `/v1/embeddings`.
     Embeddings,
+    /// `/v1/fine_tuning/jobs`: LoRA training priced per trained token.
+    FineTuning,
     /// A kind this build does not serve (listed by a newer provider).
     Other(String),
 }
@@ -59,6 +61,7 @@ impl ServiceKind {
         match self {
             Self::Chat => "chat",
             Self::Embeddings => "embeddings",
+            Self::FineTuning => "fine-tuning",
             Self::Other(text) => text,
         }
     }
@@ -67,6 +70,7 @@ impl ServiceKind {
         match text {
             "chat" => Self::Chat,
             "embeddings" => Self::Embeddings,
+            "fine-tuning" => Self::FineTuning,
             other => Self::Other(other.to_owned()),
         }
     }

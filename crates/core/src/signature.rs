@@ -55,14 +55,18 @@ impl Signature {
 
     /// The address whose key signed `hash`.
     pub fn recover(&self, hash: &B256) -> Result<Address, SignatureError> {
+        Ok(address_of(&self.recover_key(hash)?))
+    }
+
+    /// The public key that signed `hash` (to encrypt to its owner).
+    pub(crate) fn recover_key(&self, hash: &B256) -> Result<PublicKey, SignatureError> {
         let id = RecoveryId::try_from(i32::from(self.0[64] - 27))
             .map_err(|_| SignatureError::RecoveryId(self.0[64]))?;
         let sig = RecoverableSignature::from_compact(&self.0[..64], id)
             .map_err(|_| SignatureError::Unrecoverable)?;
-        let key = SECP256K1
+        SECP256K1
             .recover_ecdsa(Message::from_digest(hash.0), &sig)
-            .map_err(|_| SignatureError::Unrecoverable)?;
-        Ok(address_of(&key))
+            .map_err(|_| SignatureError::Unrecoverable)
     }
 }
 
@@ -79,6 +83,20 @@ impl FromStr for Signature {
 impl fmt::Display for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&hex::encode_prefixed(self.0))
+    }
+}
+
+/// In JSON: the `0x`-prefixed hex of the 65 bytes.
+impl serde::Serialize for Signature {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Signature {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -117,6 +135,10 @@ impl SigningKey {
     /// The raw private key, for writing a keystore.
     pub fn to_bytes(&self) -> B256 {
         B256::from(self.secret.secret_bytes())
+    }
+
+    pub(crate) fn secret(&self) -> &SecretKey {
+        &self.secret
     }
 
     /// Signs a digest; libsecp256k1 always produces low-s signatures.

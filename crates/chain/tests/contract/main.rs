@@ -8,6 +8,7 @@ mod devchain;
 mod digests;
 mod disputes;
 mod escrow;
+mod fine_tuning;
 mod ledger;
 mod registry;
 mod settlement;
