@@ -88,6 +88,14 @@ demo: deps model
 	$(CARGO) build --release -p zg-serving
 	RUST_LOG=warn target/release/zg-serving dev --demo --cheater --fresh --data-dir target/demo-data --port 0
 
+# Fine-tuning end to end on a fresh `zg-serving dev` (docs/fine-tuning.md):
+# upload, job, events, sealed delivery, acknowledgement, settlement, the tuned
+# model against the base on held-out prompts; ends with `finetune ok: ...`.
+.PHONY: demo-finetune
+demo-finetune: deps model
+	$(CARGO) build --release -p zg-serving
+	RUST_LOG=warn target/release/zg-serving dev --demo-finetune --fresh --data-dir target/demo-finetune-data --port 0
+
 # The marketplace, kept running until Ctrl-C (state in ~/.local/share/zg-serving/dev).
 dev: deps model
 	$(CARGO) run --release -p zg-serving -- dev

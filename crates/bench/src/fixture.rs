@@ -148,6 +148,7 @@ pub(crate) fn spawn_broker(
             )
         }],
         admin: None,
+        fine_tuning: None,
     };
     spawn_broker_config(dir, name, &plan.toml(), listen)
 }

@@ -375,6 +375,7 @@ fn spawn_priced_broker(
             )
         }],
         admin: None,
+        fine_tuning: None,
     };
     // The service is the last table, so this section is its own.
     let config = format!(

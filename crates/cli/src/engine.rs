@@ -29,6 +29,9 @@ pub(crate) struct EngineArgs {
     /// Total context in tokens, shared by the slots.
     #[arg(long, default_value_t = 8192)]
     ctx: u32,
+    /// LoRA adapter (GGUF, e.g. from zg-finetune) applied to the chat model.
+    #[arg(long, value_name = "FILE", env = "ZG_ENGINE_LORA")]
+    lora: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: EngineArgs) -> anyhow::Result<()> {
@@ -36,6 +39,7 @@ pub(crate) fn run(args: EngineArgs) -> anyhow::Result<()> {
     config.embedding_model = args.embedding_model;
     config.parallel = args.parallel;
     config.ctx = args.ctx;
+    config.lora = args.lora;
     if let Some(threads) = args.threads {
         config.threads = threads;
     }

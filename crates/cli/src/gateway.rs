@@ -100,6 +100,10 @@ struct Settings {
     /// Block explorer for the page's transaction links (default: the network's).
     #[arg(long)]
     explorer_url: Option<String>,
+    /// Where the files and fine-tuning APIs keep uploads, job records and
+    /// adapters (default: the folder of the book).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -125,6 +129,7 @@ impl Settings {
             audit_threads: self.audit_threads.or(file.audit_threads),
             admin_token: self.admin_token.or(file.admin_token),
             explorer_url: self.explorer_url.or(file.explorer_url),
+            data_dir: self.data_dir.or(file.data_dir),
         }
     }
 
@@ -257,6 +262,15 @@ async fn serve(args: GatewayArgs) -> anyhow::Result<()> {
     if config.explorer_url.is_none() {
         config.explorer_url = args.chain.network.load()?.and_then(|n| n.explorer_url);
     }
+    // Uploads and adapters live next to the book unless told otherwise.
+    config.data_dir = match settings.data_dir.clone() {
+        Some(dir) => Some(dir),
+        None => args
+            .chain
+            .book_path()?
+            .parent()
+            .map(std::path::Path::to_path_buf),
+    };
     let audits = settings.audits()?;
     let session = args.chain.session().await?;
     let ack = AckPolicy::WhenIdle(Duration::from_secs(settings.ack_after_s.unwrap_or(2)));

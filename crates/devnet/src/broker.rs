@@ -111,6 +111,20 @@ pub struct BrokerPlan {
     /// Where the provider page listens (`[admin] listen`), if it has one;
     /// its token is made at start (`Running::admin_token`).
     pub admin: Option<String>,
+    /// A fine-tuning service (`[fine_tuning]`).
+    pub fine_tuning: Option<FineTuningPlan>,
+}
+
+/// The `[fine_tuning]` section of a plan.
+#[derive(Debug, Clone)]
+pub struct FineTuningPlan {
+    pub name: String,
+    pub model: String,
+    pub base_model: std::path::PathBuf,
+    /// Decimal 0G per trained token.
+    pub price_per_token: String,
+    pub work_dir: std::path::PathBuf,
+    pub checkpoint_every: usize,
 }
 
 impl BrokerPlan {
@@ -146,6 +160,18 @@ impl BrokerPlan {
         );
         if let Some(listen) = &self.admin {
             let _ = write!(text, "\n[admin]\nlisten = \"{listen}\"\n");
+        }
+        if let Some(ft) = &self.fine_tuning {
+            let _ = write!(
+                text,
+                "\n[fine_tuning]\nname = \"{}\"\nmodel = \"{}\"\nbase_model = {:?}\nprice_per_token = \"{}\"\nwork_dir = {:?}\ncheckpoint_every = {}\n",
+                ft.name,
+                ft.model,
+                ft.base_model.display().to_string(),
+                ft.price_per_token,
+                ft.work_dir.display().to_string(),
+                ft.checkpoint_every,
+            );
         }
         for service in &self.services {
             let _ = write!(
@@ -210,6 +236,7 @@ impl Market {
             settlement: SettlementPlan::on_demand(),
             services: Vec::new(),
             admin: None,
+            fine_tuning: None,
         })
     }
 }

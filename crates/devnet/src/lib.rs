@@ -19,11 +19,13 @@ mod market;
 mod stack;
 
 pub use anvil::{DevChain, DevChainOptions, find_anvil};
-pub use broker::{BrokerPlan, ServicePlan, SettlementPlan, start_broker};
+pub use broker::{BrokerPlan, FineTuningPlan, ServicePlan, SettlementPlan, start_broker};
 #[cfg(feature = "stack")]
 pub use data_dir::{DataDir, Record, default_data_dir};
 pub use error::DevnetError;
 pub use faulty_rpc::FaultyRpc;
 pub use market::Market;
 #[cfg(feature = "stack")]
-pub use stack::{CHAT_SERVICE, EMBEDDINGS_SERVICE, Provider, Stack, StackPlan};
+pub use stack::{
+    CHAT_SERVICE, EMBEDDINGS_SERVICE, FINE_TUNING_SERVICE, Provider, Stack, StackPlan,
+};

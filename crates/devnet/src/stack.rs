@@ -6,11 +6,15 @@
 //! routing tries it first and the gateway's audits catch it.
 
 use crate::{
-    BrokerPlan, DevChain, DevChainOptions, DevnetError, ServicePlan, SettlementPlan,
+    BrokerPlan, DevChain, DevChainOptions, DevnetError, FineTuningPlan, ServicePlan,
+    SettlementPlan,
     data_dir::{DataDir, Record},
     start_broker,
 };
-use std::{path::PathBuf, sync::Arc};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 use tokio::net::TcpListener;
 use zg_chain::{ChainClient, DeployParams};
 use zg_client::{Accounts, AckPolicy, Book, Payer};
@@ -37,12 +41,16 @@ pub struct StackPlan {
 /// Service names every dev provider lists; the gateway routes by the model they serve.
 pub const CHAT_SERVICE: &str = "smollm2-135m-instruct";
 pub const EMBEDDINGS_SERVICE: &str = "all-minilm-l6-v2";
+/// The first dev provider's fine-tuning service of the chat model.
+pub const FINE_TUNING_SERVICE: &str = "smollm2-135m-instruct-tune";
 
 /// Prices of the first provider per token, in 0G; provider `i` charges `i + 1` times these.
 const INPUT_PRICE: &str = "0.000000001";
 const OUTPUT_PRICE: &str = "0.000000002";
 /// A prompt token the engine's prompt cache served (a repeated chat prefix).
 const CACHED_INPUT_PRICE: &str = "0.0000000002";
+/// Price per trained token of the dev fine-tuning service.
+const TRAINED_TOKEN_PRICE: &str = "0.000000001";
 /// What the user deposits, and funds each provider's escrow with, on a fresh chain.
 const USER_DEPOSIT: &str = "100";
 const ESCROW_PER_PROVIDER: &str = "10";
@@ -127,7 +135,20 @@ impl Stack {
         let mut providers = Vec::new();
         for (i, key) in provider_keys.iter().enumerate() {
             let prices = Pricing::times(i + 1);
-            providers.push(start_provider(dir, &owner, &engine, i, key, prices, None).await?);
+            // The first provider also trains adapters of the chat model.
+            let tuning = (i == 0).then_some(plan.model.as_path());
+            providers.push(
+                start_provider(
+                    dir,
+                    &owner,
+                    &engine,
+                    i,
+                    key,
+                    prices,
+                    Role::Honest { tuning },
+                )
+                .await?,
+            );
         }
         let cheater = match plan.cheater {
             true => Some(start_cheater(dir, plan, &owner, &engine, &cheater_key).await?),
@@ -155,6 +176,8 @@ impl Stack {
                 amount: amount("1")?,
                 budget: amount("20")?,
             }),
+            // Uploaded files, fine-tuning jobs and the adapters they deliver.
+            data_dir: Some(dir.path("gateway")),
             ..GatewayConfig::default()
         };
         let gateway = Gateway::new(payer, user.chain().clone(), config).await?;
@@ -300,7 +323,9 @@ async fn start_cheater(
         index,
         key,
         Pricing { num: 1, den: 2 },
-        Some(&honest_digest),
+        Role::Cheater {
+            claimed_digest: &honest_digest,
+        },
     )
     .await?;
     Ok((provider, engine))
@@ -321,9 +346,18 @@ async fn register_verifiers(owner: &ChainClient, keys: &[B256]) -> Result<(), De
     Ok(())
 }
 
+/// What a dev provider is beside its inference services.
+enum Role<'a> {
+    /// With `tuning` (the chat model's GGUF) it also lists a fine-tuning
+    /// service of that model, working in the data directory.
+    Honest { tuning: Option<&'a Path> },
+    /// `claimed_digest` replaces the chat model's real sha256 in the
+    /// registry (the cheater's lie).
+    Cheater { claimed_digest: &'a str },
+}
+
 /// Provider `i`: its broker on `engine`'s models at `prices`, its config
-/// written to the data directory (for `provider status`). `claimed_digest`
-/// replaces the chat model's real sha256 in the registry (the cheater's lie).
+/// written to the data directory (for `provider status`).
 async fn start_provider(
     dir: &DataDir,
     owner: &ChainClient,
@@ -331,9 +365,30 @@ async fn start_provider(
     i: usize,
     key: &B256,
     prices: Pricing,
-    claimed_digest: Option<&str>,
+    role: Role<'_>,
 ) -> Result<Provider, DevnetError> {
+    let (claimed_digest, tuning) = match role {
+        Role::Honest { tuning } => (None, tuning),
+        Role::Cheater { claimed_digest } => (Some(claimed_digest), None),
+    };
     let price = |base: &str| prices.price(base);
+    let chat_model = engine
+        .engine()
+        .models()
+        .iter()
+        .find(|card| card.kind == ServiceKind::Chat.as_str())
+        .map(|card| card.id.clone());
+    let fine_tuning = match (tuning, chat_model) {
+        (Some(base_model), Some(model)) => Some(FineTuningPlan {
+            name: FINE_TUNING_SERVICE.into(),
+            model,
+            base_model: base_model.to_path_buf(),
+            price_per_token: price(TRAINED_TOKEN_PRICE)?,
+            work_dir: dir.path(&format!("provider-{i}-fine-tuning")),
+            checkpoint_every: 10,
+        }),
+        _ => None,
+    };
     let mut services = Vec::new();
     for (kind, name) in [
         (ServiceKind::Chat, CHAT_SERVICE),
@@ -390,6 +445,7 @@ async fn start_provider(
         },
         services,
         admin: Some("127.0.0.1:0".into()),
+        fine_tuning,
     };
     let running = start_broker(&plan)
         .await

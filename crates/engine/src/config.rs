@@ -18,6 +18,11 @@ pub struct EngineConfig {
     pub ctx: u32,
     /// Record a proof of model for every chat answer (`GET /v1/proofs/{id}`).
     pub proofs: bool,
+    /// A LoRA adapter in llama.cpp's GGUF format (as zg-finetune exports)
+    /// applied at full strength to every chat answer. Proofs then record
+    /// the adapted model, which a verifier with only the base GGUF cannot
+    /// recompute.
+    pub lora: Option<PathBuf>,
 }
 
 impl EngineConfig {
@@ -30,6 +35,7 @@ impl EngineConfig {
             threads: default_threads(),
             ctx: 8192,
             proofs: true,
+            lora: None,
         }
     }
 

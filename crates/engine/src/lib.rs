@@ -29,6 +29,7 @@ mod server;
 pub mod substitute;
 pub mod verify;
 
+pub use chat::backend as llama_backend;
 pub use config::EngineConfig;
 pub use engine::{Engine, ModelCard};
 pub use error::EngineError;

@@ -1,7 +1,8 @@
 //! The gateway's HTTP edge: `/v1/models`, `/v1/chat/completions` and
 //! `/v1/completions` (plain and streamed), `/v1/embeddings`, and
-//! `/zg/providers` (ranking standings); the web page's routes
-//! ([`crate::web`]) are merged next to them.
+//! `/zg/providers` (ranking standings); the files and fine-tuning routes
+//! ([`crate::fine_tuning`]) and the web page's routes ([`crate::web`]) are
+//! merged next to them.
 //! A paid route hands the body to [`crate::dispatch`] and writes out what
 //! comes back, or the OpenAI-shaped error.
 
@@ -35,6 +36,7 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
         .route(routes::EMBEDDINGS, post(embeddings))
         .route("/zg/providers", get(providers))
         .route("/health", get(|| async { "ok" }))
+        .merge(crate::fine_tuning::router())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::map_response(|r: Response| async move {
             zg_core::wire::http::json_errors(r).await.0
@@ -69,7 +71,8 @@ async fn providers(State(gw): State<Arc<Gateway>>) -> Response {
 }
 
 /// Marketplace models: one entry per model, with how many providers serve
-/// it and the lowest listed prices (decimal 0G per token).
+/// it and the lowest listed prices (decimal 0G per token); then the user's
+/// fine-tuned models.
 async fn models(State(gw): State<Arc<Gateway>>) -> Response {
     let services = match gw.services(false).await {
         Ok(s) => s,
@@ -79,7 +82,7 @@ async fn models(State(gw): State<Arc<Gateway>>) -> Response {
     for s in services.iter().filter(|s| gw.config.limits.matches(s)) {
         by_model.entry(&s.model).or_default().push(s);
     }
-    let data: Vec<Value> = by_model
+    let mut data: Vec<Value> = by_model
         .into_iter()
         .map(|(model, list)| {
             let min_in = list
@@ -104,6 +107,7 @@ async fn models(State(gw): State<Arc<Gateway>>) -> Response {
             })
         })
         .collect();
+    data.extend(gw.fine_tuning.models().await);
     Json(json!({ "object": "list", "data": data })).into_response()
 }
 

@@ -12,7 +12,9 @@
 //! are audited in the background (`audit`), once [`Gateway::start_audits`]
 //! gives the gateway a [`Checker`]. The user's own web page (money,
 //! providers, activity, keys, a playground) is served next to `/v1`,
-//! behind an admin token (`web`).
+//! behind an admin token (`web`). OpenAI's files and fine-tuning APIs
+//! order LoRA training from fine-tuning services and bring the adapter home
+//! (`fine_tuning`), under [`GatewayConfig::data_dir`].
 
 // Errors carry the amounts and addresses a user needs to act on; they are
 // off the hot path, so they are not boxed.
@@ -22,6 +24,7 @@ mod audit;
 mod capabilities;
 mod cost;
 mod dispatch;
+mod fine_tuning;
 mod http;
 mod keys;
 mod limits;
@@ -32,6 +35,7 @@ mod web;
 
 use std::{
     net::SocketAddr,
+    path::PathBuf,
     sync::{Arc, RwLock},
     time::{Duration, Instant},
 };
@@ -67,6 +71,10 @@ pub struct GatewayConfig {
     /// A block explorer's base URL: the page links transactions to
     /// `{explorer}/tx/{hash}`.
     pub explorer_url: Option<String>,
+    /// Where uploaded files, fine-tuning job records and adapters live
+    /// (`files/`, `fine_tuning/`, `adapters/`); None: the files and
+    /// fine-tuning APIs answer that the gateway keeps no files.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl Default for GatewayConfig {
@@ -80,6 +88,7 @@ impl Default for GatewayConfig {
             default_max_tokens: 1024,
             admin_token: None,
             explorer_url: None,
+            data_dir: None,
         }
     }
 }
@@ -111,6 +120,7 @@ pub struct Gateway {
     admin_token: String,
     /// Tells open pages to refresh (a receipt came).
     pub(crate) live: zg_web::Live,
+    pub(crate) fine_tuning: fine_tuning::FineTuning,
     registry: RwLock<(Option<Instant>, Arc<Vec<Service>>)>,
 }
 
@@ -135,6 +145,7 @@ impl Gateway {
             topup: topup::TopUp::new(config.topup),
             capabilities: capabilities::Capabilities::new(config.refresh),
             audits: audit::Audits::default(),
+            fine_tuning: fine_tuning::FineTuning::open(config.data_dir.clone()),
             payer,
             chain,
             config,
@@ -186,8 +197,10 @@ impl Gateway {
         }
     }
 
-    /// Serves on `listener` until the task is dropped.
+    /// Serves on `listener` until the task is dropped; fine-tuning jobs
+    /// left unfinished by an earlier run carry on in the background.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        self.resume_fine_tuning().await;
         axum::serve(listener, http::router(self)).await
     }
 

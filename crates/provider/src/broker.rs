@@ -96,6 +96,8 @@ pub struct Broker {
     /// expire: a client sends one quote with many requests, and checking it
     /// again would double the signature work of each.
     checked_quotes: std::sync::Mutex<std::collections::HashMap<B256, u64>>,
+    /// The fine-tuning service, when `[fine_tuning]` configures one.
+    pub(crate) tuner: Option<Arc<crate::fine_tuning::Tuner>>,
 }
 
 impl Broker {
@@ -122,6 +124,14 @@ impl Broker {
             .map(|s| runtime(s.clone()))
             .collect::<Result<Vec<_>, _>>()?;
         let http = Upstream::new(config.tls.upstream_client()?);
+        let tuner = match &config.fine_tuning {
+            Some(ft) => Some(
+                crate::fine_tuning::Tuner::open(ft.clone(), chain.chain().clone())
+                    .await
+                    .map_err(StartError::Config)?,
+            ),
+            None => None,
+        };
         let live = Arc::new(zg_web::Live::new(LIVE_TICK));
         let settler = Arc::new(Settler::new(
             store.clone(),
@@ -142,6 +152,7 @@ impl Broker {
             traffic: Default::default(),
             live,
             checked_quotes: Default::default(),
+            tuner,
         })
     }
 

@@ -59,6 +59,8 @@ pub struct Config {
     /// Total stake to hold in the registry (decimal 0G); topped up on start.
     #[serde(default, deserialize_with = "amount")]
     pub stake: U256,
+    /// Inference services (none is fine when `[fine_tuning]` is there).
+    #[serde(default)]
     pub services: Vec<ServiceConfig>,
     /// HTTPS served, and extra CA roots for https upstreams.
     #[serde(default)]
@@ -66,6 +68,37 @@ pub struct Config {
     /// The provider page on its own address (absent: no page).
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// A fine-tuning service (absent: none).
+    #[serde(default)]
+    pub fine_tuning: Option<FineTuningConfig>,
+}
+
+/// `[fine_tuning]`: LoRA training of a base model, one job at a time,
+/// priced per trained token (the training file's tokens times the epochs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FineTuningConfig {
+    /// The registry name of the service.
+    pub name: String,
+    /// The base model's name, as users ask for it.
+    pub model: String,
+    /// The base model's GGUF; its sha256 is the digest orders name.
+    pub base_model: std::path::PathBuf,
+    /// Price per trained token, decimal 0G (the on-chain ceiling).
+    #[serde(deserialize_with = "amount")]
+    pub price_per_token: U256,
+    /// Largest training file accepted, in bytes.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    #[serde(default = "default_max_epochs")]
+    pub max_epochs: u32,
+    /// Jobs, checkpoints and sealed adapters live here.
+    pub work_dir: std::path::PathBuf,
+    /// Training steps between checkpoints (a restart resumes from the last).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
+    #[serde(default = "default_hardware")]
+    pub hardware: String,
 }
 
 /// `[admin]`: the provider's web page, served apart from the paid routes.
@@ -332,6 +365,15 @@ fn default_hardware() -> String {
 fn default_verifiability() -> String {
     zg_core::verifiability::NONE.into()
 }
+fn default_max_file_bytes() -> u64 {
+    16 * 1024 * 1024
+}
+fn default_max_epochs() -> u32 {
+    10
+}
+fn default_checkpoint_every() -> usize {
+    10
+}
 fn default_max_output() -> u64 {
     2048
 }
@@ -457,10 +499,10 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.services.is_empty() {
+        if self.services.is_empty() && self.fine_tuning.is_none() {
             return Err(key_err(
                 "services",
-                "expected at least one [[services]] table",
+                "expected at least one [[services]] table (or a [fine_tuning] section)",
             ));
         }
         let mut names = std::collections::HashSet::new();
@@ -475,10 +517,13 @@ impl Config {
                     format!("service {:?} is listed twice", s.name),
                 ));
             }
-            if let ServiceKind::Other(kind) = &s.kind {
+            if !matches!(s.kind, ServiceKind::Chat | ServiceKind::Embeddings) {
                 return Err(key_err(
                     key("kind"),
-                    format!("expected \"chat\" or \"embeddings\", got {kind:?}"),
+                    format!(
+                        "expected \"chat\" or \"embeddings\", got {:?} (a fine-tuning service is the [fine_tuning] section)",
+                        s.kind.as_str()
+                    ),
                 ));
             }
             if !(s.upstream.starts_with("http://") || s.upstream.starts_with("https://")) {
@@ -545,6 +590,29 @@ impl Config {
                 ));
             }
         }
+        if let Some(ft) = &self.fine_tuning {
+            if ft.name.trim().is_empty() || names.contains(ft.name.as_str()) {
+                return Err(key_err(
+                    "fine_tuning.name",
+                    format!(
+                        "expected a name no [[services]] table uses, got {:?}",
+                        ft.name
+                    ),
+                ));
+            }
+            if ft.max_epochs == 0 || ft.max_file_bytes == 0 || ft.checkpoint_every == 0 {
+                return Err(key_err(
+                    "fine_tuning",
+                    "max_epochs, max_file_bytes and checkpoint_every must be at least 1",
+                ));
+            }
+            if ft.price_per_token.is_zero() {
+                return Err(key_err(
+                    "fine_tuning.price_per_token",
+                    "expected a price above zero: a job's fee is its trained tokens times this",
+                ));
+            }
+        }
         if self.settlement.rpc_timeout_secs == 0 {
             return Err(key_err(
                 "settlement.rpc_timeout_secs",
@@ -573,7 +641,9 @@ impl Config {
 }
 
 /// Files the config names, as `(section, key)`: relative to the config's folder.
-const PATH_KEYS: [(&str, &str); 6] = [
+const PATH_KEYS: [(&str, &str); 8] = [
+    ("fine_tuning", "base_model"),
+    ("fine_tuning", "work_dir"),
     ("keys", "provider_keystore"),
     ("keys", "signer_keystore"),
     ("keys", "password_file"),

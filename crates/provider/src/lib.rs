@@ -10,7 +10,9 @@
 //! upstream (`proofs`), then charge or release); the `settle`-ment loop
 //! collects the money, `registry` lists the services, `pricing` sets the
 //! prices under the listed ceilings and signs them as quotes; `admin` is
-//! the provider's web page, on its own address (`[admin]`).
+//! the provider's web page, on its own address (`[admin]`); `fine_tuning`
+//! trains LoRA adapters on signed orders and delivers them sealed
+//! (`[fine_tuning]`).
 //!
 //! [`Broker::open`] connects and reads; [`Broker::serve`] (or [`start`])
 //! takes over: it releases a crashed run's requests, syncs the registry and
@@ -22,6 +24,7 @@ mod broker;
 mod config;
 mod error;
 mod escrow;
+mod fine_tuning;
 mod forward;
 mod handlers;
 mod keys;
@@ -39,7 +42,7 @@ mod upstream;
 
 pub use admission::Tab;
 pub use broker::Broker;
-pub use config::{AdminConfig, Config, ConfigError, EXAMPLE};
+pub use config::{AdminConfig, Config, ConfigError, EXAMPLE, FineTuningConfig};
 pub use error::StartError;
 pub use pricing::{PricingConfig, TierConfig};
 pub use serve::{Running, serve_until, start};

@@ -3,10 +3,10 @@
 //! amount), and warns about services listed on chain but not configured
 //! (it removes none: that is `zg-serving provider` operator's call).
 
-use zg_chain::{ChainClient, ChainError};
-use zg_core::{Service, U256};
+use zg_chain::{ChainClient, ChainError, FineTuningTerms};
+use zg_core::{B256, Prices, Service, ServiceKind, U256};
 
-use crate::config::Config;
+use crate::config::{Config, FineTuningConfig};
 
 /// What the sync did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -37,7 +37,37 @@ pub(crate) fn desired(config: &Config, index: usize, chain: &ChainClient) -> Ser
     }
 }
 
-pub(crate) async fn sync(config: &Config, chain: &ChainClient) -> Result<SyncReport, ChainError> {
+/// The registry entry of the fine-tuning service: its price per trained
+/// token is the input ceiling; it has no output or cached price.
+fn fine_tuning_service(
+    config: &Config,
+    ft: &FineTuningConfig,
+    digest: B256,
+    chain: &ChainClient,
+) -> Service {
+    Service {
+        provider: chain.wallet(),
+        name: ft.name.clone(),
+        kind: ServiceKind::FineTuning.to_string(),
+        url: config.public_url(),
+        model: ft.model.clone(),
+        model_digest: digest,
+        hardware: ft.hardware.clone(),
+        prices: Prices::new(ft.price_per_token, U256::ZERO).with_cached(U256::ZERO),
+        verifiability: zg_core::verifiability::NONE.into(),
+        signer: config.signer().address(),
+        updated_at: 0,
+        failed_at: 0,
+    }
+}
+
+/// Lists the configured services (and the fine-tuning service, whose base
+/// model has `fine_tuning_digest`, with its terms).
+pub(crate) async fn sync(
+    config: &Config,
+    chain: &ChainClient,
+    fine_tuning_digest: Option<B256>,
+) -> Result<SyncReport, ChainError> {
     let provider = chain.wallet();
     let stake = chain.stake_of(provider).await?.stake;
     let min_stake = chain.min_stake().await?;
@@ -78,12 +108,46 @@ pub(crate) async fn sync(config: &Config, chain: &ChainClient) -> Result<SyncRep
         to_add = U256::ZERO;
         report.listed.push(want.name);
     }
+    if let Some(ft) = &config.fine_tuning
+        && let Some(digest) = fine_tuning_digest
+    {
+        let want = fine_tuning_service(config, ft, digest, chain);
+        let have = chain.service(provider, &want.name).await?;
+        let same = have.as_ref().is_some_and(|h| {
+            h.failed_at == 0
+                && Service {
+                    updated_at: 0,
+                    failed_at: 0,
+                    provider: want.provider,
+                    ..h.clone()
+                } == want
+        });
+        if same && to_add.is_zero() {
+            report.unchanged.push(want.name.clone());
+        } else {
+            chain.add_or_update_service(&want, to_add).await?;
+            report.listed.push(want.name.clone());
+        }
+        let terms = FineTuningTerms {
+            base_models: vec![digest],
+            max_file_bytes: ft.max_file_bytes,
+            max_epochs: ft.max_epochs,
+        };
+        if chain.fine_tuning_terms(provider, &ft.name).await? != terms {
+            chain.set_fine_tuning_terms(&ft.name, &terms).await?;
+            tracing::info!(service = %ft.name, "fine-tuning terms set on chain");
+        }
+    }
+    let configured = |name: &str| {
+        config.services.iter().any(|c| c.name == name)
+            || config.fine_tuning.as_ref().is_some_and(|f| f.name == name)
+    };
     let mut offset = 0;
     loop {
         let page = chain.services_of(provider, offset, 100).await?;
         let n = page.items.len() as u64;
         for s in page.items {
-            if !config.services.iter().any(|c| c.name == s.name) {
+            if !configured(&s.name) {
                 tracing::warn!(
                     service = %s.name,
                     "service is listed on chain but not in the config: users can still find it; remove it on chain if it is gone"
@@ -106,8 +170,8 @@ impl crate::Broker {
     pub async fn unregister(&self) -> Result<Vec<String>, ChainError> {
         let chain = self.chain.chain();
         let mut removed = Vec::new();
-        for s in &self.services {
-            let name = &s.config.name;
+        let tuning = self.tuner.iter().map(|t| &t.config().name);
+        for name in self.services.iter().map(|s| &s.config.name).chain(tuning) {
             if chain.service(chain.wallet(), name).await?.is_some() {
                 chain.remove_service(name).await?;
                 removed.push(name.clone());

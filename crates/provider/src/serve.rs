@@ -21,6 +21,8 @@ pub struct Running {
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
     settler: Option<JoinHandle<()>>,
+    /// The fine-tuning trainer and settlement watcher.
+    tuning: Vec<JoinHandle<()>>,
     admin: Option<crate::admin::Served>,
 }
 
@@ -65,6 +67,9 @@ impl Running {
         if let Some(settler) = self.settler {
             let _ = settler.await;
         }
+        for task in self.tuning {
+            let _ = task.await;
+        }
         let page = match self.admin {
             Some(admin) => admin
                 .task
@@ -101,7 +106,12 @@ impl Broker {
         if released > 0 {
             tracing::warn!(released, replica = %self.config.replica, "released requests a previous run left in flight (they got no receipt: free)");
         }
-        let report = registry::sync(&self.config, self.chain.chain()).await?;
+        let report = registry::sync(
+            &self.config,
+            self.chain.chain(),
+            self.tuner.as_ref().map(|t| t.digest()),
+        )
+        .await?;
         tracing::info!(listed = ?report.listed, unchanged = ?report.unchanged, extra = ?report.extra, "registry in step");
         let admin = match &self.config.admin {
             Some(config) => Some(crate::admin::bind(config).await?),
@@ -130,6 +140,11 @@ fn spawn(
         .settlement
         .enabled
         .then(|| tokio::spawn(broker.settler().clone().run(stopped.clone())));
+    let tuning = broker
+        .tuner
+        .as_ref()
+        .map(|t| t.spawn(stopped.clone()))
+        .unwrap_or_default();
     let router = crate::handlers::router(broker.clone());
     let admin = admin
         .map(|bound| crate::admin::serve(broker.clone(), bound, stopped.clone()))
@@ -154,6 +169,7 @@ fn spawn(
         stop,
         server,
         settler,
+        tuning,
         admin,
     })
 }

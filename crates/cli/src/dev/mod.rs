@@ -6,6 +6,7 @@
 
 mod banner;
 mod demo;
+mod finetune;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -43,6 +44,10 @@ pub(crate) struct DevArgs {
     /// Run the end-to-end demo once (chat, stream, receipts, settlement) and exit.
     #[arg(long)]
     demo: bool,
+    /// Run the fine-tuning demo once (upload, job, events, sealed delivery,
+    /// acknowledgement, settlement, chat with the tuned model) and exit.
+    #[arg(long)]
+    demo_finetune: bool,
     /// Add a provider that registers the honest model's digest but serves a
     /// cheaper requantized substitute, at half the price, for the audits to catch.
     #[arg(long)]
@@ -86,6 +91,7 @@ pub(crate) fn run(args: DevArgs) -> Result<()> {
         _ => PathBuf::from("."),
     };
     let shelf = Arc::new(Shelf::new(&models_dir, 1));
+    let model = args.model.clone();
     let plan = StackPlan {
         model: args.model,
         embedding_model,
@@ -106,6 +112,8 @@ pub(crate) fn run(args: DevArgs) -> Result<()> {
             let (stop, verifiers) = start_verifiers(&stack, &shelf).await?;
             let outcome = if args.demo {
                 demo::run(&stack).await
+            } else if args.demo_finetune {
+                finetune::run(&stack, &model).await
             } else {
                 banner::print(&stack, dir.root());
                 stopped().await;

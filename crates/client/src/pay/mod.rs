@@ -147,6 +147,12 @@ impl Payer {
         &self.inner.book
     }
 
+    /// The key that signs vouchers; it also signs the user's fine-tuning
+    /// orders, so the content key of a job is sealed to it.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.inner.key
+    }
+
     /// The headers of a request for the user's account statement at
     /// `provider`, signed now with the voucher key.
     pub fn statement_request(&self, provider: Address) -> [(&'static str, String); 2] {

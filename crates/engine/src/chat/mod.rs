@@ -26,8 +26,9 @@ pub(crate) use sampler::{Grammar, Penalties, Sampling, random_seed};
 pub(crate) use scheduler::{Event, Job, Load};
 
 /// llama.cpp's process-wide state; it may be initialised once per process,
-/// so every engine in the process shares it.
-pub(crate) fn backend() -> Result<&'static LlamaBackend, EngineError> {
+/// so every engine in the process shares it, and so does any other crate
+/// that runs llama.cpp beside an engine (zg-finetune's tokenizer).
+pub fn backend() -> Result<&'static LlamaBackend, EngineError> {
     static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
     static INIT: Mutex<()> = Mutex::new(());
     if let Some(backend) = BACKEND.get() {
@@ -78,11 +79,15 @@ impl ChatModel {
         let path: &Path = &config.model;
         crate::digest::require_file(path)?;
         let backend = backend()?;
-        let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+        let mut model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
             .map_err(|e| EngineError::ModelLoad {
                 path: path.to_path_buf(),
                 reason: e.to_string(),
             })?;
+        let lora = match &config.lora {
+            Some(lora) => Some(scheduler::load_lora(&mut model, lora)?),
+            None => None,
+        };
         let model = Arc::new(model);
         let template = template::model_template(&model);
         let started = scheduler::start(
@@ -93,6 +98,7 @@ impl ChatModel {
                 threads: config.threads,
                 ctx: config.ctx,
                 proofs,
+                lora,
             },
         )?;
         tracing::info!(

@@ -9,15 +9,17 @@
 
 use std::cmp::Reverse;
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 
+use llama_cpp_2::LlamaLoraAdapterInitError;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::model::{LlamaLoraAdapter, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
@@ -83,6 +85,36 @@ pub(super) struct Settings {
     pub ctx: u32,
     /// Where proofs of answers go; `None` records none.
     pub proofs: Option<Arc<ProofStore>>,
+    /// Applied to the context at full strength; from [`load_lora`].
+    pub lora: Option<LlamaLoraAdapter>,
+}
+
+/// Reads a LoRA adapter for `model`. It needs the model mutably (llama.cpp
+/// registers the adapter with it), so it runs before the model is shared.
+pub(super) fn load_lora(
+    model: &mut LlamaModel,
+    path: &Path,
+) -> Result<LlamaLoraAdapter, EngineError> {
+    // llama-cpp-2 only debug-asserts that the file exists: check it here so
+    // a wrong path is an error, not a panic.
+    if !path.is_file() {
+        return Err(EngineError::Config(format!(
+            "LoRA adapter {} does not exist: pass the GGUF adapter file to --lora",
+            path.display()
+        )));
+    }
+    model.lora_adapter_init(path).map_err(|e| {
+        // llama.cpp returns no reason, it logs one (see the log above).
+        let reason = match e {
+            LlamaLoraAdapterInitError::NullResult => "llama.cpp refused it".to_string(),
+            other => other.to_string(),
+        };
+        EngineError::Config(format!(
+            "could not load LoRA adapter {}: {reason}; expected a llama.cpp GGUF LoRA adapter \
+             (general.type \"adapter\") trained for this model, as zg-finetune exports",
+            path.display()
+        ))
+    })
 }
 
 /// Where requests go, and how many tokens (prompt and answer) a slot holds.
@@ -120,6 +152,7 @@ pub(super) fn start(
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
     let slots = settings.slots as usize;
+    let mut lora = settings.lora;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (jobs_tx, jobs_rx) = std::sync::mpsc::channel();
     let load = Arc::new(Load::default());
@@ -130,10 +163,16 @@ pub(super) fn start(
             let mut ctx = match model.new_context(backend, params) {
                 Ok(ctx) => ctx,
                 Err(e) => {
-                    let _ = ready_tx.send(Err(e.to_string()));
+                    let _ = ready_tx.send(Err(format!("could not create the context: {e}")));
                     return;
                 }
             };
+            if let Some(adapter) = lora.as_mut()
+                && let Err(e) = ctx.lora_adapter_set(adapter, 1.0)
+            {
+                let _ = ready_tx.send(Err(format!("could not apply the LoRA adapter: {e}")));
+                return;
+            }
             let per_slot = ctx.n_ctx() / slots as u32;
             let _ = ready_tx.send(Ok(per_slot));
             Decoder::new(&mut ctx, &model, slots, per_slot, settings.proofs)
@@ -145,9 +184,7 @@ pub(super) fn start(
             ctx_per_slot,
             load,
         }),
-        Ok(Err(e)) => Err(EngineError::Llama(format!(
-            "could not create the context: {e}"
-        ))),
+        Ok(Err(e)) => Err(EngineError::Llama(e)),
         Err(_) => Err(EngineError::Llama(
             "the decode thread died while starting".into(),
         )),

@@ -3,6 +3,7 @@
 
 mod account;
 mod embeddings;
+mod fine_tuning;
 mod generation;
 mod guard;
 mod health;
@@ -19,7 +20,7 @@ use axum::{
     middleware,
     routing::{get, post},
 };
-use zg_core::{ErrorCode, wire::routes};
+use zg_core::{ErrorCode, fine_tuning::routes as ft, wire::routes};
 
 use crate::{broker::Broker, error::ApiError};
 
@@ -43,6 +44,11 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
         .route(routes::PROOF, get(proofs::get))
         .route(routes::ACCOUNT, get(account::statement))
         .route(routes::VOUCHERS, post(vouchers::ack))
+        .route(ft::COUNT, post(fine_tuning::count))
+        .route(ft::JOBS, post(fine_tuning::start))
+        .route(ft::JOB, get(fine_tuning::get))
+        .route(ft::CANCEL, post(fine_tuning::cancel))
+        .route(ft::ADAPTER, get(fine_tuning::adapter))
         .route("/health", get(health::health))
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
@@ -54,6 +60,6 @@ pub(crate) fn router(broker: Arc<Broker>) -> Router {
 async fn not_found() -> ApiError {
     ApiError::new(
         ErrorCode::NotFound,
-        "no such route: this broker serves /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models, /v1/quote, /v1/receipts/{id}, /v1/proofs/{id}, /v1/account/{user}, /v1/vouchers",
+        "no such route: this broker serves /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/models, /v1/quote, /v1/receipts/{id}, /v1/proofs/{id}, /v1/account/{user}, /v1/vouchers, /v1/fine-tuning/...",
     )
 }
