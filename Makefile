@@ -92,9 +92,10 @@ demo: deps model
 # upload, job, events, sealed delivery, acknowledgement, settlement, the tuned
 # model against the base on held-out prompts; ends with `finetune ok: ...`.
 .PHONY: demo-finetune
+# The dev build (the one `make test` makes; candle is optimised in it too).
 demo-finetune: deps model
-	$(CARGO) build --release -p zg-serving
-	RUST_LOG=warn target/release/zg-serving dev --demo-finetune --fresh --data-dir target/demo-finetune-data --port 0
+	$(CARGO) build -p zg-serving
+	RUST_LOG=warn target/debug/zg-serving dev --demo-finetune --fresh --data-dir target/demo-finetune-data --port 0
 
 # The marketplace, kept running until Ctrl-C (state in ~/.local/share/zg-serving/dev).
 dev: deps model

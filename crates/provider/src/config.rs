@@ -821,6 +821,19 @@ max_choices = 8                  # most choices (n) per request; each is reserve
 # Transaction links go to this block explorer (BASE/tx/HASH).
 # explorer = "https://chainscan-galileo.0g.ai"
 
+# A fine-tuning service: LoRA adapters of a GGUF chat model trained on CPU,
+# one job at a time, paid per trained token (the training file's tokens
+# times the epochs), delivered sealed (docs/fine-tuning.md). Left out: none.
+# [fine_tuning]
+# name = "smollm2-135m-instruct-tune"
+# model = "SmolLM2-135M-Instruct"
+# base_model = "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+# price_per_token = "0.000000001"
+# max_file_bytes = 16777216
+# max_epochs = 10
+# work_dir = "fine-tuning"     # jobs, checkpoints and sealed adapters
+# checkpoint_every = 10        # steps; a restarted broker resumes from the last
+
 [tls]
 # Serve HTTPS (then public_url should be https://...): PEM chain and key.
 # cert = "tls/fullchain.pem"

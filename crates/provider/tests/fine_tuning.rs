@@ -299,3 +299,84 @@ async fn a_job_trains_delivers_sealed_and_settles_its_fee_on_acknowledgement() {
     );
     broker.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_broker_stopped_mid_training_resumes_the_job_from_its_checkpoint() {
+    let env = Env::start().await;
+    let escrow = U256::from(10u64).pow(U256::from(17u64));
+    let (user_key, user) = env.user(2, escrow).await;
+    let (db, _db_dir) = sqlite_url();
+    let work = tempfile::tempdir().unwrap();
+    let mut plan = env.broker_plan(1, &db).unwrap();
+    plan.fine_tuning = Some(FineTuningPlan {
+        name: "tune".into(),
+        model: "SmolLM2-135M-Instruct".into(),
+        base_model: model_path(),
+        price_per_token: "0.000000001".into(),
+        work_dir: work.path().to_path_buf(),
+        checkpoint_every: 1,
+    });
+    let broker = start_broker(&plan).await.unwrap();
+    let job = Job {
+        url: broker.url(),
+        http: reqwest::Client::new(),
+    };
+    let text = training(8);
+    let order = Order {
+        user: user.wallet(),
+        provider: env.provider(),
+        service: "tune".into(),
+        base_model: sha256_file(&model_path()),
+        training_file: file_hash(text.as_bytes()),
+        validation_file: None,
+        hyperparameters: Hyperparameters {
+            epochs: 3,
+            batch_size: 4,
+            rank: 4,
+            learning_rate_multiplier_ppm: 1_000_000,
+        },
+        max_fee: escrow,
+        nonce: B128::repeat_byte(9),
+    };
+    let start = StartJob {
+        signature: order.sign(&user_key, user.chain_id(), user.fine_tuning_address()),
+        order,
+        training: text,
+        validation: None,
+    };
+    let id = job.post::<JobView>(routes::JOBS, &start).await.unwrap().id;
+    let started = Instant::now();
+    while job.view(&id).await.checkpoints.len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no checkpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    broker.shutdown().await.unwrap();
+
+    // The same config again: the job is picked up where its checkpoint left it.
+    let broker = start_broker(&plan).await.unwrap();
+    let job = Job {
+        url: broker.url(),
+        ..job
+    };
+    let paused = job.view(&id).await;
+    assert!(
+        matches!(paused.status, JobStatus::Queued | JobStatus::Running),
+        "{paused:?}"
+    );
+    let saved = paused.checkpoints.len() as u64;
+    let done = job
+        .until(&id, JobStatus::Delivered, Duration::from_secs(600))
+        .await;
+    let steps: Vec<u64> = done.events.iter().map(|e| e.step).collect();
+    assert_eq!(
+        steps,
+        (1..=6).collect::<Vec<_>>(),
+        "each step once, in order"
+    );
+    assert!(saved >= 2 && saved < 6, "stopped after {saved} checkpoints");
+    assert_eq!(user.job(id).await.unwrap().state, JobState::Delivered);
+    broker.shutdown().await.unwrap();
+}

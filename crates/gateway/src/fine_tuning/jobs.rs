@@ -22,7 +22,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 use zg_client::ServiceFilter;
 use zg_core::{
-    B128, Service, ServiceKind, U256,
+    B128, B256, Service, ServiceKind, U256,
     fine_tuning::{
         CancelJob, CountRequest, Hyperparameters, Order, StartJob, cancel_digest, file_hash,
         trained_tokens,
@@ -587,8 +587,43 @@ pub(super) async fn checkpoints(
     respond(result)
 }
 
+/// Abandons job `id` on chain when the provider failed to cancel it (`why`)
+/// and the contract allows it (undelivered past its delivery timeout);
+/// else says why not, and from when.
+async fn abandon_if_due(gw: &Gateway, id: &B256, why: &Fault) -> Result<(), FtError> {
+    let refused = |message: String| {
+        if why.is_refusal() {
+            FtError::invalid(message, "fine_tuning_job_id")
+        } else {
+            FtError::Provider(message)
+        }
+    };
+    let chain_error = |e: zg_chain::ChainError| FtError::Provider(e.to_string());
+    let job = gw.chain.job(*id).await.map_err(chain_error)?;
+    if job.state != zg_chain::JobState::Training {
+        return Err(refused(format!(
+            "the provider would not cancel ({why}), and the job is {:?} on chain",
+            job.state
+        )));
+    }
+    match gw.chain.abandon_job(*id).await {
+        Ok(_) => Ok(()),
+        Err(e) => match e.job_revert() {
+            Some(zg_chain::bindings::FineTuning::FineTuningErrors::TooEarly(early)) => {
+                Err(refused(format!(
+                    "the provider would not cancel ({why}); an undelivered job can be abandoned on chain from unix time {}: cancel again then",
+                    early.at
+                )))
+            }
+            _ => Err(chain_error(e)),
+        },
+    }
+}
+
 /// `POST /v1/fine_tuning/jobs/{id}/cancel`: the user's signed request to
-/// the provider, which cancels on chain and returns the reservation.
+/// the provider, which cancels on chain and returns the reservation (or,
+/// past the delivery timeout of a provider that does not, the user's
+/// abandon on chain).
 pub(super) async fn cancel(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
@@ -607,30 +642,26 @@ pub(super) async fn cancel(
             ));
         }
         let signature = gw.payer.signing_key().sign_hash(&cancel_digest(&record.id));
-        provider::cancel(
+        let cancelled = provider::cancel(
             gw.payer.http(),
             &record.url,
             &record.id,
             &CancelJob { signature },
         )
-        .await
-        .map_err(|e: Fault| {
-            if e.is_refusal() {
-                FtError::invalid(
-                    format!("the provider would not cancel: {e}"),
-                    "fine_tuning_job_id",
-                )
-            } else {
-                FtError::Provider(e.to_string())
+        .await;
+        let note = match cancelled {
+            Ok(_) => "Cancelled at the provider; the reservation returns to escrow",
+            // A provider that is gone (or will not stop) cannot hold the
+            // money past the delivery timeout: the user takes it back.
+            Err(e) => {
+                abandon_if_due(&gw, &record.id, &e).await?;
+                "The provider did not cancel and the delivery timeout passed: abandoned on chain, the reservation returned to escrow"
             }
-        })?;
+        };
         let record = gw
             .fine_tuning
             .update(&record.id, |r| {
-                r.note(
-                    "info",
-                    "Cancelled at the provider; the reservation returns to escrow",
-                );
+                r.note("info", note);
                 r.finish(Status::Cancelled, None);
             })
             .await?;
