@@ -104,6 +104,11 @@ struct Settings {
     /// adapters (default: the folder of the book).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// GGUF base models (found by sha256): the user's `ft:` models are
+    /// answered on this machine with their adapters (default: the audit
+    /// models folder, if any).
+    #[arg(long, value_name = "DIR")]
+    models_dir: Option<PathBuf>,
 }
 
 impl Settings {
@@ -130,6 +135,7 @@ impl Settings {
             admin_token: self.admin_token.or(file.admin_token),
             explorer_url: self.explorer_url.or(file.explorer_url),
             data_dir: self.data_dir.or(file.data_dir),
+            models_dir: self.models_dir.or(file.models_dir),
         }
     }
 
@@ -271,6 +277,10 @@ async fn serve(args: GatewayArgs) -> anyhow::Result<()> {
             .parent()
             .map(std::path::Path::to_path_buf),
     };
+    config.models_dir = settings
+        .models_dir
+        .clone()
+        .or_else(|| settings.audit_models_dir.clone());
     let audits = settings.audits()?;
     let session = args.chain.session().await?;
     let ack = AckPolicy::WhenIdle(Duration::from_secs(settings.ack_after_s.unwrap_or(2)));

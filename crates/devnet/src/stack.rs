@@ -178,6 +178,8 @@ impl Stack {
             }),
             // Uploaded files, fine-tuning jobs and the adapters they deliver.
             data_dir: Some(dir.path("gateway")),
+            // Fine-tuned models are answered with the chat model's GGUF.
+            models_dir: plan.model.parent().map(Path::to_path_buf),
             ..GatewayConfig::default()
         };
         let gateway = Gateway::new(payer, user.chain().clone(), config).await?;

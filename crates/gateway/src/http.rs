@@ -55,6 +55,11 @@ async fn not_found() -> Response {
 }
 
 async fn chat(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+    if crate::fine_tuning::names_fine_tuned(&body)
+        && let Some(answer) = crate::fine_tuning::answer_locally(&gw, &headers, &body).await
+    {
+        return answer;
+    }
     proxy(&gw, Endpoint::Chat, &headers, body).await
 }
 

@@ -75,6 +75,10 @@ pub struct GatewayConfig {
     /// (`files/`, `fine_tuning/`, `adapters/`); None: the files and
     /// fine-tuning APIs answer that the gateway keeps no files.
     pub data_dir: Option<PathBuf>,
+    /// GGUF files of base models: the user's `ft:` models are answered on
+    /// this machine by the base model (found by its sha256) with the
+    /// job's adapter. None: `ft:` models are not served here.
+    pub models_dir: Option<PathBuf>,
 }
 
 impl Default for GatewayConfig {
@@ -89,6 +93,7 @@ impl Default for GatewayConfig {
             admin_token: None,
             explorer_url: None,
             data_dir: None,
+            models_dir: None,
         }
     }
 }
@@ -145,7 +150,10 @@ impl Gateway {
             topup: topup::TopUp::new(config.topup),
             capabilities: capabilities::Capabilities::new(config.refresh),
             audits: audit::Audits::default(),
-            fine_tuning: fine_tuning::FineTuning::open(config.data_dir.clone()),
+            fine_tuning: fine_tuning::FineTuning::open(
+                config.data_dir.clone(),
+                config.models_dir.clone(),
+            ),
             payer,
             chain,
             config,

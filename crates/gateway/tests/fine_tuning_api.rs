@@ -151,6 +151,7 @@ async fn a_job_ordered_through_the_gateway_ends_with_its_adapter_in_the_data_dir
     let data_dir = market.tempdir();
     let config = GatewayConfig {
         data_dir: Some(data_dir.clone()),
+        models_dir: Some(manifest().join("../../models")),
         ..Default::default()
     };
     let (url, _gateway, _) = start_gateway(&mut market, &key, chain.clone(), config).await;

@@ -1,6 +1,6 @@
 """A whole fine-tuning job through the gateway with the official `openai`
 client: upload, create, follow until it succeeds, its events and
-checkpoints, the job listed, the tuned model listed; then a second job
+checkpoints, the job listed, the tuned model listed and answering; then a second job
 cancelled while it waits or trains. Prints the finished job and the
 cancelled one as one JSON line for the Rust test to check on chain.
 
@@ -54,6 +54,21 @@ assert checkpoints[0].step_number >= 1 and checkpoints[0].fine_tuning_job_id == 
 
 assert job.id in [j.id for j in client.fine_tuning.jobs.list(limit=10).data]
 assert job.fine_tuned_model in [m.id for m in client.models.list().data]
+
+# The tuned model answers through the gateway, plain and streamed.
+question = [{"role": "user", "content": "What is the capital of France?"}]
+answer = client.chat.completions.create(
+    model=job.fine_tuned_model, messages=question, max_tokens=8, temperature=0
+)
+assert answer.choices[0].message.content, answer
+streamed = "".join(
+    chunk.choices[0].delta.content or ""
+    for chunk in client.chat.completions.create(
+        model=job.fine_tuned_model, messages=question, max_tokens=8, temperature=0, stream=True
+    )
+    if chunk.choices
+)
+assert streamed == answer.choices[0].message.content, (streamed, answer)
 
 second = client.fine_tuning.jobs.create(
     model="SmolLM2-135M-Instruct",

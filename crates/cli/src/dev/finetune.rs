@@ -2,8 +2,9 @@
 //! file uploaded through the gateway's OpenAI files API, a fine-tuning job
 //! at the first provider, its events, the sealed delivery, the
 //! acknowledgement and settlement on chain, then the tuned model (the
-//! adapter the gateway decrypted, served by the engine with `--lora`)
-//! against the base model on the held-out prompts; one `finetune ok:` line.
+//! adapter the gateway decrypted, answered by the gateway with the engine
+//! and the adapter) against the base model (through the marketplace) on
+//! the held-out prompts; one `finetune ok:` line.
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
@@ -13,7 +14,6 @@ use std::{
 };
 use zg_core::U256;
 use zg_devnet::Stack;
-use zg_engine::EngineConfig;
 use zg_finetune::{BaseModel, Dataset, Message, Role, follows_format};
 
 /// The shipped data (crates/finetune/data): answers in a fixed format.
@@ -132,26 +132,19 @@ pub(super) async fn run(stack: &Stack, model: &Path) -> Result<()> {
         &prompts,
     )
     .await?;
-    let tuned = zg_engine::spawn(
-        EngineConfig {
-            lora: Some(adapter.clone()),
-            parallel: 1,
-            proofs: false,
-            ..EngineConfig::new(model)
-        },
-        tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-    )
-    .await
-    .context("starting the engine with the adapter (zg-serving engine --lora)")?;
+    // The tuned model through the same gateway: it answers `ft:` models
+    // on this machine with the decrypted adapter.
+    let tuned_model = job["fine_tuned_model"]
+        .as_str()
+        .context("the job names no fine-tuned model")?;
     let tuned_hits = hits(
         &http,
-        &format!("{}/chat/completions", tuned.base_url()),
-        "",
-        "tuned",
+        &api("/chat/completions"),
+        &stack.api_key,
+        tuned_model,
         &prompts,
     )
     .await?;
-    tuned.shutdown().await?;
 
     let n = prompts.len();
     let line = format!(

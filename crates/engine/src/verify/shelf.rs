@@ -80,20 +80,22 @@ impl Shelf {
         if let Some(v) = lock(&self.loaded).get(digest) {
             return Ok(Some(v.clone()));
         }
-        let known = lock(&self.paths).get(digest).cloned();
-        let path = match known {
-            Some(path) => path,
-            None => {
-                self.rescan();
-                match lock(&self.paths).get(digest).cloned() {
-                    Some(path) => path,
-                    None => return Ok(None),
-                }
-            }
+        let Some(path) = self.path_of(digest) else {
+            return Ok(None);
         };
         let verifier = Arc::new(Verifier::open(&path, digest, self.threads)?);
         lock(&self.loaded).insert(digest.to_owned(), verifier.clone());
         Ok(Some(verifier))
+    }
+
+    /// The file in the folder whose sha256 is `digest` (hex), if any.
+    /// Blocking: hashes the files not seen before.
+    pub fn path_of(&self, digest: &str) -> Option<PathBuf> {
+        if let Some(path) = lock(&self.paths).get(digest) {
+            return Some(path.clone());
+        }
+        self.rescan();
+        lock(&self.paths).get(digest).cloned()
     }
 
     fn rescan(&self) {

@@ -2,11 +2,13 @@
 //! data directory (`files`), jobs ordered from the cheapest fine-tuning
 //! service that accepts them (`jobs`, records in `record`), and each job
 //! followed to its adapter: downloaded, checked against the chain,
-//! acknowledged, opened and written out (`delivery`).
+//! acknowledged, opened and written out (`delivery`); the user's `ft:`
+//! models are then answered on this machine (`local`).
 
 mod delivery;
 mod files;
 mod jobs;
+mod local;
 mod provider;
 mod record;
 
@@ -28,6 +30,8 @@ use std::{
 use zg_chain::ChainError;
 use zg_client::ClientError;
 use zg_core::{B256, ErrorBody, ErrorCode, U256};
+
+pub(crate) use local::{answer as answer_locally, names_fine_tuned};
 
 /// The files and fine-tuning routes, OpenAI's paths.
 pub(crate) fn router() -> Router<Arc<Gateway>> {
@@ -61,13 +65,15 @@ pub(crate) struct FineTuning {
     jobs: tokio::sync::Mutex<BTreeMap<B256, JobRecord>>,
     /// Jobs whose delivery task runs, so a resume never starts a second.
     driving: std::sync::Mutex<HashSet<B256>>,
+    /// Engines answering the user's `ft:` models on this machine.
+    local: local::Local,
 }
 
 impl FineTuning {
     /// Reads the job records under `dir` (None: the API answers that the
     /// gateway has no data directory). A record that does not parse is
     /// skipped with a warning rather than keeping the gateway down.
-    pub(crate) fn open(dir: Option<PathBuf>) -> Self {
+    pub(crate) fn open(dir: Option<PathBuf>, models_dir: Option<PathBuf>) -> Self {
         let mut jobs = BTreeMap::new();
         if let Some(dir) = &dir {
             for record in record::load_all(&jobs_dir(dir)) {
@@ -78,6 +84,7 @@ impl FineTuning {
             dir,
             jobs: tokio::sync::Mutex::new(jobs),
             driving: Default::default(),
+            local: local::Local::new(models_dir),
         }
     }
 
@@ -131,6 +138,16 @@ impl FineTuning {
     }
 
     /// The succeeded jobs' models, for `/v1/models`.
+    /// The base model's digest and the adapter file of the user's
+    /// fine-tuned model `model`, once its job succeeded.
+    async fn adapter_of(&self, model: &str) -> Option<(B256, PathBuf)> {
+        let jobs = self.jobs.lock().await;
+        let record = jobs
+            .values()
+            .find(|r| r.fine_tuned_model.as_deref() == Some(model))?;
+        Some((record.order.base_model, record.adapter_path.clone()?))
+    }
+
     pub(crate) async fn models(&self) -> Vec<Value> {
         self.jobs
             .lock()
