@@ -22,6 +22,27 @@ use zg_core::{SigningKey, U256};
 use zg_devnet::FineTuningPlan;
 use zg_gateway::GatewayConfig;
 
+/// Job `name` at the gateway `url` once it is neither queued nor running.
+async fn until_ended(url: &str, name: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let job: Value = reqwest::get(format!("{url}/fine_tuning/jobs/{name}"))
+            .await
+            .expect("gateway reachable")
+            .json()
+            .await
+            .expect("a job");
+        if job["status"] != "queued" && job["status"] != "running" {
+            return job;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(900),
+            "not done: {job:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 fn manifest() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -291,25 +312,7 @@ async fn an_adapter_that_does_not_match_the_deliverable_fails_the_job_unacknowle
         .await
         .unwrap();
     let name = job["id"].as_str().expect("a job").to_owned();
-    let started = Instant::now();
-    let job = loop {
-        let job: Value = http
-            .get(format!("{url}/fine_tuning/jobs/{name}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if job["status"] != "queued" && job["status"] != "running" {
-            break job;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(900),
-            "not done: {job:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let job = until_ended(&url, &name).await;
     assert_eq!(job["status"], "failed", "{job:#}");
     assert_eq!(job["error"]["code"], "adapter_hash_mismatch", "{job:#}");
     assert!(job["fine_tuned_model"].is_null());
@@ -401,25 +404,7 @@ async fn a_gateway_restarted_mid_job_picks_the_job_up_and_finishes_it() {
         ..Default::default()
     };
     let (url, _gateway, _) = start_gateway(&mut market, &key, chain.clone(), config).await;
-    let started = Instant::now();
-    let job = loop {
-        let job: Value = http
-            .get(format!("{url}/fine_tuning/jobs/{name}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if job["status"] != "queued" && job["status"] != "running" {
-            break job;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(900),
-            "not done: {job:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let job = until_ended(&url, &name).await;
     assert_eq!(job["status"], "succeeded", "{job:#}");
     let adapter = PathBuf::from(job["zg"]["adapter_path"].as_str().unwrap());
     assert!(std::fs::read(&adapter).unwrap().starts_with(b"GGUF"));

@@ -43,6 +43,23 @@ fn sha256_file(path: &std::path::Path) -> zg_core::B256 {
     zg_core::B256::from_slice(&Sha256::digest(std::fs::read(path).unwrap()))
 }
 
+/// A broker plan with only the fine-tuning service "tune" (a checkpoint
+/// every step), and the folders it lives in.
+fn tuning_plan(env: &Env) -> (zg_devnet::BrokerPlan, [tempfile::TempDir; 2]) {
+    let (db, db_dir) = sqlite_url();
+    let work = tempfile::tempdir().unwrap();
+    let mut plan = env.broker_plan(1, &db).unwrap();
+    plan.fine_tuning = Some(FineTuningPlan {
+        name: "tune".into(),
+        model: "SmolLM2-135M-Instruct".into(),
+        base_model: model_path(),
+        price_per_token: "0.000000001".into(),
+        work_dir: work.path().to_path_buf(),
+        checkpoint_every: 1,
+    });
+    (plan, [db_dir, work])
+}
+
 struct Job {
     url: String,
     http: reqwest::Client,
@@ -118,17 +135,7 @@ async fn a_job_trains_delivers_sealed_and_settles_its_fee_on_acknowledgement() {
     let env = Env::start().await;
     let escrow = U256::from(10u64).pow(U256::from(17u64));
     let (user_key, user) = env.user(2, escrow).await;
-    let (db, _db_dir) = sqlite_url();
-    let work = tempfile::tempdir().unwrap();
-    let mut plan = env.broker_plan(1, &db).unwrap();
-    plan.fine_tuning = Some(FineTuningPlan {
-        name: "tune".into(),
-        model: "SmolLM2-135M-Instruct".into(),
-        base_model: model_path(),
-        price_per_token: "0.000000001".into(),
-        work_dir: work.path().to_path_buf(),
-        checkpoint_every: 1,
-    });
+    let (plan, _dirs) = tuning_plan(&env);
     let broker = start_broker(&plan).await.unwrap();
     let provider = env.provider();
     let digest = sha256_file(&model_path());
@@ -305,17 +312,7 @@ async fn a_broker_stopped_mid_training_resumes_the_job_from_its_checkpoint() {
     let env = Env::start().await;
     let escrow = U256::from(10u64).pow(U256::from(17u64));
     let (user_key, user) = env.user(2, escrow).await;
-    let (db, _db_dir) = sqlite_url();
-    let work = tempfile::tempdir().unwrap();
-    let mut plan = env.broker_plan(1, &db).unwrap();
-    plan.fine_tuning = Some(FineTuningPlan {
-        name: "tune".into(),
-        model: "SmolLM2-135M-Instruct".into(),
-        base_model: model_path(),
-        price_per_token: "0.000000001".into(),
-        work_dir: work.path().to_path_buf(),
-        checkpoint_every: 1,
-    });
+    let (plan, _dirs) = tuning_plan(&env);
     let broker = start_broker(&plan).await.unwrap();
     let job = Job {
         url: broker.url(),

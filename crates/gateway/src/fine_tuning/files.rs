@@ -2,10 +2,9 @@
 //! `<id>`, what OpenAI lists of them as `<id>.json`), with training files
 //! (purpose `fine-tune`) checked line by line at upload.
 
-use super::{FtError, authorize, limit, page, write_atomic};
+use super::{FtError, authorize, limit, page, respond, write_atomic};
 use crate::Gateway;
 use axum::{
-    Json,
     body::Body,
     extract::{Multipart, Path, Query, State, multipart::MultipartRejection},
     http::{HeaderMap, StatusCode, header},
@@ -207,10 +206,7 @@ pub(super) async fn upload(
         Ok(object)
     }
     .await;
-    match result {
-        Ok(object) => Json(object).into_response(),
-        Err(e) => e.into_response(),
-    }
+    respond(result)
 }
 
 #[derive(Debug, Deserialize)]
@@ -270,10 +266,7 @@ pub(super) async fn list(
         }))
     }
     .await;
-    match result {
-        Ok(body) => Json(body).into_response(),
-        Err(e) => e.into_response(),
-    }
+    respond(result)
 }
 
 /// `GET /v1/files/{id}`.
@@ -287,10 +280,7 @@ pub(super) async fn get(
         meta(&gw, &id).await
     }
     .await;
-    match result {
-        Ok(object) => Json(object).into_response(),
-        Err(e) => e.into_response(),
-    }
+    respond(result)
 }
 
 /// `GET /v1/files/{id}/content`: the bytes as uploaded.
@@ -336,8 +326,5 @@ pub(super) async fn delete(
         Ok(json!({ "id": id, "object": "file", "deleted": true }))
     }
     .await;
-    match result {
-        Ok(body) => Json(body).into_response(),
-        Err(e) => e.into_response(),
-    }
+    respond(result)
 }

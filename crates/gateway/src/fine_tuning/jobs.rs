@@ -7,6 +7,7 @@ use super::{
     FtError, authorize, delivery, files, limit, page,
     provider::{self, Fault},
     record::{JobRecord, Status, parse_job_name},
+    respond,
 };
 use crate::Gateway;
 use axum::{
@@ -522,13 +523,6 @@ pub(super) async fn list(
     }
     .await;
     respond(result)
-}
-
-fn respond(result: Result<Value, FtError>) -> Response {
-    match result {
-        Ok(body) => Json(body).into_response(),
-        Err(e) => e.into_response(),
-    }
 }
 
 /// `GET /v1/fine_tuning/jobs/{id}`.

@@ -183,6 +183,14 @@ fn jobs_dir(dir: &Path) -> PathBuf {
 
 /// Checks the bearer key as a paid route does (no key needed while the
 /// gateway has none); these routes spend nothing through the key itself.
+/// A handler's answer: `result` as JSON, or its error in OpenAI's shape.
+fn respond<T: serde::Serialize>(result: Result<T, FtError>) -> Response {
+    match result {
+        Ok(body) => Json(body).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
 async fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<(), FtError> {
     let bearer = headers
         .get(header::AUTHORIZATION)
