@@ -297,6 +297,7 @@ async fn an_adapter_that_does_not_match_the_deliverable_fails_the_job_unacknowle
     let (url, _gateway, _) = start_gateway(&mut market, &key, chain.clone(), config).await;
     let file = upload(&url, "", "capitals.jsonl", training(8)).await;
     let http = reqwest::Client::new();
+
     let job: Value = http
         .post(format!("{url}/fine_tuning/jobs"))
         .json(&json!({
@@ -444,9 +445,39 @@ async fn a_job_whose_provider_is_gone_is_abandoned_by_cancel_after_the_timeout()
         data_dir: Some(market.tempdir()),
         ..Default::default()
     };
-    let (url, _gateway, _) = start_gateway(&mut market, &key, chain.clone(), config).await;
+    let (url, gateway, _) = start_gateway(&mut market, &key, chain.clone(), config).await;
     let file = upload(&url, "", "capitals.jsonl", training(8)).await;
     let http = reqwest::Client::new();
+
+    // An API key's spend limit covers what it orders: a key with less than
+    // the job's most is refused before anything is reserved.
+    let (_, small) = gateway
+        .keys()
+        .add("small", Some(neuron("0.0000001")))
+        .await
+        .unwrap();
+    let refused = http
+        .post(format!("{url}/fine_tuning/jobs"))
+        .bearer_auth(&small)
+        .json(&json!({
+            "model": "SmolLM2-135M-Instruct",
+            "training_file": file["id"],
+            "hyperparameters": { "n_epochs": 3 },
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429, "{:?}", refused.text().await);
+    assert_eq!(
+        chain
+            .account(chain.wallet(), tune.provider)
+            .await
+            .unwrap()
+            .escrow,
+        neuron("0.1")
+    );
+    assert!(gateway.keys().revoke("small").await.unwrap());
+
     let job: Value = http
         .post(format!("{url}/fine_tuning/jobs"))
         .json(&json!({

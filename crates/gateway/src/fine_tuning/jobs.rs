@@ -4,7 +4,7 @@
 //! started at the provider; then listed, read, and cancelled from here.
 
 use super::{
-    FtError, authorize, delivery, files, limit, page,
+    FtError, authorize, delivery, files, hold, limit, page,
     provider::{self, Fault},
     record::{JobRecord, Status, parse_job_name},
     respond,
@@ -442,7 +442,15 @@ async fn create_job(gw: &Gateway, headers: &HeaderMap, body: &[u8]) -> Result<Jo
         training,
         validation,
     };
-    match provider::start(gw.payer.http(), &s.url, &start).await {
+    // The API key's spend limit covers the job's most: held while the
+    // provider starts it, spent once the reservation may exist.
+    let key = hold(gw, headers, choice.max_fee).await?;
+    let started = provider::start(gw.payer.http(), &s.url, &start).await;
+    let refused = started.as_ref().err().filter(|e| e.is_refusal()).is_some();
+    gw.keys
+        .close(key, if refused { U256::ZERO } else { choice.max_fee })
+        .await?;
+    match started {
         Ok(view) => {
             record.status = if view.status == zg_core::fine_tuning::JobStatus::Running {
                 Status::Running

@@ -12,7 +12,10 @@ mod local;
 mod provider;
 mod record;
 
-use crate::{Gateway, keys::KeyRefusal};
+use crate::{
+    Gateway,
+    keys::{Hold, KeyRefusal},
+};
 use axum::{
     Json, Router,
     extract::DefaultBodyLimit,
@@ -191,17 +194,20 @@ fn respond<T: serde::Serialize>(result: Result<T, FtError>) -> Response {
     }
 }
 
-async fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<(), FtError> {
+/// Checks the request's API key (open while the gateway has none) and
+/// holds `most` neuron against its spend limit; the caller closes the hold
+/// with what was spent.
+async fn hold(gw: &Gateway, headers: &HeaderMap, most: U256) -> Result<Hold, FtError> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    let hold = gw
-        .keys
-        .hold(bearer, U256::ZERO)
-        .await?
-        .map_err(FtError::Key)?;
+    gw.keys.hold(bearer, most).await?.map_err(FtError::Key)
+}
+
+async fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<(), FtError> {
+    let hold = hold(gw, headers, U256::ZERO).await?;
     Ok(gw.keys.close(hold, U256::ZERO).await?)
 }
 
