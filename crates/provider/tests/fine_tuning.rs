@@ -57,6 +57,7 @@ fn tuning_plan(env: &Env) -> (zg_devnet::BrokerPlan, [tempfile::TempDir; 2]) {
         work_dir: work.path().to_path_buf(),
         checkpoint_every: 1,
     });
+    plan.admin = Some("127.0.0.1:0".into());
     (plan, [db_dir, work])
 }
 
@@ -274,6 +275,26 @@ async fn a_job_trains_delivers_sealed_and_settles_its_fee_on_acknowledgement() {
     let key = seal::open_key(&sealed_key, &user_key, &id).unwrap();
     let adapter = seal::open_adapter(&whole, &key).unwrap();
     assert_eq!(&adapter[..4], b"GGUF");
+
+    // The provider page lists the job with its state.
+    let page = job
+        .http
+        .get(broker.admin_url().unwrap())
+        .bearer_auth(broker.admin_token().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let row = page
+        .split(&format!("data-job=\"{id}\""))
+        .nth(1)
+        .expect("the job's row");
+    assert!(
+        row[..row.find("</tr>").unwrap()].contains("succeeded"),
+        "{row}"
+    );
 
     // A queued job cancelled by its user costs nothing; a stranger cannot cancel.
     let queued: JobView = job

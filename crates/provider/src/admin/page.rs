@@ -1,13 +1,13 @@
 //! The provider page's HTML: banners for what could not be read, the four
 //! figures of `provider status`'s last line, then services, traffic,
-//! users, settlements, refunds, disputes and errors. Every part that
+//! users, settlements, fine-tuning jobs, refunds, disputes and errors. Every part that
 //! changes is an element with an id and `data-live`, re-read on refresh.
 
 use std::fmt::Display;
 
 use maud::{Markup, html};
 use zg_chain::DisputeInfo;
-use zg_core::{Prices, U256};
+use zg_core::{Prices, U256, fine_tuning::JobView};
 use zg_web::{Nav, Page, Series, amount, line_chart, tx_link, unix_time};
 
 use super::view::{Refund, ServiceRow, View};
@@ -39,6 +39,10 @@ pub(super) fn render(view: &View, explorer: Option<&str>) -> Markup {
         (users(view))
         h2 #settlements-part { "Settlements" }
         (settlements(view, explorer))
+        @if let Some(jobs) = &view.jobs {
+            h2 #fine-tuning-part { "Fine-tuning jobs" }
+            (fine_tuning(jobs))
+        }
         h2 #refunds-part { "Refunds about to unlock" }
         (refunds(view))
         h2 #disputes-part { "Disputes against this provider" }
@@ -257,6 +261,39 @@ fn settlements(view: &View, explorer: Option<&str>) -> Markup {
                     }
                     @if rows.is_empty() {
                         (empty_row(6, if view.settlements.is_ok() { "no settlement yet" } else { "the database is not answering" }))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Each job: whose, where it is (the last step and its loss), what it
+/// trains on and charges.
+fn fine_tuning(jobs: &[JobView]) -> Markup {
+    html! {
+        div.scroll {
+            table #jobs .sortable data-live {
+                thead { tr {
+                    th { "job" } th { "user" } th { "status" } th.num { "step" }
+                    th.num { "loss" } th.num { "trained tokens" } th.num { "fee" } th { "started" }
+                } }
+                tbody {
+                    @for job in jobs {
+                        @let last = job.events.last();
+                        tr data-job=(job.id) {
+                            td.addr title=(job.id) { (format!("{:.10}", job.id.to_string())) }
+                            td.addr { (job.order.user) }
+                            td { (format!("{:?}", job.status).to_lowercase()) }
+                            td.num { (last.map_or("—".into(), |e| format!("{}/{}", e.step, e.total_steps))) }
+                            td.num { (last.map_or("—".into(), |e| format!("{:.3}", e.train_loss))) }
+                            td.num { (job.trained_tokens) }
+                            (money(job.fee))
+                            td { (unix_time(job.created_at as i64)) }
+                        }
+                    }
+                    @if jobs.is_empty() {
+                        (empty_row(8, "no fine-tuning jobs yet"))
                     }
                 }
             }

@@ -1,14 +1,14 @@
 //! What the provider page shows, read fresh for each request: the books
 //! (the very figures `provider status` prints), the services with the
 //! prices in force and their traffic, settlements from the store, refunds
-//! and disputes from the chain, and whether each upstream answers. A part
+//! and disputes from the chain, fine-tuning jobs, and whether each upstream answers. A part
 //! that could not be read is an `Err` the page shows as a banner.
 
 use std::{collections::BTreeMap, sync::Mutex, time::Duration};
 
 use axum::http::Uri;
 use zg_chain::{ChainError, DisputeInfo, DisputeState, EscrowAccount, PendingRefund};
-use zg_core::{Address, B256, ErrorCode, Prices, U256, wire::routes};
+use zg_core::{Address, B256, ErrorCode, Prices, U256, fine_tuning::JobView, wire::routes};
 
 use super::PageState;
 use crate::{
@@ -45,6 +45,8 @@ pub(super) struct View {
     pub(super) errors: Vec<(ErrorCode, u64)>,
     /// Paid answers per minute over the last hour.
     pub(super) history: Vec<(i64, Count)>,
+    /// The fine-tuning jobs, newest first (None: no fine-tuning service).
+    pub(super) jobs: Option<Vec<JobView>>,
 }
 
 /// A configured service as the page lists it.
@@ -119,6 +121,7 @@ impl View {
             upstreams_down,
             errors: metrics::global().errors(),
             history: broker.traffic.history(now),
+            jobs: broker.tuner.as_ref().map(|t| t.views()),
         }
     }
 

@@ -127,6 +127,13 @@ impl Tuner {
         });
     }
 
+    /// Every job, newest first (for the provider page).
+    pub(crate) fn views(&self) -> Vec<JobView> {
+        let mut views: Vec<JobView> = self.jobs().values().map(|r| r.view.clone()).collect();
+        views.sort_by_key(|v| std::cmp::Reverse(v.created_at));
+        views
+    }
+
     pub(crate) fn view(&self, id: &B256) -> Option<JobView> {
         self.jobs().get(id).map(|r| r.view.clone())
     }
