@@ -175,7 +175,7 @@ async fn a_job_ordered_through_the_gateway_ends_with_its_adapter_in_the_data_dir
         models_dir: Some(manifest().join("../../models")),
         ..Default::default()
     };
-    let (url, _gateway, _) = start_gateway(&mut market, &key, chain.clone(), config).await;
+    let (url, gateway, _) = start_gateway(&mut market, &key, chain.clone(), config).await;
     let text = training(8);
     let file = upload(&url, "", "capitals.jsonl", text.clone()).await;
     let order = json!({
@@ -241,6 +241,26 @@ async fn a_job_ordered_through_the_gateway_ends_with_its_adapter_in_the_data_dir
         tune.resumed.load(Ordering::SeqCst) >= 1,
         "the cut download resumed with a range"
     );
+    // The user's web page lists the job with its tuned model.
+    let page = reqwest::Client::new()
+        .get(format!("{}/fine-tuning", url.trim_end_matches("/v1")))
+        .bearer_auth(gateway.admin_token())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let row = page
+        .split(&format!("data-id=\"{name}\""))
+        .nth(1)
+        .expect("the job's row");
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains("succeeded") && row.contains(job["fine_tuned_model"].as_str().unwrap()),
+        "{row}"
+    );
+
     // The cancelled job's reservation went back on chain.
     let cancelled = outcome["cancelled"]["id"].as_str().unwrap();
     // (A running job stops at the end of its step, then the provider

@@ -201,6 +201,7 @@ async fn the_users_page_shows_and_moves_the_money_and_the_answers_it_paid_for() 
         "nav-money",
         "nav-providers",
         "nav-activity",
+        "nav-fine-tuning",
         "nav-keys",
         "nav-playground",
     ] {

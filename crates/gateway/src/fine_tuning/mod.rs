@@ -151,6 +151,14 @@ impl FineTuning {
         Some((record.order.base_model, record.adapter_path.clone()?))
     }
 
+    /// Every job as the API shows it, newest first (for the web page).
+    pub(crate) async fn jobs_as_openai(&self) -> Vec<Value> {
+        let jobs = self.jobs.lock().await;
+        let mut records: Vec<&JobRecord> = jobs.values().collect();
+        records.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+        records.iter().map(|r| r.to_openai()).collect()
+    }
+
     pub(crate) async fn models(&self) -> Vec<Value> {
         self.jobs
             .lock()

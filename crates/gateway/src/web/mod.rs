@@ -1,12 +1,13 @@
 //! The user's web page, served next to `/v1`: money (wallet, ledger,
 //! escrows and the forms that move them), providers (listing, live quotes,
 //! measured standing, audits), activity (receipts with the key that asked,
-//! spend charts), API keys, and a playground that chats through `/v1` like
+//! spend charts), fine-tuning jobs, API keys, and a playground that chats through `/v1` like
 //! any OpenAI client. Every page needs the admin token (zg-web's session
 //! guard); chain and broker reads have short timeouts, so a page still
 //! renders, with a banner saying what failed, when one of them is down.
 
 mod activity;
+mod fine_tuning;
 mod keys;
 mod money;
 mod playground;
@@ -36,6 +37,7 @@ const LINKS: &[(&str, &str, &str)] = &[
     ("nav-money", "/", "Money"),
     ("nav-providers", "/providers", "Providers"),
     ("nav-activity", "/activity", "Activity"),
+    ("nav-fine-tuning", "/fine-tuning", "Fine-tuning"),
     ("nav-keys", "/keys", "API keys"),
     ("nav-playground", "/playground", "Playground"),
 ];
@@ -53,6 +55,7 @@ pub(crate) fn router(gw: Arc<Gateway>) -> Router {
             "/receipts/by-request/{request_id}",
             get(activity::by_request),
         )
+        .route("/fine-tuning", get(fine_tuning::page))
         .route("/keys", get(keys::page))
         .route("/keys/new", post(keys::add))
         .route("/keys/revoke", post(keys::revoke))
