@@ -42,8 +42,12 @@ pub use train::{BASE_LEARNING_RATE, Progress, TrainConfig};
 /// reading only the model's vocabulary: a job's trained tokens, what it is
 /// priced by, are this times its epochs.
 pub fn count_tokens(gguf: &Path, jsonl: &[u8]) -> Result<u64, FinetuneError> {
-    let dataset = Dataset::parse(jsonl)?;
-    tokens::ChatTokenizer::load(gguf)?.count(&dataset)
+    count_dataset_tokens(gguf, &Dataset::parse(jsonl)?)
+}
+
+/// [`count_tokens`] of a file already parsed.
+pub fn count_dataset_tokens(gguf: &Path, dataset: &Dataset) -> Result<u64, FinetuneError> {
+    tokens::ChatTokenizer::load(gguf)?.count(dataset)
 }
 
 /// The frozen base model: its weights in candle and its tokenizer.

@@ -39,8 +39,10 @@ fn training(n: usize) -> String {
 }
 
 fn sha256_file(path: &std::path::Path) -> zg_core::B256 {
-    use sha2::{Digest, Sha256};
-    zg_core::B256::from_slice(&Sha256::digest(std::fs::read(path).unwrap()))
+    zg_engine::verify::model_digest(path)
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// A broker plan with only the fine-tuning service "tune" (a checkpoint

@@ -54,9 +54,16 @@ impl Tuner {
         chain: ChainClient,
     ) -> Result<Arc<Self>, String> {
         let path = config.base_model.clone();
-        let digest = tokio::task::spawn_blocking(move || sha256_file(&path))
+        // The sha256 the engine registers for the same file.
+        let digest = tokio::task::spawn_blocking(move || zg_engine::verify::model_digest(&path))
             .await
             .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+            .and_then(|hex| {
+                format!("0x{hex}")
+                    .parse::<B256>()
+                    .map_err(|e| e.to_string())
+            })
             .map_err(|e| {
                 format!(
                     "fine_tuning.base_model {}: {e}",
@@ -174,7 +181,7 @@ impl Tuner {
         tokio::task::spawn_blocking(move || {
             let dataset = zg_finetune::Dataset::parse(&bytes)
                 .map_err(|e| ApiError::invalid(format!("training file: {e}")))?;
-            let tokens = zg_finetune::count_tokens(&gguf, &bytes)
+            let tokens = zg_finetune::count_dataset_tokens(&gguf, &dataset)
                 .map_err(|e| ApiError::invalid(format!("training file: {e}")))?;
             Ok((dataset.examples.len() as u64, tokens))
         })
@@ -378,14 +385,6 @@ fn refused_on_chain(e: &zg_chain::ChainError, user: Address) -> ApiError {
         _ if e.job_revert().is_some() => ApiError::invalid(e.to_string()),
         _ => ApiError::new(ErrorCode::UpstreamFailed, e.to_string()),
     }
-}
-
-fn sha256_file(path: &std::path::Path) -> std::io::Result<B256> {
-    use sha2::{Digest, Sha256};
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(B256::from_slice(&hasher.finalize()))
 }
 
 /// The order's nonce seeds the trainer: the same order trains the same way.
