@@ -25,6 +25,7 @@ mod engine;
 mod error;
 mod handlers;
 pub mod proof;
+pub mod quantize;
 mod server;
 pub mod substitute;
 pub mod verify;

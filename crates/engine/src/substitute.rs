@@ -3,7 +3,6 @@
 //! with llama.cpp's quantizer. For `make bench-verify`, the tests, and the
 //! cheating provider of `zg-serving dev --cheater`.
 
-use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy)]
@@ -33,22 +32,8 @@ pub fn make(model: &Path, dir: &Path, kind: Kind) -> Result<PathBuf, String> {
         "substitute-{kind:?}.{}.partial",
         std::process::id()
     ));
-    let c_path = |p: &Path| {
-        CString::new(p.to_string_lossy().as_bytes())
-            .map_err(|_| format!("{} has a NUL", p.display()))
-    };
-    let (input, output) = (c_path(model)?, c_path(&partial)?);
-    // SAFETY: valid NUL-terminated paths and llama.cpp's own default params.
-    let rc = unsafe {
-        let mut params = llama_cpp_sys_2::llama_model_quantize_default_params();
-        params.ftype = ftype as _;
-        params.allow_requantize = true;
-        params.nthread = 2;
-        llama_cpp_sys_2::llama_model_quantize(input.as_ptr(), output.as_ptr(), &params)
-    };
-    if rc != 0 {
-        return Err(format!("llama_model_quantize to {kind:?} failed ({rc})"));
-    }
+    crate::quantize::requantize(model, &partial, ftype, 2)
+        .map_err(|e| format!("making the {kind:?} substitute: {e}"))?;
     std::fs::rename(&partial, &out).map_err(|e| format!("{}: {e}", out.display()))?;
     Ok(out)
 }

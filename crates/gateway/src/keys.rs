@@ -3,7 +3,9 @@
 //! A request holds its worst case against the key before it is sent, and
 //! the hold closes at the receipt's fee after, so concurrent requests can't
 //! overspend.
-//! With no active key the gateway is open (it listens on loopback).
+//! Until the first key is made the gateway is open (it listens on
+//! loopback); from then on every request needs an active key, so revoking
+//! every key closes /v1 instead of opening it.
 //! Each answer's verdict is noted with the key that asked and the broker's
 //! request id, so the web page can show spending per key and find the
 //! receipt of a request it just streamed.
@@ -257,8 +259,7 @@ impl Keys {
     ) -> Result<Result<Hold, KeyRefusal>, ClientError> {
         self.refresh().await?;
         let mut state = self.state();
-        let any_active = state.by_hash.values().any(|l| !l.info.revoked);
-        if !any_active {
+        if state.by_hash.is_empty() {
             return Ok(Ok(Hold {
                 key_id: None,
                 amount: U256::ZERO,
@@ -457,6 +458,12 @@ mod tests {
                 .unwrap()
                 .is_ok(),
             "no limit"
+        );
+        // Every key revoked: closed, not open again.
+        assert!(keys.revoke("other").await.unwrap());
+        assert_eq!(
+            keys.hold(None, U256::ZERO).await.unwrap().unwrap_err(),
+            KeyRefusal::Missing
         );
     }
 }

@@ -496,7 +496,19 @@ async fn a_job_whose_provider_is_gone_is_abandoned_by_cancel_after_the_timeout()
             .escrow,
         neuron("0.1")
     );
+    // A key without a limit orders it (the small one revoked: once keys
+    // exist, every request needs an active one).
+    let (_, app) = gateway.keys().add("app", None).await.unwrap();
     assert!(gateway.keys().revoke("small").await.unwrap());
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {app}").parse().unwrap(),
+    );
+    let http = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
 
     let job: Value = http
         .post(format!("{url}/fine_tuning/jobs"))

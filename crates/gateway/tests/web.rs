@@ -324,7 +324,6 @@ async fn the_users_page_shows_and_moves_the_money_and_the_answers_it_paid_for() 
         cell(&keys, &format!("data-id=\"{id}\""), "spent"),
         format_amount(by_key.fee)
     );
-    // (With no active key left the gateway would be open again: keep another.)
     let (_, other) = browser
         .post(
             "/keys/new",
@@ -341,6 +340,19 @@ async fn the_users_page_shows_and_moves_the_money_and_the_answers_it_paid_for() 
     assert_eq!(chat(&base, Some(&other), &body).await.status(), 200);
     let (_, keys) = browser.get("/keys").await;
     assert_eq!(cell(&keys, &format!("data-id=\"{id}\""), "revoked"), "yes");
+    // Every key revoked: /v1 stays closed, it does not open again.
+    let (status, _) = browser
+        .post(
+            "/keys/revoke",
+            &[("id", "other"), ("csrf", &csrf(&keys))],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(chat(&base, None, &body).await.status(), 401);
+    assert_eq!(chat(&base, Some(&other), &body).await.status(), 401);
+    let (_, keys) = browser.get("/keys").await;
+    assert!(keys.contains("Every key is revoked"), "{keys}");
 
     // The other pages, and the live updates.
     let (status, providers) = browser.get("/providers").await;

@@ -6,6 +6,8 @@
 //!
 //! Usage: bench_verify [--answers N] [--cheats N] [--tokens N]
 
+mod speeds;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -353,6 +355,8 @@ async fn main() -> Result<()> {
     let args = args()?;
     let model = repo_root().join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
     let digest = zg_engine::verify::model_digest(&model)?;
+    // First, while no engine runs beside it.
+    speeds::report(&model, &repo_root().join("target"))?;
     let verifiers = [
         Verifier::open(&model, &digest, 1)?,
         Verifier::open(&model, &digest, 2)?,
@@ -372,6 +376,17 @@ async fn main() -> Result<()> {
         spread(
             &format!("honest threads={threads} clients={clients}"),
             &verdicts,
+        );
+        let latency: f64 = batch.iter().map(|a| a.seconds).sum();
+        let tokens: usize = batch
+            .iter()
+            .map(|a| Proof::decode(&a.proof).map_or(0, |p| p.tokens.len()))
+            .sum();
+        eprintln!(
+            "  generation {wall:.2} s ({:.1} answer tokens/s; the answers' latencies add up to {latency:.2} s), verification {seconds:.2} s ({:.1} answer tokens/s): ratio {:.3}",
+            tokens as f64 / wall,
+            tokens as f64 / seconds,
+            seconds / wall
         );
         gen_seconds += wall;
         verify_seconds += seconds;

@@ -19,11 +19,13 @@ pub(super) async fn page(
         Ok(keys) => (keys, None),
         Err(e) => (Vec::new(), Some(format!("the keys could not be read: {e}"))),
     };
-    let open = keys.iter().all(|k| k.revoked);
+    let open = keys.is_empty();
+    let closed = !open && keys.iter().all(|k| k.revoked);
     let body = html! {
         (banners(problem.as_slice()))
         p #open-state .muted {
-            @if open { "No active key: the gateway's /v1 is open to anyone who can reach it." }
+            @if open { "No key yet: the gateway's /v1 is open to anyone who can reach it until one is made." }
+            @else if closed { "Every key is revoked: /v1 refuses every request until a new key is made." }
             @else { "Requests to /v1 need one of these keys (Authorization: Bearer zgk-…)." }
         }
         div.scroll { (table(&session, &keys)) }
@@ -158,7 +160,7 @@ pub(super) async fn revoke(State(gw): State<Arc<Gateway>>, Form(form): Form<Revo
             format!("The key was not revoked: {e}"),
         ),
     };
-    let open = ok
+    let closed = ok
         && gw
             .keys
             .list()
@@ -169,7 +171,7 @@ pub(super) async fn revoke(State(gw): State<Arc<Gateway>>, Form(form): Form<Revo
     }
     let body = html! {
         p #result-text { (text) }
-        @if open { p.banner { "No active key is left: /v1 is open again to anyone who can reach it." } }
+        @if closed { p.banner { "No active key is left: /v1 refuses every request until a new key is made." } }
     };
     let body = notice(ok, body, "/keys");
     answer(status, TITLE, "/keys", body)

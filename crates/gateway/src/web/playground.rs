@@ -26,7 +26,7 @@ pub(super) async fn page(State(gw): State<Arc<Gateway>>) -> Markup {
         .map(|s| s.model.as_str())
         .collect();
     let open = match gw.keys.list().await {
-        Ok(keys) => keys.iter().all(|k| k.revoked),
+        Ok(keys) => keys.is_empty(),
         Err(e) => {
             problems.push(format!("the keys could not be read: {e}"));
             false
