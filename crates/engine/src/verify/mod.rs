@@ -131,6 +131,7 @@ fn expanded(gguf: &Path, threads: u32) -> Result<LlamaModel, VerifyError> {
             }
         })
     };
+    // Initialized first, so that the quantizer's log goes to tracing.
     backend()?;
     // A folder only this user can write to: no one swaps the copy between
     // writing and loading. Loaded (mapped), the copy needs no name; the
