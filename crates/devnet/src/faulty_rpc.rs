@@ -1,7 +1,7 @@
 //! A JSON-RPC proxy in front of a dev chain that misbehaves on command, for
 //! testing what a broker does when its chain does: the node down (connections
 //! closed unanswered), slow answers, errors on chosen methods, answers lost
-//! after the node acted, sent transactions swallowed (answered with their
+//! after the node acted, results not served yet, sent transactions swallowed (answered with their
 //! hash, never forwarded: dropped from the pool), and inflated gas prices.
 //! It also drives anvil behind it (reorgs, mining) for faults of the chain itself.
 
@@ -33,6 +33,8 @@ struct Faults {
     fail: HashMap<String, u32>,
     /// Per method: how many more calls reach the node but get an error back.
     lose: HashMap<String, u32>,
+    /// Per method: how many more calls are answered `null` without reaching the node.
+    hide: HashMap<String, u32>,
     /// How many more `eth_sendRawTransaction` are swallowed.
     swallow: u32,
     swallowed: Vec<B256>,
@@ -45,6 +47,7 @@ struct Faults {
 enum Plan {
     Close,
     Fail,
+    Null,
     Swallow(B256),
     Forward { lose: bool, inflate: u64 },
 }
@@ -136,6 +139,13 @@ impl FaultyRpc {
         self.shared.faults().lose.insert(method.into(), times);
     }
 
+    /// The next `times` calls of `method` are answered `null`, never
+    /// reaching the node: a node whose state already shows a block it does
+    /// not serve yet (a receipt asked of it a moment after its nonce).
+    pub fn hide_results(&self, method: &str, times: u32) {
+        self.shared.faults().hide.insert(method.into(), times);
+    }
+
     /// The next `times` `eth_sendRawTransaction` are answered with the
     /// transaction's hash and never forwarded: dropped from the pool.
     pub fn swallow_sends(&self, times: u32) {
@@ -209,6 +219,9 @@ impl Shared {
         if take(&mut f.fail, method) {
             return Plan::Fail;
         }
+        if take(&mut f.hide, method) {
+            return Plan::Null;
+        }
         if method == "eth_sendRawTransaction" && f.swallow > 0 {
             let raw = call
                 .pointer("/params/0")
@@ -275,6 +288,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Answer, s
         // An error from the service makes hyper drop the connection unanswered.
         Plan::Close => return Err(std::io::Error::other("the faulty RPC is down")),
         Plan::Fail => error(&id, "injected fault: the call never reached the node"),
+        Plan::Null => json!({ "jsonrpc": "2.0", "id": id, "result": null }),
         Plan::Swallow(hash) => json!({ "jsonrpc": "2.0", "id": id, "result": hash }),
         Plan::Forward { lose, inflate } => {
             let forwarded = shared

@@ -300,18 +300,38 @@ impl Keys {
     /// Releases a hold and charges what the request really cost.
     pub(crate) async fn close(&self, hold: Hold, fee: U256) -> Result<(), ClientError> {
         let Some(id) = hold.key_id else { return Ok(()) };
+        self.charge(id, hold.amount, |spent| spent.saturating_add(fee))
+            .await
+    }
+
+    /// Gives key `id` back `amount` it was charged for work that cost less
+    /// (a fine-tuning job is charged its maxFee when it starts).
+    pub(crate) async fn credit(&self, id: String, amount: U256) -> Result<(), ClientError> {
+        self.charge(id, U256::ZERO, |spent| spent.saturating_sub(amount))
+            .await
+    }
+
+    /// Releases `release` of key `id`'s reservations and changes what it
+    /// spent, in memory and in the book.
+    async fn charge(
+        &self,
+        id: String,
+        release: U256,
+        change: impl FnOnce(U256) -> U256,
+    ) -> Result<(), ClientError> {
         let spent = {
             let mut state = self.state();
             let Some(live) = state.by_hash.values_mut().find(|l| l.info.id == id) else {
                 return Ok(());
             };
-            live.reserved = live.reserved.saturating_sub(hold.amount);
-            live.info.spent = live.info.spent.saturating_add(fee);
+            live.reserved = live.reserved.saturating_sub(release);
+            let before = live.info.spent;
+            live.info.spent = change(before);
+            if live.info.spent == before {
+                return Ok(());
+            }
             live.info.spent
         };
-        if fee.is_zero() {
-            return Ok(());
-        }
         self.book
             .call(move |db| {
                 db.prepare_cached("UPDATE gateway_keys SET spent = ?1 WHERE id = ?2")?

@@ -525,14 +525,15 @@ async fn a_job_whose_provider_is_gone_is_abandoned_by_cancel_after_the_timeout()
         .unwrap();
     let name = job["id"].as_str().unwrap().to_owned();
     let id: zg_core::B256 = name["ftjob-".len()..].parse().unwrap();
-    assert!(
-        chain
+    let reserved = neuron("0.1")
+        - chain
             .account(chain.wallet(), tune.provider)
             .await
             .unwrap()
-            .escrow
-            < neuron("0.1")
-    );
+            .escrow;
+    assert!(!reserved.is_zero());
+    // The key is charged the job's most while it runs.
+    assert_eq!(spent(&gateway, "app").await, reserved);
     tune.broker.shutdown().await.unwrap();
 
     let cancel = || {
@@ -568,6 +569,17 @@ async fn a_job_whose_provider_is_gone_is_abandoned_by_cancel_after_the_timeout()
             .escrow,
         neuron("0.1")
     );
+    assert!(
+        spent(&gateway, "app").await.is_zero(),
+        "a job that cost nothing gives its key the charge back"
+    );
+}
+
+/// What the gateway's API key `name` has spent.
+async fn spent(gateway: &zg_gateway::Gateway, name: &str) -> U256 {
+    let keys = gateway.keys().list().await.expect("the keys read");
+    let key = keys.into_iter().find(|k| k.name == name);
+    key.expect("the key exists").spent
 }
 
 /// A real broker with a fine-tuning service on the built-in model, listed

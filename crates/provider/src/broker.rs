@@ -126,7 +126,7 @@ impl Broker {
         let http = Upstream::new(config.tls.upstream_client()?);
         let tuner = match &config.fine_tuning {
             Some(ft) => Some(
-                crate::fine_tuning::Tuner::open(ft.clone(), chain.chain().clone())
+                crate::fine_tuning::Tuner::open(ft.clone(), chain.clone(), store.clone())
                     .await
                     .map_err(StartError::Config)?,
             ),

@@ -21,6 +21,9 @@ pub(crate) struct ChainView {
     /// Seconds before a refund's unlock at which its amount stops counting.
     refund_margin: u64,
     escrow: Mutex<HashMap<Address, EscrowAccount>>,
+    /// Per user, escrow a transaction out is moving elsewhere (a
+    /// fine-tuning job's reservation): not counted until it is mined and read.
+    held: Mutex<HashMap<Address, U256>>,
     /// Per user, the last signer refused and when.
     refused: Mutex<HashMap<Address, (Address, Instant)>>,
 }
@@ -32,6 +35,7 @@ impl ChainView {
             chain,
             refund_margin,
             escrow: Mutex::default(),
+            held: Mutex::default(),
             refused: Mutex::default(),
         }
     }
@@ -57,7 +61,22 @@ impl ChainView {
             Some(a) => a,
             None => self.refresh(user).await?,
         };
-        Ok(cap_of(&account, now_unix(), self.refund_margin))
+        let held = self.lock_held().get(&user).copied().unwrap_or_default();
+        Ok(cap_of(&account, now_unix(), self.refund_margin).saturating_sub(held))
+    }
+
+    /// Takes `amount` of `user`'s escrow out of [`ChainView::cap`] until the
+    /// returned guard is dropped: for a transaction that moves escrow out
+    /// (read the account again before dropping it).
+    pub(crate) fn hold(&self, user: Address, amount: U256) -> Hold<'_> {
+        let mut held = self.lock_held();
+        let total = held.entry(user).or_default();
+        *total = total.saturating_add(amount);
+        Hold {
+            view: self,
+            user,
+            amount,
+        }
     }
 
     /// Reads `user`'s escrow account from the chain into the cache.
@@ -65,6 +84,11 @@ impl ChainView {
         let account = self.chain.account(user, self.provider).await?;
         self.lock_escrow().insert(user, account.clone());
         Ok(account)
+    }
+
+    /// Drops `user`'s cached account: the next [`ChainView::cap`] reads the chain.
+    pub(crate) fn forget(&self, user: Address) {
+        self.lock_escrow().remove(&user);
     }
 
     /// Takes a voucher's settlement into the cache: the transaction's
@@ -110,8 +134,31 @@ impl ChainView {
         self.escrow.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, HashMap<Address, U256>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn lock_refused(&self) -> std::sync::MutexGuard<'_, HashMap<Address, (Address, Instant)>> {
         self.refused.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Escrow held out of [`ChainView::cap`] while it lives.
+pub(crate) struct Hold<'a> {
+    view: &'a ChainView,
+    user: Address,
+    amount: U256,
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        let mut held = self.view.lock_held();
+        if let Some(total) = held.get_mut(&self.user) {
+            *total = total.saturating_sub(self.amount);
+            if total.is_zero() {
+                held.remove(&self.user);
+            }
+        }
     }
 }
 

@@ -14,7 +14,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Env, Payer, chat_body, scripted_upstream, sqlite_url};
+use common::{Env, Payer, scripted_upstream, sqlite_url};
 use serde_json::json;
 use zg_chain::ChainClient;
 use zg_core::{Address, B256, SigningKey, U256};
@@ -65,22 +65,9 @@ impl Chaos {
         let escrow = U256::from(10u64).pow(U256::from(16u64));
         let (key, chain) = self.env.user(index, escrow).await;
         let mut payer = Payer::new(key.clone(), &self.env, &self.broker.url());
-        let mut total = U256::ZERO;
-        let mut last = None;
-        for _ in 0..3 {
-            let a = payer
-                .send("/v1/chat/completions", &chat_body("chat", "hi", 8))
-                .await;
-            assert_eq!(a.status, 200, "{}", a.json);
-            let receipt = a.receipt.unwrap().receipt;
-            total += receipt.fee;
-            payer.owed = receipt.owed;
-            last = Some(receipt);
-        }
-        let last = last.unwrap();
+        let last = payer.chats(3).await;
         assert_eq!(payer.acknowledge(&last).await, 200);
-        assert_eq!(total, last.owed);
-        (key, chain, total)
+        (key, chain, last.owed)
     }
 
     /// What the contract says `user` has settled at the provider.
@@ -316,6 +303,30 @@ async fn a_nonce_taken_by_the_operator_is_recovered() {
         .assert_settled_exactly(key.address(), total, before)
         .await;
     assert!(chaos.metric(taken).await > seen);
+    chaos.broker.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_the_node_serves_late_is_not_taken_for_a_lost_settlement() {
+    let chaos = Chaos::start(|_| {}).await;
+    let _miner = chaos.keep_mining();
+    let taken = r#"zg_provider_settlement_resubmits_total{reason="nonce_taken"}"#;
+    let seen = chaos.metric(taken).await;
+    let before = chaos.provider_balance().await;
+    let sent = chaos.rpc.calls("eth_sendRawTransaction");
+    // The node counts the settlement's nonce as spent, but its receipt
+    // answers null for a while (anvil does so for a moment after mining).
+    chaos.rpc.hide_results("eth_getTransactionReceipt", 3);
+    let (key, _, total) = chaos.pay(2).await;
+    chaos
+        .assert_settled_exactly(key.address(), total, before)
+        .await;
+    assert_eq!(chaos.metric(taken).await, seen, "not counted as lost");
+    assert_eq!(
+        chaos.rpc.calls("eth_sendRawTransaction"),
+        sent + 1,
+        "one settlement sent, not a second with the same vouchers"
+    );
     chaos.broker.shutdown().await.unwrap();
 }
 

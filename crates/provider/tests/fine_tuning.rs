@@ -2,7 +2,8 @@
 //! the built-in model: the order reserves its maximum fee, the sealed
 //! adapter downloads in ranges and matches the hash delivered on chain,
 //! the acknowledgement settles the fee and publishes the content key that
-//! opens the adapter; a queued job cancelled costs nothing.
+//! opens the adapter; a queued job cancelled costs nothing; a job never
+//! reserves the escrow that backs the user's unsettled chat answers.
 // Test helpers: a panic here is the failure message.
 #![allow(clippy::unwrap_used)]
 
@@ -10,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Env, sqlite_url};
+use common::{Env, Payer, chat_body, code, scripted_upstream, sqlite_url};
 use zg_chain::JobState;
 use zg_core::{
     B128, SigningKey, U256,
@@ -61,6 +62,40 @@ fn tuning_plan(env: &Env) -> (zg_devnet::BrokerPlan, [tempfile::TempDir; 2]) {
     });
     plan.admin = Some("127.0.0.1:0".into());
     (plan, [db_dir, work])
+}
+
+/// `key`'s signed order for `user` at `provider`'s "tune": `text`
+/// trained `epochs` times (batch 4, rank 4) for at most `max_fee`.
+fn signed_order(
+    (user, provider): (&zg_chain::ChainClient, zg_core::Address),
+    key: &SigningKey,
+    text: &str,
+    epochs: u32,
+    max_fee: U256,
+    nonce: u8,
+) -> StartJob {
+    let order = Order {
+        user: user.wallet(),
+        provider,
+        service: "tune".into(),
+        base_model: sha256_file(&model_path()),
+        training_file: file_hash(text.as_bytes()),
+        validation_file: None,
+        hyperparameters: Hyperparameters {
+            epochs,
+            batch_size: 4,
+            rank: 4,
+            learning_rate_multiplier_ppm: 1_000_000,
+        },
+        max_fee,
+        nonce: B128::repeat_byte(nonce),
+    };
+    StartJob {
+        signature: order.sign(key, user.chain_id(), user.fine_tuning_address()),
+        order,
+        training: text.to_owned(),
+        validation: None,
+    }
 }
 
 struct Job {
@@ -341,29 +376,14 @@ async fn a_broker_stopped_mid_training_resumes_the_job_from_its_checkpoint() {
         url: broker.url(),
         http: reqwest::Client::new(),
     };
-    let text = training(8);
-    let order = Order {
-        user: user.wallet(),
-        provider: env.provider(),
-        service: "tune".into(),
-        base_model: sha256_file(&model_path()),
-        training_file: file_hash(text.as_bytes()),
-        validation_file: None,
-        hyperparameters: Hyperparameters {
-            epochs: 3,
-            batch_size: 4,
-            rank: 4,
-            learning_rate_multiplier_ppm: 1_000_000,
-        },
-        max_fee: escrow,
-        nonce: B128::repeat_byte(9),
-    };
-    let start = StartJob {
-        signature: order.sign(&user_key, user.chain_id(), user.fine_tuning_address()),
-        order,
-        training: text,
-        validation: None,
-    };
+    let start = signed_order(
+        (&user, env.provider()),
+        &user_key,
+        &training(8),
+        3,
+        escrow,
+        9,
+    );
     let id = job.post::<JobView>(routes::JOBS, &start).await.unwrap().id;
     let started = Instant::now();
     while job.view(&id).await.checkpoints.len() < 2 {
@@ -398,5 +418,86 @@ async fn a_broker_stopped_mid_training_resumes_the_job_from_its_checkpoint() {
     );
     assert!((2..6).contains(&saved), "stopped after {saved} checkpoints");
     assert_eq!(user.job(id).await.unwrap().state, JobState::Delivered);
+    broker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_job_never_reserves_the_escrow_that_backs_unsettled_answers() {
+    let env = Env::start().await;
+    let escrow = U256::from(10u64).pow(U256::from(15u64));
+    let (user_key, user) = env.user(2, escrow).await;
+    let (mut plan, _dirs) = tuning_plan(&env);
+    let upstream = format!("http://{}/v1", scripted_upstream().await);
+    plan.services.push(zg_devnet::ServicePlan {
+        credit_limit: "1".into(),
+        ..zg_devnet::ServicePlan::chat("chat", "scripted", zg_core::B256::ZERO, &upstream)
+    });
+    let broker = start_broker(&plan).await.unwrap();
+    let job = Job {
+        url: broker.url(),
+        http: reqwest::Client::new(),
+    };
+
+    // Three answers the provider has not settled yet.
+    let mut payer = Payer::new(user_key.clone(), &env, &broker.url());
+    let last = payer.chats(3).await;
+    let owed = payer.owed;
+    assert!(!owed.is_zero());
+
+    let text = training(4);
+    let order = |max_fee: U256, nonce: u8| {
+        signed_order((&user, env.provider()), &user_key, &text, 1, max_fee, nonce)
+    };
+
+    // The escrow holds the reservation, but not with the answers owed beside it.
+    let (status, body) = job
+        .post::<JobView>(routes::JOBS, &order(escrow - owed + U256::from(1), 1))
+        .await
+        .unwrap_err();
+    assert!(
+        status == 402 && body.contains("not yet settled"),
+        "{status} {body}"
+    );
+    assert_eq!(
+        user.account(user.wallet(), env.provider())
+            .await
+            .unwrap()
+            .escrow,
+        escrow,
+        "nothing reserved"
+    );
+
+    // What the answers leave is reserved, and then chat sees that escrow
+    // as spoken for: the next answer's worst case no longer fits.
+    job.post::<JobView>(routes::JOBS, &order(escrow - owed, 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        user.account(user.wallet(), env.provider())
+            .await
+            .unwrap()
+            .escrow,
+        owed
+    );
+    let a = payer
+        .send("/v1/chat/completions", &chat_body("chat", "hi", 8))
+        .await;
+    assert_eq!(
+        (a.status, code(&a)),
+        (402, "insufficient_escrow"),
+        "{}",
+        a.json
+    );
+
+    // The answers served are still paid in full.
+    assert_eq!(payer.acknowledge(&last).await, 200);
+    broker.broker().settler().settle_now().await.unwrap();
+    assert_eq!(
+        user.account(user.wallet(), env.provider())
+            .await
+            .unwrap()
+            .settled,
+        owed
+    );
     broker.shutdown().await.unwrap();
 }

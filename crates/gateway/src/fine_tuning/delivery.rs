@@ -94,8 +94,7 @@ async fn drive(gw: &Gateway, id: &B256) {
             }
             Err(Stop::Fail(code, message)) => {
                 let failed = gw
-                    .fine_tuning
-                    .update(id, |r| {
+                    .update_job(id, |r| {
                         if !r.status.is_final() {
                             r.finish(Status::Failed, Some((code, message)));
                         }
@@ -127,8 +126,7 @@ async fn step(gw: &Gateway, id: &B256) -> Result<Step, Stop> {
     let info = gw.chain.job(*id).await?;
     let view = provider::view(gw.payer.http(), &record.url, id).await;
     let record = gw
-        .fine_tuning
-        .update(id, |r| learn(r, &info, view.as_ref().ok()))
+        .update_job(id, |r| learn(r, &info, view.as_ref().ok()))
         .await?;
     if record.status.is_final() {
         return Ok(Step::Done);
@@ -151,8 +149,7 @@ async fn step(gw: &Gateway, id: &B256) -> Result<Step, Stop> {
         JobState::Delivered => {
             fetch_sealed(gw, &record, info.deliverable).await?;
             gw.chain.acknowledge_job(*id).await?;
-            gw.fine_tuning
-                .update(id, |r| {
+            gw.update_job(id, |r| {
                     r.note(
                         "info",
                         "The adapter's hash matches the chain's deliverable: acknowledged, waiting for the provider to settle with the content key",
@@ -164,18 +161,17 @@ async fn step(gw: &Gateway, id: &B256) -> Result<Step, Stop> {
         JobState::Acknowledged => Ok(Step::Wait),
         JobState::Settled => open(gw, &record, &info).await,
         JobState::Abandoned | JobState::Cancelled => {
-            gw.fine_tuning
-                .update(id, |r| {
-                    r.note(
-                        "info",
-                        format!(
-                            "The job was {} on chain; its reservation returned to escrow",
-                            state_name(info.state)
-                        ),
-                    );
-                    r.finish(Status::Cancelled, None);
-                })
-                .await?;
+            gw.update_job(id, |r| {
+                r.note(
+                    "info",
+                    format!(
+                        "The job was {} on chain; its reservation returned to escrow",
+                        state_name(info.state)
+                    ),
+                );
+                r.finish(Status::Cancelled, None);
+            })
+            .await?;
             Ok(Step::Done)
         }
     }
@@ -236,12 +232,11 @@ async fn provider_ended(gw: &Gateway, id: &B256, view: &JobView) -> Result<Step,
             ),
         )),
         JobStatus::Cancelled => {
-            gw.fine_tuning
-                .update(id, |r| {
-                    r.note("info", format!("Cancelled by the provider: {why}"));
-                    r.finish(Status::Cancelled, None);
-                })
-                .await?;
+            gw.update_job(id, |r| {
+                r.note("info", format!("Cancelled by the provider: {why}"));
+                r.finish(Status::Cancelled, None);
+            })
+            .await?;
             Ok(Step::Done)
         }
         _ => Ok(Step::Wait),
@@ -465,27 +460,26 @@ async fn open(gw: &Gateway, record: &JobRecord, info: &JobInfo) -> Result<Step, 
         .join(format!("{file}.gguf"));
     write_atomic(&path, &adapter).await?;
     let trained: u64 = info.trained_tokens.saturating_to();
-    gw.fine_tuning
-        .update(&record.id, |r| {
-            r.fine_tuned_model = Some(name.clone());
-            r.adapter_path = Some(path.clone());
-            r.fee = Some(info.fee);
-            r.trained_tokens = Some(trained);
-            r.note(
-                "info",
-                format!(
-                    "Settled for {} 0G: the adapter is at {}",
-                    format_amount(info.fee),
-                    path.display()
-                ),
-            );
-            r.note(
-                "info",
-                format!("The job has successfully completed: {name}"),
-            );
-            r.finish(Status::Succeeded, None);
-        })
-        .await?;
+    gw.update_job(&record.id, |r| {
+        r.fine_tuned_model = Some(name.clone());
+        r.adapter_path = Some(path.clone());
+        r.fee = Some(info.fee);
+        r.trained_tokens = Some(trained);
+        r.note(
+            "info",
+            format!(
+                "Settled for {} 0G: the adapter is at {}",
+                format_amount(info.fee),
+                path.display()
+            ),
+        );
+        r.note(
+            "info",
+            format!("The job has successfully completed: {name}"),
+        );
+        r.finish(Status::Succeeded, None);
+    })
+    .await?;
     // The adapter is out; the sealed copy is only a cache of the download.
     if let Err(e) = tokio::fs::remove_file(&sealed_path(gw, &record.id)?).await {
         tracing::debug!(error = %e, "could not remove the sealed adapter");

@@ -370,13 +370,18 @@ async fn create_job(gw: &Gateway, headers: &HeaderMap, body: &[u8]) -> Result<Jo
     let s = choice.service;
 
     let user = gw.payer.user();
-    let escrow = gw.chain.account(user, s.provider).await?.escrow;
-    if escrow < choice.max_fee {
-        let short = format_amount(choice.max_fee - escrow);
+    let account = gw.chain.account(user, s.provider).await?;
+    // Vouchers signed to this provider and not settled yet are paid from the same escrow.
+    let signed = gw.payer.book().tab(s.provider).await?.authorized;
+    let unsettled = signed.saturating_sub(account.settled);
+    let free = account.escrow.saturating_sub(unsettled);
+    if free < choice.max_fee {
+        let short = format_amount(choice.max_fee - free);
         return Err(FtError::Escrow(format!(
-            "escrow for {user} at provider {} is {} 0G, this job needs up to {} 0G ({} tokens x {} epochs x {} 0G per token): fund more with `zg-serving user fund --provider {} --amount {short}`",
+            "escrow for {user} at provider {} is {} 0G, {} 0G of it backs answers not settled yet, and this job needs up to {} 0G ({} tokens x {} epochs x {} 0G per token): fund more with `zg-serving user fund --provider {} --amount {short}`",
             s.provider,
-            format_amount(escrow),
+            format_amount(account.escrow),
+            format_amount(unsettled),
             format_amount(choice.max_fee),
             choice.tokens,
             h.epochs,
@@ -421,6 +426,7 @@ async fn create_job(gw: &Gateway, headers: &HeaderMap, body: &[u8]) -> Result<Jo
         error: None,
         adapter_path: None,
         fine_tuned_model: None,
+        key: None,
     };
     record.note(
         "info",
@@ -443,14 +449,12 @@ async fn create_job(gw: &Gateway, headers: &HeaderMap, body: &[u8]) -> Result<Jo
         validation,
     };
     // The API key's spend limit covers the job's most: held while the
-    // provider starts it, spent once the reservation may exist.
+    // provider starts it, spent once the reservation may exist, and what
+    // the job did not cost given back when it ends (`Gateway::update_job`).
     let key = hold(gw, headers, choice.max_fee).await?;
+    record.key = key.key_id.clone();
     let started = provider::start(gw.payer.http(), &s.url, &start).await;
-    let refused = started.as_ref().err().filter(|e| e.is_refusal()).is_some();
-    gw.keys
-        .close(key, if refused { U256::ZERO } else { choice.max_fee })
-        .await?;
-    match started {
+    let e = match started {
         Ok(view) => {
             record.status = if view.status == zg_core::fine_tuning::JobStatus::Running {
                 Status::Running
@@ -461,32 +465,32 @@ async fn create_job(gw: &Gateway, headers: &HeaderMap, body: &[u8]) -> Result<Jo
                 "info",
                 "Started at the provider; the fee is reserved on chain",
             );
+            gw.keys.close(key, choice.max_fee).await?;
             gw.fine_tuning.save(record.clone()).await?;
-            Ok(record)
+            return Ok(record);
         }
-        Err(e) => {
-            let on_chain = gw.chain.job(id).await.map(|j| j.state);
-            if e.is_refusal() || on_chain.is_ok_and(|s| s == zg_chain::JobState::None) {
-                gw.fine_tuning.forget(&id).await?;
-                return Err(match e {
-                    e if e.is_refusal() => FtError::invalid(
-                        format!("the provider refused the job: {e}"),
-                        "training_file",
-                    ),
-                    e => FtError::Provider(e.to_string()),
-                });
-            }
-            record.status = Status::Queued;
-            record.note(
-                "warn",
-                format!(
-                    "The provider's answer to the start was lost ({e}); following the job on chain"
-                ),
-            );
-            gw.fine_tuning.save(record.clone()).await?;
-            Ok(record)
-        }
+        Err(e) => e,
+    };
+    let on_chain = gw.chain.job(id).await.map(|j| j.state);
+    if e.is_refusal() || on_chain.is_ok_and(|s| s == zg_chain::JobState::None) {
+        gw.keys.close(key, U256::ZERO).await?;
+        gw.fine_tuning.forget(&id).await?;
+        return Err(match e {
+            e if e.is_refusal() => FtError::invalid(
+                format!("the provider refused the job: {e}"),
+                "training_file",
+            ),
+            e => FtError::Provider(e.to_string()),
+        });
     }
+    record.status = Status::Queued;
+    record.note(
+        "warn",
+        format!("The provider's answer to the start was lost ({e}); following the job on chain"),
+    );
+    gw.keys.close(key, choice.max_fee).await?;
+    gw.fine_tuning.save(record.clone()).await?;
+    Ok(record)
 }
 
 /// The job `name` names, or OpenAI's 404.
@@ -660,9 +664,7 @@ pub(super) async fn cancel(
                 "The provider did not cancel and the delivery timeout passed: abandoned on chain, the reservation returned to escrow"
             }
         };
-        let record = gw
-            .fine_tuning
-            .update(&record.id, |r| {
+        let record = gw.update_job(&record.id, |r| {
                 r.note("info", note);
                 r.finish(Status::Cancelled, None);
             })

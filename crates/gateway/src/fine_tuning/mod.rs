@@ -109,6 +109,7 @@ impl FineTuning {
     }
 
     /// Changes job `id` with `change` and saves it; returns the new record.
+    /// (Through [`Gateway::update_job`], which settles the API key's charge.)
     async fn update(
         &self,
         id: &B256,
@@ -140,7 +141,6 @@ impl FineTuning {
         record::remove(&dir, id).await
     }
 
-    /// The succeeded jobs' models, for `/v1/models`.
     /// The base model's digest and the adapter file of the user's
     /// fine-tuned model `model`, once its job succeeded.
     async fn adapter_of(&self, model: &str) -> Option<(B256, PathBuf)> {
@@ -159,6 +159,7 @@ impl FineTuning {
         records.iter().map(|r| r.to_openai()).collect()
     }
 
+    /// The succeeded jobs' models, for `/v1/models`.
     pub(crate) async fn models(&self) -> Vec<Value> {
         self.jobs
             .lock()
@@ -170,6 +171,32 @@ impl FineTuning {
 }
 
 impl Gateway {
+    /// Changes job `id` with `change` and saves it; once the job has ended,
+    /// gives the API key that ordered it back what it did not cost (the key
+    /// was charged the order's maxFee at the start). The record lets go of
+    /// the key first: a crash between the two loses a credit, never pays one twice.
+    async fn update_job(
+        &self,
+        id: &B256,
+        change: impl FnOnce(&mut JobRecord),
+    ) -> Result<JobRecord, FtError> {
+        let mut key = None;
+        let record = self
+            .fine_tuning
+            .update(id, |r| {
+                change(r);
+                if r.status.is_final() {
+                    key = r.key.take();
+                }
+            })
+            .await?;
+        if let Some(key) = key {
+            let unspent = record.order.max_fee.saturating_sub(record.cost());
+            self.keys.credit(key, unspent).await?;
+        }
+        Ok(record)
+    }
+
     /// Starts delivery of every unfinished job (a gateway that stopped
     /// mid-download or mid-settlement picks up where it was).
     pub(crate) async fn resume_fine_tuning(self: &Arc<Self>) {
@@ -192,8 +219,6 @@ fn jobs_dir(dir: &Path) -> PathBuf {
     dir.join("fine_tuning")
 }
 
-/// Checks the bearer key as a paid route does (no key needed while the
-/// gateway has none); these routes spend nothing through the key itself.
 /// A handler's answer: `result` as JSON, or its error in OpenAI's shape.
 fn respond<T: serde::Serialize>(result: Result<T, FtError>) -> Response {
     match result {

@@ -71,6 +71,10 @@ pub(super) struct JobRecord {
     pub error: Option<(String, String)>,
     pub adapter_path: Option<PathBuf>,
     pub fine_tuned_model: Option<String>,
+    /// The API key charged the order's maxFee when the job started: until
+    /// the job ends and the key gets back what the job did not cost.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 /// `ftjob-<64 hex>`: the on-chain id, in OpenAI's id shape.
@@ -152,6 +156,16 @@ impl JobRecord {
         if let Some((code, message)) = error {
             self.note("error", message.clone());
             self.error = Some((code.to_owned(), message));
+        }
+    }
+
+    /// What the job cost the user once it ended: nothing when it was
+    /// cancelled or abandoned, else at most the fee it was delivered for
+    /// (a delivery never acknowledged pays only a share of it).
+    pub(super) fn cost(&self) -> U256 {
+        match self.status {
+            Status::Cancelled => U256::ZERO,
+            _ => self.fee.unwrap_or_default().min(self.order.max_fee),
         }
     }
 

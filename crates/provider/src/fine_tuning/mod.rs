@@ -20,12 +20,14 @@ use std::{
 use tokio::sync::{Notify, OnceCell};
 use zg_chain::ChainClient;
 use zg_core::{
-    Address, B256, ErrorCode, U256,
-    fine_tuning::{CancelJob, Count, CountRequest, JobStatus, JobView, StartJob, cancel_digest},
+    Address, B256, ErrorCode, Signature, U256,
+    fine_tuning::{
+        CancelJob, Count, CountRequest, JobStatus, JobView, Order, StartJob, cancel_digest,
+    },
     format_amount, keccak256, now_unix,
 };
 
-use crate::{config::FineTuningConfig, error::ApiError};
+use crate::{config::FineTuningConfig, error::ApiError, escrow::ChainView, store::Store};
 use record::{JobDir, JobRecord};
 
 /// Most examples one step may hold, and the largest LoRA rank: bounds on
@@ -39,6 +41,10 @@ pub(crate) struct Tuner {
     /// sha256 of the base model: what orders must name.
     digest: B256,
     chain: ChainClient,
+    /// The escrow the chat services count on, and their books: a job's
+    /// reservation must leave what backs the user's unsettled answers.
+    escrow: Arc<ChainView>,
+    store: Arc<dyn Store>,
     jobs: Mutex<BTreeMap<B256, JobRecord>>,
     /// Set for a job the user cancelled (checked between training steps).
     cancels: Mutex<HashMap<B256, Arc<AtomicBool>>>,
@@ -51,8 +57,10 @@ impl Tuner {
     /// Reads the base model's digest and the jobs a previous run left.
     pub(crate) async fn open(
         config: FineTuningConfig,
-        chain: ChainClient,
+        escrow: Arc<ChainView>,
+        store: Arc<dyn Store>,
     ) -> Result<Arc<Self>, String> {
+        let chain = escrow.chain().clone();
         let path = config.base_model.clone();
         // The sha256 the engine registers for the same file.
         let digest = tokio::task::spawn_blocking(move || zg_engine::verify::model_digest(&path))
@@ -84,6 +92,8 @@ impl Tuner {
             config,
             digest,
             chain,
+            escrow,
+            store,
             jobs: Mutex::new(jobs),
             cancels: Mutex::default(),
             queued: Notify::new(),
@@ -274,10 +284,7 @@ impl Tuner {
                 None => Ok(()),
             });
         written.map_err(ApiError::internal)?;
-        self.chain
-            .start_job(order, &start.signature)
-            .await
-            .map_err(|e| refused_on_chain(&e, order.user))?;
+        self.reserve(order, &start.signature).await?;
         let record = JobRecord {
             view: JobView {
                 id,
@@ -301,6 +308,50 @@ impl Tuner {
         self.queued.notify_one();
         tracing::info!(job = %id, user = %order.user, trained, fee = %fee, "fine-tuning job started");
         Ok(view)
+    }
+
+    /// Starts the job on chain, which moves the order's maxFee out of the
+    /// user's escrow here: refused when what stays would not cover the
+    /// user's chat answers not yet settled and in flight. Chat admission
+    /// counts the reservation from the check on (`ChainView::hold`), so no
+    /// answer admitted meanwhile is left unbacked.
+    async fn reserve(&self, order: &Order, signature: &Signature) -> Result<(), ApiError> {
+        let user = order.user;
+        let _hold = self.escrow.hold(user, order.max_fee);
+        let unreadable = |e: &dyn std::fmt::Display| {
+            tracing::warn!(error = %e, %user, "reading the user's escrow or books failed");
+            ApiError::internal("could not read the user's escrow or books")
+        };
+        let cap = self
+            .escrow
+            .cap(user, true)
+            .await
+            .map_err(|e| unreadable(&e))?;
+        let tab = self.store.tab(user).await.map_err(|e| unreadable(&e))?;
+        let committed = tab
+            .as_ref()
+            .map_or(U256::ZERO, |t| t.owed.saturating_add(t.reserved));
+        // `cap` already leaves the order's maxFee out.
+        if committed > cap {
+            let unsettled = tab
+                .as_ref()
+                .map_or(U256::ZERO, |t| committed.saturating_sub(t.settled));
+            return Err(ApiError::new(
+                ErrorCode::InsufficientEscrow,
+                format!(
+                    "the job reserves up to {} 0G of {user}'s escrow at this provider, and {} 0G of chat answers not yet settled (or still running) need it too: fund more with `zg-serving user fund`",
+                    format_amount(order.max_fee),
+                    format_amount(unsettled)
+                ),
+            ));
+        }
+        let started = self.chain.start_job(order, signature).await;
+        // Read the escrow the reservation left before the hold goes.
+        if let Err(e) = self.escrow.refresh(user).await {
+            tracing::warn!(error = %e, %user, "reading the escrow after a job start failed");
+            self.escrow.forget(user);
+        }
+        started.map(drop).map_err(|e| refused_on_chain(&e, user))
     }
 
     /// The user (or the key that signed the order) stops a job before its

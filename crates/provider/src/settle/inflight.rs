@@ -21,6 +21,13 @@ use zg_core::{Address, Signature, Voucher};
 use super::{SettleError, Settler};
 use crate::{metrics, store::SettleTurn};
 
+/// How long the wallet's nonce must stay spent with no receipt of ours
+/// before the settlement counts as lost: a node can count a mined nonce a
+/// moment before it serves the block's receipts (anvil does, and so does an
+/// RPC endpoint balanced over several nodes), and sending again then would
+/// only be rejected as not newer.
+const TAKEN_GRACE: Duration = Duration::from_secs(3);
+
 /// A replacement must outbid the transaction it replaces (nodes ask 10%).
 fn bump(wei: u128) -> u128 {
     wei.saturating_add(wei / 8).saturating_add(1)
@@ -47,6 +54,9 @@ pub(super) struct InFlight {
     sent_at: Option<Instant>,
     /// The block a version was seen mined in, while waiting for confirmations.
     mined: Option<u64>,
+    /// When the wallet's mined nonce was first seen past this one with no
+    /// receipt of ours found (None: not seen).
+    taken_at: Option<Instant>,
 }
 
 /// Where the settlement out stands after a step.
@@ -154,6 +164,7 @@ impl Settler {
             tx,
             sent_at: None,
             mined: None,
+            taken_at: None,
         });
         // A failed send leaves it out, unsent: the next step sends it again.
         match self.advance(slot).await? {
@@ -194,6 +205,7 @@ impl Settler {
         let confirmations = self.policy.confirmations;
         match found {
             Some(TxState::Mined(settlement)) => {
+                f.taken_at = None;
                 let block = settlement.outcome.block;
                 if f.mined != Some(block) {
                     tracing::info!(tx = %settlement.outcome.tx_hash, block, confirmations, "settlement mined; waiting for its confirmations");
@@ -225,6 +237,10 @@ impl Settler {
             f.sent_at = None;
         }
         if mined_nonce > f.tx.nonce {
+            let since = *f.taken_at.get_or_insert_with(Instant::now);
+            if since.elapsed() < TAKEN_GRACE {
+                return Ok(Step::Pending);
+            }
             tracing::warn!(nonce = f.tx.nonce, wallet = %chain.wallet(), "another transaction of the wallet took the settlement's nonce: its vouchers go out again with a fresh nonce");
             metrics::global().resubmitted("nonce_taken");
             return Ok(Step::Lost(take_users(slot)));

@@ -238,6 +238,21 @@ impl Payer {
         }
     }
 
+    /// Sends `n` chats, each paid and answered; the last one's receipt.
+    pub(crate) async fn chats(&mut self, n: usize) -> zg_core::Receipt {
+        let mut last = None;
+        for _ in 0..n {
+            let a = self
+                .send("/v1/chat/completions", &chat_body("chat", "hi", 8))
+                .await;
+            assert_eq!(a.status, 200, "{}", a.json);
+            let receipt = a.receipt.unwrap().receipt;
+            self.owed = receipt.owed;
+            last = Some(receipt);
+        }
+        last.expect("at least one chat")
+    }
+
     /// `GET /v1/account/{user}` with a statement request signed by `signer`
     /// at `timestamp`.
     pub(crate) async fn statement(&self, signer: &SigningKey, timestamp: u64) -> reqwest::Response {
