@@ -28,7 +28,7 @@ contract FineTuning is EIP712 {
     bytes32 internal constant ORDER_TYPEHASH = keccak256(
         "FineTuningOrder(address user,address provider,string service,bytes32 baseModel,bytes32 trainingFile,"
         "bytes32 validationFile,uint32 epochs,uint32 batchSize,uint32 rank,uint32 learningRateMultiplierPpm,"
-        "uint256 maxFee,bytes16 nonce)"
+        "uint256 maxFee,uint64 startBy,bytes16 nonce)"
     );
     bytes32 internal constant KIND = keccak256("fine-tuning");
     uint64 public constant MIN_TIMEOUT = 1 minutes;
@@ -63,6 +63,7 @@ contract FineTuning is EIP712 {
     error BaseModelNotAccepted(bytes32 baseModel);
     error BadEpochs(uint32 epochs, uint32 max);
     error ZeroFee();
+    error OrderExpired(uint64 startBy, uint64 at);
     error JobExists(bytes32 id);
     error WrongState(bytes32 id, JobState state);
     error FeeAboveReserved(uint256 fee, uint256 reserved);
@@ -96,11 +97,12 @@ contract FineTuning is EIP712 {
 
     // ---- a job's life ----
 
-    /// Starts the job `order` describes (the caller is its provider) and
-    /// reserves its maximum fee from the user's escrow. Returns the job id,
-    /// the order's EIP-712 digest.
+    /// Starts the job `order` describes (the caller is its provider, until
+    /// the order's `startBy`) and reserves its maximum fee from the user's
+    /// escrow. Returns the job id, the order's EIP-712 digest.
     function startJob(FineTuningOrder calldata order, bytes calldata signature) external returns (bytes32 id) {
         if (msg.sender != order.provider) revert NotProvider(msg.sender, order.provider);
+        if (block.timestamp > order.startBy) revert OrderExpired(order.startBy, uint64(block.timestamp));
         id = orderDigest(order);
         if (_jobs[id].state != JobState.None) revert JobExists(id);
         address signer = ECDSA.recover(id, signature);
@@ -230,6 +232,7 @@ contract FineTuning is EIP712 {
                     order.rank,
                     order.learningRateMultiplierPpm,
                     order.maxFee,
+                    order.startBy,
                     order.nonce
                 )
             )

@@ -140,7 +140,8 @@ struct DisputeParams {
 
 /// A user's order for one fine-tuning job, signed by the user (or their
 /// delegated voucher signer) under the FineTuning contract's EIP-712 domain.
-/// Its digest is the job's id. The file hashes are sha256 of the JSONL bytes.
+/// Its digest is the job's id. The file hashes are keccak256 of the JSONL
+/// bytes. The provider may start it until `startBy` (unix seconds) only.
 struct FineTuningOrder {
     address user;
     address provider;
@@ -153,6 +154,7 @@ struct FineTuningOrder {
     uint32 rank;
     uint32 learningRateMultiplierPpm; // the multiplier times 1e6
     uint256 maxFee;
+    uint64 startBy;
     bytes16 nonce;
 }
 

@@ -357,6 +357,10 @@ fn describe_job(error: &FineTuningErrors) -> String {
             amount(e.pricePerToken)
         ),
         E::TooEarly(e) => format!("job {} allows this only from unix time {}", e.id, e.at),
+        E::OrderExpired(e) => format!(
+            "the order could be started until unix time {}, it is {}: the user must sign a new one",
+            e.startBy, e.at
+        ),
         other => format!("{other:?}"),
     }
 }

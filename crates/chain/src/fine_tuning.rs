@@ -268,6 +268,7 @@ fn convert_order(order: &Order) -> FineTuning::FineTuningOrder {
         rank: o.rank,
         learningRateMultiplierPpm: o.learningRateMultiplierPpm,
         maxFee: o.maxFee,
+        startBy: o.startBy,
         nonce: o.nonce,
     }
 }

@@ -25,6 +25,7 @@ alloy_sol_types::sol! {
         uint32 rank;
         uint32 learningRateMultiplierPpm;
         uint256 maxFee;
+        uint64 startBy;
         bytes16 nonce;
     }
 }
@@ -80,6 +81,10 @@ pub struct Order {
     pub hyperparameters: Hyperparameters,
     /// The most the job may cost, in neuron: reserved from escrow at start.
     pub max_fee: U256,
+    /// Unix seconds after which the provider can no longer start the job:
+    /// an order the provider refused, or whose answer was lost, cannot be
+    /// started long after the user moved on.
+    pub start_by: u64,
     /// Makes two otherwise equal orders two jobs.
     pub nonce: B128,
 }
@@ -99,6 +104,7 @@ impl Order {
             rank: h.rank,
             learningRateMultiplierPpm: h.learning_rate_multiplier_ppm,
             maxFee: self.max_fee,
+            startBy: self.start_by,
             nonce: self.nonce.0.into(),
         }
     }
@@ -290,6 +296,7 @@ mod tests {
             validation_file: None,
             hyperparameters: Hyperparameters::default(),
             max_fee: U256::from(1000),
+            start_by: 1_700_000_000,
             nonce: B128::repeat_byte(5),
         }
     }
@@ -300,7 +307,8 @@ mod tests {
             FineTuningOrder::eip712_encode_type(),
             "FineTuningOrder(address user,address provider,string service,bytes32 baseModel,\
              bytes32 trainingFile,bytes32 validationFile,uint32 epochs,uint32 batchSize,\
-             uint32 rank,uint32 learningRateMultiplierPpm,uint256 maxFee,bytes16 nonce)"
+             uint32 rank,uint32 learningRateMultiplierPpm,uint256 maxFee,uint64 startBy,\
+             bytes16 nonce)"
         );
     }
 
@@ -313,6 +321,9 @@ mod tests {
         let mut more = order();
         more.max_fee += U256::from(1);
         assert_ne!(base, more.digest(1, contract));
+        let mut later = order();
+        later.start_by += 1;
+        assert_ne!(base, later.digest(1, contract));
         let mut epochs = order();
         epochs.hyperparameters.epochs += 1;
         assert_ne!(base, epochs.digest(1, contract));

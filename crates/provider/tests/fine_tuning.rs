@@ -88,6 +88,7 @@ fn signed_order(
             learning_rate_multiplier_ppm: 1_000_000,
         },
         max_fee,
+        start_by: zg_core::now_unix() + 600,
         nonce: B128::repeat_byte(nonce),
     };
     StartJob {
@@ -233,6 +234,7 @@ async fn a_job_trains_delivers_sealed_and_settles_its_fee_on_acknowledgement() {
         validation_file: None,
         hyperparameters,
         max_fee,
+        start_by: zg_core::now_unix() + 600,
         nonce: B128::repeat_byte(nonce),
     };
     let signed = |order: Order, key: &SigningKey| StartJob {
@@ -256,6 +258,13 @@ async fn a_job_trains_delivers_sealed_and_settles_its_fee_on_acknowledgement() {
         .await
         .unwrap_err();
     assert!(status == 400 && body.contains("signed by"), "{body}");
+    let mut expired = order(fee, 2);
+    expired.start_by = zg_core::now_unix() - 1;
+    let (status, body) = job
+        .post::<JobView>(routes::JOBS, &signed(expired, &user_key))
+        .await
+        .unwrap_err();
+    assert!(status == 400 && body.contains("expired"), "{body}");
     assert_eq!(
         user.account(user.wallet(), provider).await.unwrap().escrow,
         escrow

@@ -68,6 +68,7 @@ fn order(w: &World, max_fee: U256) -> Order {
         validation_file: None,
         hyperparameters: Hyperparameters::default(),
         max_fee,
+        start_by: zg_core::now_unix() + 30 * 86_400,
         nonce: next_nonce(),
     }
 }
@@ -165,6 +166,16 @@ async fn the_contract_refuses_orders_outside_the_terms_and_the_escrow() {
         job_revert(w.provider.start_job(&o, &forged).await),
         J::BadOrderSignature(_)
     ));
+    // Past its startBy.
+    let mut stale = order(&w, tokens(10));
+    stale.start_by = zg_core::now_unix() - 10;
+    let sig = stale.sign(&w.user_key, chain_id, fine_tuning);
+    let refused = w.provider.start_job(&stale, &sig).await.unwrap_err();
+    assert!(
+        matches!(refused.job_revert(), Some(J::OrderExpired(_))),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("sign a new one"), "{refused}");
     // Another base model, too many epochs.
     let mut other_model = order(&w, tokens(10));
     other_model.base_model = B256::repeat_byte(1);

@@ -21,13 +21,15 @@ use zg_client::pay::endpoint;
 use zg_core::{
     B256,
     fine_tuning::{JobStatus, JobView, routes},
-    format_amount, keccak256, seal,
+    format_amount, keccak256, now_unix, seal,
 };
 
 /// Between two looks at a job that is moving along.
 const POLL: Duration = Duration::from_secs(2);
 /// The longest wait between retries after errors (doubling up to it).
 const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Block times may run this far ahead of this machine's clock.
+const CLOCK_SLACK_SECS: u64 = 60;
 /// A LoRA adapter is megabytes; past this the provider is not sending one.
 const MAX_ADAPTER_BYTES: u64 = 4 << 30;
 
@@ -133,12 +135,16 @@ async fn step(gw: &Gateway, id: &B256) -> Result<Step, Stop> {
     }
     match info.state {
         JobState::None => match view {
-            Err(e) if e.is_not_found() => Err(Stop::Fail(
-                "job_not_started",
-                format!(
-                    "the provider does not know this job and it never started on chain ({e}); nothing was reserved"
-                ),
-            )),
+            // Until the order expires, the provider may still start it.
+            Err(e) if e.is_not_found() && now_unix() > record.order.start_by + CLOCK_SLACK_SECS => {
+                Err(Stop::Fail(
+                    "job_not_started",
+                    format!(
+                        "the provider does not know this job and it never started on chain before its order expired ({e}); nothing was reserved"
+                    ),
+                ))
+            }
+            Err(e) if e.is_not_found() => Ok(Step::Wait),
             Err(e) => Err(Stop::Retry(e.to_string())),
             Ok(v) => provider_ended(gw, id, &v).await,
         },

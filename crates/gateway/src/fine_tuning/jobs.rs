@@ -36,6 +36,10 @@ use zg_core::{
 const MAX_BATCH: u32 = 1024;
 const MAX_RANK: u32 = 256;
 const MAX_SUFFIX: usize = 64;
+/// How long the provider may take to start an order (the order's
+/// `startBy`): it starts one as it answers, so minutes are plenty, and an
+/// order it refused or lost cannot be started later than this.
+const ORDER_WINDOW_SECS: u64 = 600;
 
 #[derive(Debug, Deserialize)]
 pub(super) struct CreateJob {
@@ -399,6 +403,7 @@ async fn create_job(gw: &Gateway, headers: &HeaderMap, body: &[u8]) -> Result<Jo
         validation_file: validation.as_deref().map(|v| file_hash(v.as_bytes())),
         hyperparameters: h,
         max_fee: choice.max_fee,
+        start_by: now_unix() + ORDER_WINDOW_SECS,
         nonce: B128::from(rand::random::<[u8; 16]>()),
     };
     let (chain_id, contract) = (gw.chain.chain_id(), gw.chain.fine_tuning_address());
@@ -471,8 +476,16 @@ async fn create_job(gw: &Gateway, headers: &HeaderMap, body: &[u8]) -> Result<Jo
         }
         Err(e) => e,
     };
-    let on_chain = gw.chain.job(id).await.map(|j| j.state);
-    if e.is_refusal() || on_chain.is_ok_and(|s| s == zg_chain::JobState::None) {
+    // Not started on chain and the provider's word is that it did not (or
+    // it never got the order): nothing to follow. An answer lost on the way
+    // is followed instead, since the provider may still start the order
+    // until its startBy.
+    let unstarted = gw
+        .chain
+        .job(id)
+        .await
+        .is_ok_and(|j| j.state == zg_chain::JobState::None);
+    if e.is_refusal() || (unstarted && !e.may_have_acted()) {
         gw.keys.close(key, U256::ZERO).await?;
         gw.fine_tuning.forget(&id).await?;
         return Err(match e {
@@ -486,7 +499,10 @@ async fn create_job(gw: &Gateway, headers: &HeaderMap, body: &[u8]) -> Result<Jo
     record.status = Status::Queued;
     record.note(
         "warn",
-        format!("The provider's answer to the start was lost ({e}); following the job on chain"),
+        format!(
+            "The provider's answer to the start was lost ({e}); following the job on chain (the provider can start it until unix time {})",
+            record.order.start_by
+        ),
     );
     gw.keys.close(key, choice.max_fee).await?;
     gw.fine_tuning.save(record.clone()).await?;

@@ -19,7 +19,12 @@ const QUICK: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 pub(super) enum Fault {
     #[error("provider at {url} is unreachable: {error}")]
-    Unreachable { url: String, error: String },
+    Unreachable {
+        url: String,
+        error: String,
+        /// The request never left (no connection): the provider saw nothing.
+        unsent: bool,
+    },
     #[error("provider at {url} refused ({status}): {message}")]
     Refused {
         url: String,
@@ -40,6 +45,16 @@ impl Fault {
         matches!(self, Self::Refused { status, .. } if (400..500).contains(status))
     }
 
+    /// The provider may have acted on the request without its answer
+    /// arriving (cut off, timed out, or not what was asked).
+    pub(super) fn may_have_acted(&self) -> bool {
+        match self {
+            Self::Unreachable { unsent, .. } => !unsent,
+            Self::Refused { .. } => false,
+            Self::Garbled { .. } => true,
+        }
+    }
+
     pub(super) fn is_not_found(&self) -> bool {
         matches!(self, Self::Refused { status: 404, .. })
     }
@@ -52,12 +67,14 @@ async fn call<T: DeserializeOwned>(
 ) -> Result<T, Fault> {
     let response = request.send().await.map_err(|e| Fault::Unreachable {
         url: url.to_owned(),
+        unsent: e.is_connect(),
         error: e.to_string(),
     })?;
     let status = response.status().as_u16();
     let body = response.bytes().await.map_err(|e| Fault::Unreachable {
         url: url.to_owned(),
         error: format!("the answer broke off: {e}"),
+        unsent: false,
     })?;
     if !(200..300).contains(&status) {
         let message = serde_json::from_slice::<ErrorBody>(&body).map_or_else(

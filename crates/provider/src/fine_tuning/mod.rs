@@ -224,6 +224,13 @@ impl Tuner {
                 self.chain.wallet()
             )));
         }
+        // The chain refuses it too, but only after a transaction's gas.
+        if order.start_by <= now_unix() {
+            return Err(ApiError::invalid(format!(
+                "the order could be started until unix time {}: it expired, sign a new one",
+                order.start_by
+            )));
+        }
         if order.base_model != self.digest {
             return Err(ApiError::invalid(format!(
                 "the order's base model {} is not {} ({}), the only one this service trains",
