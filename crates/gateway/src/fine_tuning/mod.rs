@@ -1,6 +1,7 @@
 //! OpenAI's files and fine-tuning APIs in the gateway: uploads kept under the
 //! data directory (`files`), jobs ordered from the cheapest fine-tuning
-//! service that accepts them (`jobs`, records in `record`), and each job
+//! service that accepts them (`order`), listed, read and cancelled
+//! (`jobs`, records in `record`), and each job
 //! followed to its adapter: downloaded, checked against the chain,
 //! acknowledged, opened and written out (`delivery`); the user's `ft:`
 //! models are then answered on this machine (`local`).
@@ -9,6 +10,7 @@ mod delivery;
 mod files;
 mod jobs;
 mod local;
+mod order;
 mod provider;
 mod record;
 
@@ -49,7 +51,7 @@ pub(crate) fn router() -> Router<Arc<Gateway>> {
         )
         .route("/v1/files/{id}", get(files::get).delete(files::delete))
         .route("/v1/files/{id}/content", get(files::content))
-        .route("/v1/fine_tuning/jobs", post(jobs::create).get(jobs::list))
+        .route("/v1/fine_tuning/jobs", post(order::create).get(jobs::list))
         .route("/v1/fine_tuning/jobs/{id}", get(jobs::get))
         .route("/v1/fine_tuning/jobs/{id}/events", get(jobs::events))
         .route(
