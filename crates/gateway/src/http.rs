@@ -1,5 +1,5 @@
-//! The gateway's HTTP edge: `/v1/models`, `/v1/chat/completions` and
-//! `/v1/completions` (plain and streamed), `/v1/embeddings`, and
+//! The gateway's HTTP edge: `/v1/models`, `/v1/chat/completions`,
+//! `/v1/responses` and `/v1/completions` (plain and streamed), `/v1/embeddings`, and
 //! `/zg/providers` (ranking standings); the files and fine-tuning routes
 //! ([`crate::fine_tuning`]) and the web page's routes ([`crate::web`]) are
 //! merged next to them.
@@ -34,6 +34,7 @@ pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
         .route(routes::CHAT_COMPLETIONS, post(chat))
         .route(routes::COMPLETIONS, post(completions))
         .route(routes::EMBEDDINGS, post(embeddings))
+        .route("/v1/responses", post(responses))
         .route("/zg/providers", get(providers))
         .route("/health", get(|| async { "ok" }))
         .merge(crate::fine_tuning::router())
@@ -61,6 +62,24 @@ async fn chat(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -
         return answer;
     }
     proxy(&gw, Endpoint::Chat, &headers, body).await
+}
+
+/// OpenAI's Responses API, answered as a chat completion ([`crate::responses`]).
+async fn responses(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+    let request = match crate::responses::to_chat(&body) {
+        Ok(r) => r,
+        Err(message) => {
+            let code = ErrorCode::InvalidRequest;
+            return error_body(
+                code.http_status(),
+                code.as_str(),
+                code.error_type(),
+                &message,
+            );
+        }
+    };
+    let answer = chat(State(gw), headers, request.chat.clone()).await;
+    crate::responses::from_chat(answer, request).await
 }
 
 async fn completions(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {

@@ -29,6 +29,7 @@ mod http;
 mod keys;
 mod limits;
 mod ranking;
+mod responses;
 mod routing;
 mod topup;
 mod web;

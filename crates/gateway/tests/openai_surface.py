@@ -1,7 +1,7 @@
 """The real `openai` Python client, sync and async, against the gateway of a
 real marketplace (run by openai_surface.rs): tools (plain, streamed, a tool
 message answered), both response formats, logprobs, n, the legacy
-completions endpoint, the `provider` routing object, the `models` fallback
+completions endpoint, the Responses API (plain, tools, schema, streamed), the `provider` routing object, the `models` fallback
 array, the cost in every answer's usage, and the errors a client maps.
 
 Usage: python openai_surface.py BASE_URL MODEL APP_KEY SMALL_KEY PROVIDER_A PROVIDER_B
@@ -173,6 +173,69 @@ async def completions(c, tag):
     print("OK", tag, "completions", flush=True)
 
 
+RESPONSE_TOOLS = [dict(type="function", **TOOLS[0]["function"])]
+
+
+async def responses(c, tag):
+    """The Responses API: text with instructions, a required function call
+    and its output sent back as items, a strict schema, and no stored state."""
+    r = await maybe(c.responses.create(
+        model=MODEL, instructions="Answer in a few words.", input="Say hi.",
+        max_output_tokens=16, temperature=0))
+    assert r.object == "response" and r.status in ("completed", "incomplete"), r
+    assert r.output_text, r
+    assert r.usage.input_tokens > 0 and r.usage.output_tokens > 0, r.usage
+    paid(r.usage)
+    called = await maybe(c.responses.create(
+        model=MODEL, input="What is the weather in Paris?", tools=RESPONSE_TOOLS,
+        tool_choice="required", temperature=0, max_output_tokens=40))
+    calls = [o for o in called.output if o.type == "function_call"]
+    assert calls and calls[0].name == "get_weather", called.output
+    assert isinstance(json.loads(calls[0].arguments)["city"], str), calls[0]
+    answered = await maybe(c.responses.create(
+        model=MODEL, tools=RESPONSE_TOOLS, tool_choice="none", temperature=0,
+        max_output_tokens=16, input=[
+            {"role": "user", "content": "What is the weather in Paris?"},
+            calls[0].model_dump(exclude_none=True),
+            {"type": "function_call_output", "call_id": calls[0].call_id,
+             "output": "sunny, 21 C"},
+        ]))
+    assert answered.output_text, answered.output
+    picked = await maybe(c.responses.create(
+        model=MODEL, input="Name a color and a number.", temperature=0,
+        max_output_tokens=40, text={"format": {
+            "type": "json_schema", "name": "pick", "strict": True, "schema": SCHEMA}}))
+    value = json.loads(picked.output_text)
+    assert value["color"] in ("red", "green", "blue") and isinstance(value["count"], int), value
+    e = await expect(openai.BadRequestError, lambda: c.responses.create(
+        model=MODEL, input="Hi", previous_response_id=r.id))
+    assert "input" in e.message, e.message
+    print("OK", tag, "responses", flush=True)
+
+
+async def responses_stream(c, tag):
+    events = await chunks(c.responses.create(
+        model=MODEL, input="Say hi.", max_output_tokens=16, temperature=0, stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[0] == "response.created", kinds
+    assert kinds[-1] in ("response.completed", "response.incomplete"), kinds
+    assert [e.sequence_number for e in events] == list(range(len(events))), kinds
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    done = [e for e in events if e.type == "response.output_text.done"]
+    assert text and done and done[0].text == text, (text, kinds)
+    final = events[-1].response
+    assert final.output_text == text, final
+    paid(final.usage)
+    events = await chunks(c.responses.create(
+        model=MODEL, input="What is the weather in Paris?", tools=RESPONSE_TOOLS,
+        tool_choice="required", temperature=0, max_output_tokens=40, stream=True))
+    args = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    assert isinstance(json.loads(args)["city"], str), args
+    items = [e.item for e in events if e.type == "response.output_item.done"]
+    assert items and items[-1].type == "function_call" and items[-1].arguments == args, items
+    print("OK", tag, "responses_stream", flush=True)
+
+
 async def served_by(c, **extra):
     raw = await maybe(c.chat.completions.with_raw_response.create(
         model=MODEL, max_tokens=4, temperature=0,
@@ -239,7 +302,8 @@ async def errors(c, small, nokey, tag):
     print("OK", tag, "errors", flush=True)
 
 
-CASES = [tools, tools_stream, formats, logprobs, choices, completions, routing, fallbacks]
+CASES = [tools, tools_stream, formats, logprobs, choices, completions, responses,
+         responses_stream, routing, fallbacks]
 
 
 async def run(make, tag):

@@ -3,6 +3,7 @@
 //! model), driven by the real clients: `openai` for Python (sync and async)
 //! and the official `openai` for Node. Each covers tools (plain and
 //! streamed), both response formats, logprobs, n, completions, the
+//! Responses API (plain, tools, schema, streamed), the
 //! `provider` routing object, the `models` fallbacks, `usage.cost`, and the
 //! errors a client maps (400, 401, 402, 404, 429). Then a provider that
 //! lists no capabilities gets the plain requests and none of the others.
@@ -15,13 +16,15 @@ use zg_core::{Address, U256};
 use zg_gateway::{GatewayConfig, RankingPolicy};
 
 /// What each client script prints `OK <client> <case>` for.
-const CASES: [&str; 9] = [
+const CASES: [&str; 11] = [
     "tools",
     "tools_stream",
     "formats",
     "logprobs",
     "n",
     "completions",
+    "responses",
+    "responses_stream",
     "routing",
     "fallbacks",
     "errors",

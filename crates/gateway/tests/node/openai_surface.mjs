@@ -1,6 +1,7 @@
 // The official `openai` Node client against the gateway of a real
 // marketplace (run by ../openai_surface.rs): tools (plain and streamed),
 // both response formats, logprobs, n, the legacy completions endpoint, the
+// Responses API (plain, tools, streamed), the
 // `provider` routing object, the `models` fallback array, the cost in every
 // answer's usage, and the errors a client maps.
 //
@@ -158,6 +159,54 @@ async function completions() {
   ok("completions");
 }
 
+const RESPONSE_TOOLS = [{ type: "function", ...TOOLS[0].function }];
+const WEATHER_Q = "What is the weather in Paris?";
+
+async function responses() {
+  const r = await c.responses.create({
+    model: MODEL, instructions: "Answer in a few words.", input: "Say hi.",
+    max_output_tokens: 16, temperature: 0,
+  });
+  assert.equal(r.object, "response");
+  assert.ok(r.output_text.length > 0, JSON.stringify(r.output));
+  paid(r.usage);
+  const called = await c.responses.create({
+    model: MODEL, input: WEATHER_Q, tools: RESPONSE_TOOLS, tool_choice: "required",
+    temperature: 0, max_output_tokens: 40,
+  });
+  const call = called.output.find((o) => o.type === "function_call");
+  assert.equal(call.name, "get_weather");
+  assert.equal(typeof JSON.parse(call.arguments).city, "string");
+  const answered = await c.responses.create({
+    model: MODEL, tools: RESPONSE_TOOLS, tool_choice: "none", temperature: 0,
+    max_output_tokens: 16,
+    input: [
+      { role: "user", content: WEATHER_Q },
+      call,
+      { type: "function_call_output", call_id: call.call_id, output: "sunny, 21 C" },
+    ],
+  });
+  assert.ok(answered.output_text.length > 0, JSON.stringify(answered.output));
+  ok("responses");
+
+  const stream = await c.responses.create({
+    model: MODEL, input: "Say hi.", max_output_tokens: 16, temperature: 0, stream: true,
+  });
+  const events = [];
+  for await (const event of stream) events.push(event);
+  assert.equal(events[0].type, "response.created");
+  const last = events[events.length - 1];
+  assert.ok(["response.completed", "response.incomplete"].includes(last.type), last.type);
+  const text = events
+    .filter((e) => e.type === "response.output_text.delta")
+    .map((e) => e.delta)
+    .join("");
+  assert.ok(text.length > 0);
+  assert.equal(last.response.output_text ?? last.response.output[0].content[0].text, text);
+  paid(last.response.usage);
+  ok("responses_stream");
+}
+
 async function servedBy(extra = {}) {
   const { response } = await c.chat.completions
     .create({ model: MODEL, max_tokens: 4, temperature: 0, messages: HI, ...extra })
@@ -224,5 +273,6 @@ await formats();
 await logprobs();
 await choices();
 await completions();
+await responses();
 await routing();
 await errors();
