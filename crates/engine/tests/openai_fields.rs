@@ -487,12 +487,28 @@ async fn fields_the_engine_cannot_honour_are_a_400_naming_them() {
     let mut body = chat_body("hi", 2);
     body["logit_bias"] = Value::Null;
     assert_eq!(post("/v1/chat/completions", &body).await.0, 200);
+    // OpenAI's bookkeeping fields that clients send by default change nothing.
+    let mut body = chat_body("hi", 2);
+    for (field, value) in [
+        ("store", json!(false)),
+        ("metadata", json!({"app": "x"})),
+        ("service_tier", json!("auto")),
+        ("user", json!("u1")),
+        ("safety_identifier", json!("h1")),
+        ("prompt_cache_key", json!("k1")),
+    ] {
+        body[field] = value;
+    }
+    let (status, answer) = post("/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "{answer}");
     // Values the engine can't honour name their field too.
     for (field, value) in [
         ("tool_choice", json!("required")),
         ("top_logprobs", json!(21)),
         ("response_format", json!({"type": "xml"})),
         ("n", json!(99)),
+        ("store", json!(true)),
+        ("service_tier", json!("priority")),
     ] {
         let mut body = chat_body("hi", 2);
         body["logprobs"] = json!(true);

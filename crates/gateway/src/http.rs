@@ -14,7 +14,7 @@ use crate::{
 use axum::{
     Json, Router,
     body::Body,
-    extract::{DefaultBodyLimit, State},
+    extract::{DefaultBodyLimit, Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -31,6 +31,7 @@ const BODY_LIMIT: usize = 8 * 1024 * 1024;
 pub(crate) fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route(routes::MODELS, get(models))
+        .route("/v1/models/{*id}", get(model))
         .route(routes::CHAT_COMPLETIONS, post(chat))
         .route(routes::COMPLETIONS, post(completions))
         .route(routes::EMBEDDINGS, post(embeddings))
@@ -98,10 +99,34 @@ async fn providers(State(gw): State<Arc<Gateway>>) -> Response {
 /// it and the lowest listed prices (decimal 0G per token); then the user's
 /// fine-tuned models.
 async fn models(State(gw): State<Arc<Gateway>>) -> Response {
-    let services = match gw.services(false).await {
-        Ok(s) => s,
-        Err(e) => return client_error(&e),
-    };
+    match model_list(&gw).await {
+        Ok(data) => Json(json!({ "object": "list", "data": data })).into_response(),
+        Err(e) => client_error(&e),
+    }
+}
+
+/// One model of `/v1/models` (`client.models.retrieve`), or OpenAI's 404.
+async fn model(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Response {
+    match model_list(&gw).await {
+        Ok(data) => match data.into_iter().find(|m| m["id"] == id.as_str()) {
+            Some(entry) => Json(entry).into_response(),
+            None => {
+                let code = ErrorCode::UnknownModel;
+                let message = format!("no model {id:?} is offered: GET /v1/models lists them");
+                error_body(
+                    code.http_status(),
+                    code.as_str(),
+                    code.error_type(),
+                    &message,
+                )
+            }
+        },
+        Err(e) => client_error(&e),
+    }
+}
+
+async fn model_list(gw: &Gateway) -> Result<Vec<Value>, ClientError> {
+    let services = gw.services(false).await?;
     let mut by_model: BTreeMap<&str, Vec<&Service>> = BTreeMap::new();
     for s in services.iter().filter(|s| gw.config.limits.matches(s)) {
         by_model.entry(&s.model).or_default().push(s);
@@ -132,7 +157,7 @@ async fn models(State(gw): State<Arc<Gateway>>) -> Response {
         })
         .collect();
     data.extend(gw.fine_tuning.models().await);
-    Json(json!({ "object": "list", "data": data })).into_response()
+    Ok(data)
 }
 
 async fn proxy(

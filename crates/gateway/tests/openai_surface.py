@@ -258,6 +258,8 @@ async def routing(c, tag):
 
 
 async def fallbacks(c, tag):
+    assert (await maybe(c.models.retrieve(MODEL))).id == MODEL
+    await expect(openai.NotFoundError, lambda: c.models.retrieve("no/such-model"))
     r = await maybe(c.chat.completions.create(
         model="no-such-model", max_tokens=4, temperature=0,
         messages=[{"role": "user", "content": "Hi"}], extra_body={"models": [MODEL]}))

@@ -4,8 +4,11 @@
 
 use serde::{Deserialize, Serialize};
 
-/// `model` (answered with the engine's own id) and `user` (an end-user id;
-/// the engine keeps nothing) are accepted and not read.
+/// `model` (answered with the engine's own id) and OpenAI's bookkeeping
+/// fields (`user`, `safety_identifier`, `metadata`, `prompt_cache_key`:
+/// ids and tags for the platform; the engine keeps nothing, and reuses a
+/// cached prefix whatever the key) are accepted and not read. `store` and
+/// `service_tier` are read only to refuse what cannot be honoured.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Generation {
     #[serde(default)]
@@ -38,6 +41,10 @@ pub(crate) struct Generation {
     /// reusing the KV of a prefix an earlier request left (default `true`).
     #[serde(default)]
     pub cache_prompt: Option<bool>,
+    #[serde(default)]
+    pub store: Option<bool>,
+    #[serde(default)]
+    pub service_tier: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +88,11 @@ impl Generation {
         "min_p",
         "repeat_penalty",
         "cache_prompt",
+        "store",
+        "service_tier",
+        "metadata",
+        "prompt_cache_key",
+        "safety_identifier",
     ];
 }
 

@@ -100,6 +100,24 @@ pub(super) fn plan(generation: Generation, max_tokens: Option<u32>) -> Result<Pl
             ));
         }
     }
+    if g.store == Some(true) {
+        return Err(ApiError::invalid(
+            "store: true is not supported: this engine keeps no completions (leave it out or false)",
+            Some("store"),
+        ));
+    }
+    if let Some(tier) = g
+        .service_tier
+        .as_deref()
+        .filter(|t| !matches!(*t, "auto" | "default"))
+    {
+        return Err(ApiError::invalid(
+            format!(
+                "service_tier {tier:?} is not offered: this engine has one tier (auto or default)"
+            ),
+            Some("service_tier"),
+        ));
+    }
     if max_tokens == Some(0) {
         return Err(ApiError::invalid(
             "max_tokens must be at least 1",
