@@ -14,6 +14,7 @@ pub mod contracts;
 mod data_dir;
 mod error;
 mod faulty_rpc;
+mod http;
 mod market;
 #[cfg(feature = "stack")]
 mod stack;
@@ -24,6 +25,7 @@ pub use broker::{BrokerPlan, FineTuningPlan, ServicePlan, SettlementPlan, start_
 pub use data_dir::{DataDir, Record, default_data_dir};
 pub use error::DevnetError;
 pub use faulty_rpc::FaultyRpc;
+pub use http::send_past_resets;
 pub use market::Market;
 #[cfg(feature = "stack")]
 pub use stack::{

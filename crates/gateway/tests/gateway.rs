@@ -245,7 +245,7 @@ async fn the_gateways_own_refusals_are_json_in_openais_shape() {
     ];
     let mut got = Vec::new();
     for request in refusals {
-        let r = request.send().await.unwrap();
+        let r = zg_devnet::send_past_resets(request).await.unwrap();
         let status = r.status().as_u16();
         let json: serde_json::Value = r.json().await.unwrap_or_default();
         assert!(json.pointer("/error/message").is_some(), "{json}");
