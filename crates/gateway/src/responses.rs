@@ -22,8 +22,9 @@ use zg_core::now_unix;
 const MAX_ANSWER: usize = 64 << 20;
 
 /// Request fields passed to the chat completion unchanged.
-const PASSED: [&str; 8] = [
+const PASSED: [&str; 9] = [
     "model",
+    "top_logprobs",
     "temperature",
     "top_p",
     "parallel_tool_calls",
@@ -34,12 +35,11 @@ const PASSED: [&str; 8] = [
 ];
 
 /// Request fields a client may send that change nothing here.
-const IGNORED: [&str; 8] = [
+const IGNORED: [&str; 7] = [
     "store",
     "metadata",
     "user",
     "truncation",
-    "include",
     "service_tier",
     "reasoning",
     "prompt_cache_key",
@@ -71,6 +71,14 @@ pub(crate) fn to_chat(body: &[u8]) -> Result<Translated, String> {
                     messages.insert(0, json!({ "role": "system", "content": text }));
                 } else if !value.is_null() {
                     return Err("\"instructions\" must be a string".into());
+                }
+            }
+            // Of what `include` can ask for, only the text's logprobs exist
+            // here: no reasoning, search or image items are ever produced.
+            "include" => {
+                let asked = value.as_array().ok_or("\"include\" must be a list")?;
+                if asked.iter().any(|v| v == "message.output_text.logprobs") {
+                    chat.insert("logprobs".into(), Value::Bool(true));
                 }
             }
             "max_output_tokens" => {
@@ -371,6 +379,8 @@ enum Item {
     Message {
         id: String,
         text: String,
+        /// Per token, when `include` asked for them.
+        logprobs: Vec<Value>,
     },
     Call {
         id: String,
@@ -394,7 +404,7 @@ impl Item {
 
     fn to_json(&self, status: &str) -> Value {
         match self {
-            Item::Message { id, text } => json!({
+            Item::Message { id, text, logprobs } => json!({
                 "type": "message",
                 "id": id,
                 "status": status,
@@ -402,7 +412,7 @@ impl Item {
                 "content": if status == "in_progress" && text.is_empty() {
                     json!([])
                 } else {
-                    json!([text_part(text)])
+                    json!([text_part(text, logprobs)])
                 },
             }),
             Item::Call {
@@ -422,8 +432,16 @@ impl Item {
     }
 }
 
-fn text_part(text: &str) -> Value {
-    json!({ "type": "output_text", "text": text, "annotations": [], "logprobs": [] })
+fn text_part(text: &str, logprobs: &[Value]) -> Value {
+    json!({ "type": "output_text", "text": text, "annotations": [], "logprobs": logprobs })
+}
+
+/// A chat choice's per-token logprobs (`logprobs.content`), if any.
+fn token_logprobs(choice: &Value) -> Vec<Value> {
+    choice["logprobs"]["content"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The response object around `output`.
@@ -496,6 +514,7 @@ fn response_object(chat: &Value, echo: Map<String, Value>) -> Value {
         items.push(Item::Message {
             id: new_id("msg"),
             text: text.to_owned(),
+            logprobs: token_logprobs(choice),
         });
     }
     for call in message["tool_calls"].as_array().into_iter().flatten() {
@@ -637,8 +656,10 @@ impl Events {
             return out;
         };
         let delta = &choice["delta"];
-        if let Some(text) = delta["content"].as_str().filter(|t| !t.is_empty()) {
-            self.text_delta(text, &mut out);
+        let text = delta["content"].as_str().unwrap_or_default();
+        let logprobs = token_logprobs(choice);
+        if !text.is_empty() || !logprobs.is_empty() {
+            self.text_delta(text, logprobs, &mut out);
         }
         for call in delta["tool_calls"].as_array().into_iter().flatten() {
             self.call_delta(call, &mut out);
@@ -649,7 +670,7 @@ impl Events {
         out
     }
 
-    fn text_delta(&mut self, delta: &str, out: &mut Vec<Bytes>) {
+    fn text_delta(&mut self, delta: &str, logprobs: Vec<Value>, out: &mut Vec<Bytes>) {
         let index = match self
             .items
             .iter()
@@ -661,6 +682,7 @@ impl Events {
                 self.items.push(Item::Message {
                     id: id.clone(),
                     text: String::new(),
+                    logprobs: Vec::new(),
                 });
                 let index = self.items.len() - 1;
                 let item = self.items[index].to_json("in_progress");
@@ -670,19 +692,25 @@ impl Events {
                 ));
                 out.push(self.event(
                     "response.content_part.added",
-                    json!({ "item_id": id, "output_index": index, "content_index": 0, "part": text_part("") }),
+                    json!({ "item_id": id, "output_index": index, "content_index": 0, "part": text_part("", &[]) }),
                 ));
                 index
             }
         };
-        let Item::Message { id, text } = &mut self.items[index] else {
+        let Item::Message {
+            id,
+            text,
+            logprobs: all,
+        } = &mut self.items[index]
+        else {
             return;
         };
         text.push_str(delta);
+        all.extend(logprobs.iter().cloned());
         let id = id.clone();
         out.push(self.event(
             "response.output_text.delta",
-            json!({ "item_id": id, "output_index": index, "content_index": 0, "delta": delta, "logprobs": [] }),
+            json!({ "item_id": id, "output_index": index, "content_index": 0, "delta": delta, "logprobs": logprobs }),
         ));
     }
 
@@ -728,15 +756,15 @@ impl Events {
         for index in 0..self.items.len() {
             let item = self.items[index].to_json("completed");
             match &self.items[index] {
-                Item::Message { id, text } => {
-                    let (id, text) = (id.clone(), text.clone());
+                Item::Message { id, text, logprobs } => {
+                    let (id, text, logprobs) = (id.clone(), text.clone(), logprobs.clone());
                     out.push(self.event(
                         "response.output_text.done",
-                        json!({ "item_id": id, "output_index": index, "content_index": 0, "text": text, "logprobs": [] }),
+                        json!({ "item_id": id, "output_index": index, "content_index": 0, "text": text, "logprobs": logprobs }),
                     ));
                     out.push(self.event(
                         "response.content_part.done",
-                        json!({ "item_id": id, "output_index": index, "content_index": 0, "part": text_part(&text) }),
+                        json!({ "item_id": id, "output_index": index, "content_index": 0, "part": text_part(&text, &logprobs) }),
                     ));
                 }
                 Item::Call { id, arguments, .. } => {
@@ -816,6 +844,28 @@ mod tests {
         assert_eq!(chat["tools"][0]["function"]["name"], "w");
         assert_eq!(chat["tool_choice"]["function"]["name"], "w");
         assert_eq!(chat["response_format"]["json_schema"]["name"], "p");
+    }
+
+    #[test]
+    fn logprobs_asked_by_include_come_back_on_the_text() {
+        let chat = chat_of(json!({
+            "model": "m", "input": "hi", "top_logprobs": 2,
+            "include": ["reasoning.encrypted_content", "message.output_text.logprobs"],
+        }))
+        .unwrap();
+        assert_eq!(
+            (chat["logprobs"].clone(), chat["top_logprobs"].clone()),
+            (json!(true), json!(2))
+        );
+        let lp = json!({ "token": "Hi", "logprob": -0.1, "bytes": [72, 105], "top_logprobs": [] });
+        let answer = json!({
+            "model": "m",
+            "choices": [{ "message": { "content": "Hi" }, "finish_reason": "stop", "logprobs": { "content": [lp] } }],
+            "usage": { "prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2 },
+        });
+        let object = response_object(&answer, Map::new());
+        assert_eq!(object["output"][0]["content"][0]["logprobs"], json!([lp]));
+        assert_eq!(object["status"], "completed");
     }
 
     #[test]

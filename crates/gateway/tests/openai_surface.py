@@ -207,6 +207,11 @@ async def responses(c, tag):
             "type": "json_schema", "name": "pick", "strict": True, "schema": SCHEMA}}))
     value = json.loads(picked.output_text)
     assert value["color"] in ("red", "green", "blue") and isinstance(value["count"], int), value
+    scored = await maybe(c.responses.create(
+        model=MODEL, input="Say hi.", max_output_tokens=8, temperature=0,
+        include=["message.output_text.logprobs"], top_logprobs=2))
+    tokens = scored.output[0].content[0].logprobs
+    assert tokens and all(len(t.top_logprobs) == 2 and t.logprob <= 0 for t in tokens), tokens
     e = await expect(openai.BadRequestError, lambda: c.responses.create(
         model=MODEL, input="Hi", previous_response_id=r.id))
     assert "input" in e.message, e.message
@@ -225,6 +230,11 @@ async def responses_stream(c, tag):
     assert text and done and done[0].text == text, (text, kinds)
     final = events[-1].response
     assert final.output_text == text, final
+    scored = await chunks(c.responses.create(
+        model=MODEL, input="Say hi.", max_output_tokens=8, temperature=0, stream=True,
+        include=["message.output_text.logprobs"], top_logprobs=2))
+    streamed = [t for e in scored if e.type == "response.output_text.delta" for t in e.logprobs]
+    assert streamed and all(len(t.top_logprobs) == 2 for t in streamed), streamed
     paid(final.usage)
     events = await chunks(c.responses.create(
         model=MODEL, input="What is the weather in Paris?", tools=RESPONSE_TOOLS,
