@@ -69,15 +69,7 @@ async fn chat(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -
 async fn responses(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
     let request = match crate::responses::to_chat(&body) {
         Ok(r) => r,
-        Err(message) => {
-            let code = ErrorCode::InvalidRequest;
-            return error_body(
-                code.http_status(),
-                code.as_str(),
-                code.error_type(),
-                &message,
-            );
-        }
+        Err(message) => return refusal(ErrorCode::InvalidRequest, &message),
     };
     let answer = chat(State(gw), headers, request.chat.clone()).await;
     crate::responses::from_chat(answer, request).await
@@ -110,16 +102,10 @@ async fn model(State(gw): State<Arc<Gateway>>, Path(id): Path<String>) -> Respon
     match model_list(&gw).await {
         Ok(data) => match data.into_iter().find(|m| m["id"] == id.as_str()) {
             Some(entry) => Json(entry).into_response(),
-            None => {
-                let code = ErrorCode::UnknownModel;
-                let message = format!("no model {id:?} is offered: GET /v1/models lists them");
-                error_body(
-                    code.http_status(),
-                    code.as_str(),
-                    code.error_type(),
-                    &message,
-                )
-            }
+            None => refusal(
+                ErrorCode::UnknownModel,
+                &format!("no model {id:?} is offered: GET /v1/models lists them"),
+            ),
         },
         Err(e) => client_error(&e),
     }
@@ -252,6 +238,16 @@ fn error_body(status: u16, code: &str, kind: &str, message: &str) -> Response {
         Json(body),
     )
         .into_response()
+}
+
+/// The gateway's own refusal with a stable code.
+fn refusal(code: ErrorCode, message: &str) -> Response {
+    error_body(
+        code.http_status(),
+        code.as_str(),
+        code.error_type(),
+        message,
+    )
 }
 
 fn client_error(e: &ClientError) -> Response {

@@ -40,9 +40,9 @@ pub(crate) struct Tuner {
     config: FineTuningConfig,
     /// sha256 of the base model: what orders must name.
     digest: B256,
-    chain: ChainClient,
-    /// The escrow the chat services count on, and their books: a job's
-    /// reservation must leave what backs the user's unsettled answers.
+    /// The chain, with the escrow the chat services count on (and below,
+    /// their books): a job's reservation must leave what backs the user's
+    /// unsettled answers.
     escrow: Arc<ChainView>,
     store: Arc<dyn Store>,
     jobs: Mutex<BTreeMap<B256, JobRecord>>,
@@ -60,7 +60,6 @@ impl Tuner {
         escrow: Arc<ChainView>,
         store: Arc<dyn Store>,
     ) -> Result<Arc<Self>, String> {
-        let chain = escrow.chain().clone();
         let path = config.base_model.clone();
         // The sha256 the engine registers for the same file.
         let digest = tokio::task::spawn_blocking(move || zg_engine::verify::model_digest(&path))
@@ -91,7 +90,6 @@ impl Tuner {
         Ok(Arc::new(Self {
             config,
             digest,
-            chain,
             escrow,
             store,
             jobs: Mutex::new(jobs),
@@ -103,6 +101,10 @@ impl Tuner {
 
     pub(crate) fn config(&self) -> &FineTuningConfig {
         &self.config
+    }
+
+    fn chain(&self) -> &ChainClient {
+        self.escrow.chain()
     }
 
     pub(crate) fn digest(&self) -> B256 {
@@ -217,11 +219,11 @@ impl Tuner {
     pub(crate) async fn start(&self, start: StartJob) -> Result<JobView, ApiError> {
         let order = &start.order;
         self.check_service(&order.service)?;
-        if order.provider != self.chain.wallet() {
+        if order.provider != self.chain().wallet() {
             return Err(ApiError::invalid(format!(
                 "the order names provider {}, this is {}",
                 order.provider,
-                self.chain.wallet()
+                self.chain().wallet()
             )));
         }
         // The chain refuses it too, but only after a transaction's gas.
@@ -276,7 +278,7 @@ impl Tuner {
                 format_amount(order.max_fee)
             )));
         }
-        let id = order.digest(self.chain.chain_id(), self.chain.fine_tuning_address());
+        let id = order.digest(self.chain().chain_id(), self.chain().fine_tuning_address());
         if self.jobs().contains_key(&id) {
             return Err(ApiError::invalid(format!(
                 "job {id} exists: an order starts one job"
@@ -352,7 +354,7 @@ impl Tuner {
                 ),
             ));
         }
-        let started = self.chain.start_job(order, signature).await;
+        let started = self.chain().start_job(order, signature).await;
         // Read the escrow the reservation left before the hold goes.
         if let Err(e) = self.escrow.refresh(user).await {
             tracing::warn!(error = %e, %user, "reading the escrow after a job start failed");
@@ -410,7 +412,7 @@ impl Tuner {
 
     /// Releases job `id`'s reservation on chain and marks it cancelled.
     async fn cancel_on_chain(&self, id: &B256, why: &str) -> Result<(), ApiError> {
-        self.chain
+        self.chain()
             .cancel_job(*id)
             .await
             .map_err(|e| refused_on_chain(&e, Address::ZERO))?;

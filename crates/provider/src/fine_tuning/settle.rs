@@ -39,7 +39,7 @@ impl Tuner {
     }
 
     async fn settle_one(&self, id: &B256) -> Result<(), String> {
-        let info = self.chain.job(*id).await.map_err(|e| e.to_string())?;
+        let info = self.chain().job(*id).await.map_err(|e| e.to_string())?;
         match info.state {
             JobState::Acknowledged => self.settle_acknowledged(id).await,
             JobState::Delivered => self.settle_overdue(id, &info).await,
@@ -69,7 +69,7 @@ impl Tuner {
             .load_key()
             .map_err(|e| format!("reading the content key: {e}"))?;
         let sealed = seal::seal_key(&key, &signature, id).map_err(|e| e.to_string())?;
-        self.chain
+        self.chain()
             .settle_job(*id, &sealed)
             .await
             .map_err(|e| e.to_string())?;
@@ -80,14 +80,14 @@ impl Tuner {
 
     async fn settle_overdue(&self, id: &B256, info: &JobInfo) -> Result<(), String> {
         let rules = self
-            .chain
+            .chain()
             .fine_tuning_rules()
             .await
             .map_err(|e| e.to_string())?;
         if now_unix() < info.delivered_at.saturating_add(rules.ack_timeout) {
             return Ok(());
         }
-        self.chain
+        self.chain()
             .settle_job(*id, &[])
             .await
             .map_err(|e| e.to_string())?;

@@ -71,7 +71,7 @@ impl Tuner {
     /// Trains, seals and delivers job `id`, recording how it ended.
     async fn run(self: &Arc<Self>, id: B256, mut stop: watch::Receiver<bool>) {
         // The user may have abandoned it on chain while it waited.
-        match self.chain.job(id).await {
+        match self.chain().job(id).await {
             Ok(info) if info.state != JobState::Training => {
                 self.finish(
                     &id,
@@ -135,7 +135,7 @@ impl Tuner {
             }
             Err(Stopped::Failed(why)) => {
                 tracing::error!(job = %id, why, "fine-tuning job failed: releasing its reservation");
-                if let Err(e) = self.chain.cancel_job(id).await {
+                if let Err(e) = self.chain().cancel_job(id).await {
                     tracing::error!(job = %id, error = %e, "could not release a failed job on chain");
                 }
                 self.finish(&id, JobStatus::Failed, Some(why));
@@ -245,11 +245,15 @@ impl Tuner {
             return Err(Stopped::Failed("the job's record is gone".into()));
         };
         let trained = U256::from(view.trained_tokens);
-        let on_chain = self.chain.job(*id).await.map(|j| (j.state, j.deliverable));
+        let on_chain = self
+            .chain()
+            .job(*id)
+            .await
+            .map(|j| (j.state, j.deliverable));
         let already =
             matches!(on_chain, Ok((state, d)) if state != JobState::Training && d == deliverable);
         if !already {
-            self.chain
+            self.chain()
                 .deliver_job(*id, deliverable, trained, view.fee)
                 .await
                 .map_err(|e| Stopped::Failed(format!("delivering on chain: {e}")))?;
